@@ -1,0 +1,3 @@
+from mbgd.cli import main
+
+main()

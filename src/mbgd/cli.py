@@ -1,0 +1,141 @@
+"""The `mbgd` command line: parse options into one frozen config, call the library, print a short result.
+
+torch, mlflow, optuna and matplotlib are imported inside the commands, so `mbgd --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mbgd.config import DTYPES, TARGETS, ConfigError, DataSpec, TrainConfig, build_train_run, load_preset
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default store, named here for `mbgd ui`
+
+
+def _default(cls: type, name: str) -> str:
+    return f"[default: {cls.__dataclass_fields__[name].default}]"
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    from mbgd.tracking import Interrupted
+
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Config errors become one-line usage errors (exit 2); SIGINT/SIGTERM end the command with exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as error:
+            raise click.UsageError(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("mbgd: interrupted; the active MLflow runs were marked KILLED", err=True)
+            sys.exit(130)
+        except BaseException as error:
+            if type(error).__name__ != "Interrupted":
+                raise
+            click.echo(f"mbgd: stopped by {error}; the active MLflow runs were marked KILLED", err=True)
+            sys.exit(143)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+def collect(preset: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Preset values, overridden by the options given on the command line (those not None)."""
+    values = load_preset(preset) if preset else {}
+    values.update({key: value for key, value in options.items() if value is not None})
+    return values
+
+
+def training_options(command: Callable) -> Callable:
+    """The options that shape one training, shared by every command that trains."""
+    options = [
+        click.option("--batch-size", type=int, help=f"Samples per update (1 = SGD). {_default(TrainConfig, 'batch_size')}"),
+        click.option("--lr", type=float, help=f"Learning rate (the tutorial's step size). {_default(TrainConfig, 'lr')}"),
+        click.option("--epochs", type=int, help=f"Passes over the data. {_default(TrainConfig, 'epochs')}"),
+        click.option("--seed", type=int, help=f"Seeds the noise and the shuffled order. {_default(TrainConfig, 'seed')}"),
+        click.option("--dtype", type=click.Choice(DTYPES), help="Arithmetic precision (the data are always drawn in float32). [default: float32]"),
+        click.option("--shuffle/--no-shuffle", default=None, help="Reshuffle the batches every epoch (the tutorial does not). [default: no-shuffle]"),
+        click.option("--drop-last/--no-drop-last", default=None, help="Drop the last partial batch. [default: no-drop-last]"),
+        click.option("--init-w", type=float, help=f"Initial weight(s). {_default(TrainConfig, 'init_w')}"),
+        click.option("--init-b", type=float, help=f"Initial bias. {_default(TrainConfig, 'init_b')}"),
+        click.option("--data", "csv", type=str, help="CSV file with a header row to train on instead of the synthetic line."),
+        click.option("--features", type=str, help="CSV feature columns, comma-separated. [default: all but the target]"),
+        click.option("--target", type=str, help="CSV target column. [default: the last column]"),
+        click.option("--targets", type=click.Choice(TARGETS), help="Synthetic data: train on the noise-free line (the tutorial) or the noisy Y. [default: clean]"),
+        click.option("--n-points", type=int, help=f"Synthetic data: number of points (up to 10^7). {_default(DataSpec, 'n_points')}"),
+        click.option("--x-min", type=float, help=f"Synthetic data: first x. {_default(DataSpec, 'x_min')}"),
+        click.option("--x-max", type=float, help=f"Synthetic data: end of the x range (excluded). {_default(DataSpec, 'x_max')}"),
+        click.option("--slope", type=float, help=f"Synthetic data: slope of the line. {_default(DataSpec, 'slope')}"),
+        click.option("--intercept", type=float, help=f"Synthetic data: intercept. {_default(DataSpec, 'intercept')}"),
+        click.option("--noise", type=float, help=f"Synthetic data: noise std in Y. {_default(DataSpec, 'noise')}"),
+        click.option("--config", "preset", type=click.Path(dir_okay=False), help="A preset from experiments/*.toml; options given here override it."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mbgd")
+def main() -> None:
+    """mbgd: the PyTorch mini-batch gradient descent tutorial, tracked in MLflow."""
+
+
+@main.command()
+@training_options
+@click.option("--compare-with", type=str, help="Other batch sizes to train as child runs, comma-separated; '' for none. [default: 1,10,20]")
+@click.option("--experiment", type=str, help="MLflow experiment name. [default: $MLFLOW_EXPERIMENT_NAME, else Default]")
+@user_errors
+def train(preset: str | None, **options: Any) -> None:
+    """Train y = w*x + b by gradient descent and track it in MLflow."""
+    train_run = build_train_run(collect(preset, options))
+
+    from mbgd.data import load_data
+    from mbgd.runs import tracked_train
+    from mbgd.tracking import runs_link
+
+    data = load_data(train_run.train.data, train_run.train.seed)
+    outcome = tracked_train(train_run, data)
+    for batch_size, history in outcome.histories.items():
+        result = "diverged" if history.diverged else f"final loss {history.final_loss:.6g}"
+        click.echo(f"batch size {batch_size:>5}: {result} after {history.updates} updates")
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
+    click.echo("open the MLflow UI with: mbgd ui")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; other machines need 0.0.0.0 (and authentication).")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port to serve on.")
+@click.option("--experiment", type=str, default="", help="Experiment to link to. [default: $MLFLOW_EXPERIMENT_NAME, else Default]")
+def ui(host: str, port: int, experiment: str) -> None:
+    """Start the MLflow UI on the project's tracking store and print a link to the runs."""
+    import subprocess
+
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    if tracking_uri.startswith("http"):
+        raise click.UsageError(f"MLFLOW_TRACKING_URI is a server already ({tracking_uri}); open it in a browser")
+    from mbgd.tracking import client, experiment_id_for, runs_link
+
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    experiment_id = experiment_id_for(client(), experiment) if experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") else "0"
+    click.echo(f"runs: {runs_link(f'http://{host}:{port}', experiment_id)}")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port)]
+    try:
+        subprocess.run(command, check=False)
+    except KeyboardInterrupt:
+        pass

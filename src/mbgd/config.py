@@ -1,0 +1,193 @@
+"""Configuration: frozen dataclasses built once from a preset and the command line, then passed down."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("float32", "float64")
+TARGETS = ("clean", "noisy")
+MAX_POINTS = 10**7
+
+
+class ConfigError(ValueError):
+    """A configuration value a user can fix; the CLI turns it into a one-line usage error."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data come from: the tutorial's synthetic line, or a CSV file."""
+
+    n_points: int = 100  # the tutorial's torch.arange(-5, 5, 0.1): 100 points
+    x_min: float = -5.0
+    x_max: float = 5.0
+    slope: float = -5.0
+    intercept: float = 0.0
+    noise: float = 0.4  # std of the Gaussian noise in the recorded targets, drawn right after seeding
+    # The tutorial's Dataset trains on the noise-free line while the recorded loss uses the noisy Y;
+    # "noisy" trains on the noisy Y instead.
+    targets: str = "clean"
+    csv: str = ""  # a CSV path replaces the synthetic set
+    features: tuple[str, ...] = ()  # CSV feature columns; empty: all but the target
+    target: str = ""  # CSV target column; empty: the last column
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.n_points <= MAX_POINTS, f"n_points must be in 1..{MAX_POINTS}, got {self.n_points}")
+        for name in ("x_min", "x_max", "slope", "intercept", "noise"):
+            _require(math.isfinite(getattr(self, name)), f"{name} must be finite, got {getattr(self, name)}")
+        _require(self.x_min < self.x_max, f"x_min ({self.x_min}) must be below x_max ({self.x_max})")
+        _require(self.noise >= 0, f"noise must be >= 0, got {self.noise}")
+        _require(self.targets in TARGETS, f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
+
+    @property
+    def is_csv(self) -> bool:
+        return bool(self.csv)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One gradient-descent training: the tutorial's setup by default."""
+
+    batch_size: int = 20
+    lr: float = 0.1  # the tutorial's "step size"
+    epochs: int = 20
+    seed: int = 42  # the tutorial had no seed; its reference numbers use 42
+    dtype: str = "float32"
+    shuffle: bool = False  # the tutorial's DataLoader does not shuffle: batches run from x = -5 upward
+    drop_last: bool = False
+    init_w: float = -10.0
+    init_b: float = -20.0
+    data: DataSpec = field(default_factory=DataSpec)
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _require(math.isfinite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}")
+        _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("init_w", "init_b"):
+            _require(math.isfinite(getattr(self, name)), f"{name} must be finite, got {getattr(self, name)}")
+
+    def with_batch_size(self, batch_size: int) -> TrainConfig:
+        return replace(self, batch_size=batch_size)
+
+    def as_params(self) -> dict[str, str]:
+        """Every value, data spec included, flattened to the preset/CLI names, as MLflow params."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}
+        values.update(asdict(self.data))
+        return {key: _param_text(value) for key, value in values.items()}
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """A tracked `mbgd train`: the training plus the batch sizes it is compared with."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    compare_with: tuple[int, ...] = (1, 10, 20)
+    experiment: str = ""  # empty: MLFLOW_EXPERIMENT_NAME, else mbgd's default experiment
+
+    def __post_init__(self) -> None:
+        bad = [b for b in self.compare_with if b < 1]
+        _require(not bad, f"compare_with batch sizes must be >= 1, got {bad}")
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The run's own batch size first, then the others it is compared with, each once."""
+        others = [b for b in dict.fromkeys(self.compare_with) if b != self.train.batch_size]
+        return (self.train.batch_size, *others)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    """'1,10,20' -> (1, 10, 20); '' -> ()."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        return tuple(int(item) for item in items)
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def parse_name_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+_DATA_KEYS = {f.name: f for f in fields(DataSpec)}
+_TRAIN_KEYS = {f.name: f for f in fields(TrainConfig) if f.name != "data"}
+_RUN_KEYS = {"compare_with", "experiment"}
+
+
+def load_preset(path: str | Path) -> dict[str, Any]:
+    """Read an experiments/*.toml preset: flat keys named like the CLI options (with underscores)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"preset {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"preset {path} is not valid TOML: {error}") from None
+    unknown = sorted(set(values) - set(_DATA_KEYS) - set(_TRAIN_KEYS) - _RUN_KEYS)
+    if unknown:
+        raise ConfigError(f"preset {path} has unknown keys: {', '.join(unknown)}")
+    return values
+
+
+def build_train_config(values: dict[str, Any]) -> TrainConfig:
+    """Defaults <- values (preset, then command line); types are checked, unknown keys refused."""
+    data = {key: _coerce(key, _DATA_KEYS[key].type, value) for key, value in values.items() if key in _DATA_KEYS}
+    train = {key: _coerce(key, _TRAIN_KEYS[key].type, value) for key, value in values.items() if key in _TRAIN_KEYS}
+    unknown = sorted(set(values) - set(_DATA_KEYS) - set(_TRAIN_KEYS) - _RUN_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
+    return TrainConfig(**train, data=DataSpec(**data))
+
+
+def build_train_run(values: dict[str, Any]) -> TrainRun:
+    compare_with = values.get("compare_with", TrainRun.compare_with)
+    if isinstance(compare_with, str):
+        compare_with = parse_int_list(compare_with, "compare_with")
+    return TrainRun(
+        train=build_train_config(values),
+        compare_with=tuple(_coerce("compare_with", "int", b) for b in compare_with),
+        experiment=str(values.get("experiment", "") or ""),
+    )
+
+
+def _coerce(key: str, type_name: Any, value: Any) -> Any:
+    """Check a preset value against the dataclass field's annotation (a string under postponed evaluation)."""
+    type_name = str(type_name)
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if type_name == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if type_name.startswith("tuple[str"):
+        if isinstance(value, str):
+            return parse_name_list(value)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of column names, got {value!r}")
+        return tuple(value)
+    raise AssertionError(f"no coercion for {key}: {type_name}")

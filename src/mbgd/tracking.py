@@ -1,0 +1,182 @@
+"""The one module that talks to MLflow: runs and their lifecycle, params, batched metrics, figures, inputs.
+
+Everything goes through an explicit `MlflowClient` and run ids (never the fluent API's active run), so it
+works the same under `mlflow run` (which hands us its run in MLFLOW_RUN_ID) and from worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
+
+from mbgd.data import RegressionData
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from mbgd.train import History
+
+# MLflow's limits for one log_batch call.
+MAX_METRICS_PER_CALL = 1000
+MAX_PARAMS_PER_CALL = 100
+MAX_ITEMS_PER_CALL = 1000
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run .` puts runs too
+
+
+class Interrupted(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that runs end KILLED on the way out."""
+
+
+@dataclass(frozen=True)
+class RunRef:
+    run_id: str
+    experiment_id: str
+
+
+def client() -> MlflowClient:
+    """A client on MLFLOW_TRACKING_URI when set, else MLflow's default store (./mlflow.db, ./mlruns)."""
+    return MlflowClient()
+
+
+def experiment_id_for(mlflow_client: MlflowClient, name: str = "") -> str:
+    """The id of the experiment named `name`, else MLFLOW_EXPERIMENT_NAME, else Default; created if missing."""
+    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
+    if not name:
+        return os.environ.get("MLFLOW_EXPERIMENT_ID", DEFAULT_EXPERIMENT_ID)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow_client.create_experiment(name)
+
+
+def run_id_from_mlflow_run() -> str:
+    """The run `mlflow run` created for this process, or ''."""
+    return os.environ.get("MLFLOW_RUN_ID", "")
+
+
+@contextmanager
+def run_scope(
+    mlflow_client: MlflowClient,
+    *,
+    experiment_name: str = "",
+    run_name: str,
+    parent: RunRef | None = None,
+    tags: Mapping[str, str] | None = None,
+    adopt_run_id: str = "",
+) -> Iterator[RunRef]:
+    """Create a run (or adopt the one `mlflow run` made) and end it FINISHED, FAILED or KILLED.
+
+    An adopted run is renamed and tagged but left for `mlflow run` to finish, as it expects to.
+    """
+    all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
+    if parent is not None:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent.run_id
+    if adopt_run_id:
+        run = mlflow_client.get_run(adopt_run_id)
+        ref = RunRef(adopt_run_id, run.info.experiment_id)
+        mlflow_client.log_batch(adopt_run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
+    else:
+        experiment_id = parent.experiment_id if parent else experiment_id_for(mlflow_client, experiment_name)
+        run = mlflow_client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+        ref = RunRef(run.info.run_id, experiment_id)
+    try:
+        yield ref
+    except (KeyboardInterrupt, Interrupted):
+        mlflow_client.set_terminated(ref.run_id, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow_client.set_terminated(ref.run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    if not adopt_run_id:
+        mlflow_client.set_terminated(ref.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def log_values(
+    mlflow_client: MlflowClient,
+    run_id: str,
+    *,
+    params: Mapping[str, object] | None = None,
+    metrics: Iterable[Metric] = (),
+    tags: Mapping[str, str] | None = None,
+) -> int:
+    """Log everything in as few log_batch calls as MLflow's limits allow; returns the number of calls."""
+    pending_params = [Param(k, str(v)) for k, v in (params or {}).items()]
+    pending_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    pending_metrics = list(metrics)
+    calls = 0
+    while pending_params or pending_tags or pending_metrics or calls == 0:
+        batch_params, pending_params = pending_params[:MAX_PARAMS_PER_CALL], pending_params[MAX_PARAMS_PER_CALL:]
+        room = MAX_ITEMS_PER_CALL - len(batch_params)
+        batch_tags, pending_tags = pending_tags[:room], pending_tags[room:]
+        room = min(MAX_METRICS_PER_CALL, room - len(batch_tags))
+        batch_metrics, pending_metrics = pending_metrics[:room], pending_metrics[room:]
+        if batch_params or batch_tags or batch_metrics:
+            mlflow_client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
+        calls += 1
+    return calls
+
+
+def series(key: str, values: Sequence[float], *, first_step: int = 0, timestamp: int | None = None) -> list[Metric]:
+    """A metric history: values at steps first_step, first_step + 1, ..."""
+    timestamp = timestamp if timestamp is not None else int(time.time() * 1000)
+    return [Metric(key, float(v), timestamp, first_step + i) for i, v in enumerate(values)]
+
+
+def scalars(values: Mapping[str, float], *, step: int = 0) -> list[Metric]:
+    timestamp = int(time.time() * 1000)
+    return [Metric(key, float(value), timestamp, step) for key, value in values.items()]
+
+
+def history_metrics(history: History, *, weight_names: Sequence[str]) -> list[Metric]:
+    """`batch_loss` per update, `loss` per epoch and the run's scalar results."""
+    results = {
+        "final_loss": history.final_loss,
+        "train_seconds": history.train_seconds,
+        "diverged": float(history.diverged),
+    }
+    if not history.diverged:
+        if len(history.w) == 1:
+            results["w"] = history.w[0]
+        else:
+            results.update({f"w_{name}": value for name, value in zip(weight_names, history.w, strict=True)})
+        results["b"] = history.b
+    return [*series("batch_loss", history.batch_losses), *series("loss", history.epoch_losses), *scalars(results)]
+
+
+def log_figure(mlflow_client: MlflowClient, run_id: str, figure: Figure, artifact_file: str) -> None:
+    mlflow_client.log_figure(run_id, figure, artifact_file)
+
+
+def log_dataset(mlflow_client: MlflowClient, run_id: str, data: RegressionData) -> None:
+    """Record the training data as the run's input (MLflow's Datasets panel)."""
+    import mlflow.data
+
+    features = data.x.numpy()
+    targets = data.y_train.numpy()
+    if data.source.startswith("synthetic"):
+        dataset = mlflow.data.from_numpy(features, targets=targets, name=data.name)
+    else:
+        dataset = mlflow.data.from_numpy(features, targets=targets, name=data.name, source=data.source)
+    entity = dataset._to_mlflow_entity()
+    mlflow_client.log_inputs(run_id, [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
+
+
+def describe(mlflow_client: MlflowClient, run_id: str, markdown: str) -> None:
+    """The run's description, shown on its overview page in the MLflow UI."""
+    mlflow_client.set_tag(run_id, MLFLOW_RUN_NOTE, markdown)
+
+
+def runs_link(tracking_uri: str, experiment_id: str, run_id: str = "") -> str:
+    """A UI link that opens on the runs (MLflow 3's UI otherwise opens an experiment on its GenAI overview)."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith("http") else "http://127.0.0.1:5000"
+    if run_id:
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"

@@ -1,0 +1,190 @@
+"""The gradient-descent loop: K models y = w·x + b with their own learning rates, trained in one pass.
+
+`fit` trains the one learning rate of a config; `fit_population` trains K learning rates at once over one
+shared DataLoader. Each model's loss and update involve only its own row of w and b, so a population member
+follows the same arithmetic as a model trained alone. Imports neither mlflow nor matplotlib.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from mbgd.config import ConfigError, TrainConfig
+from mbgd.data import RegressionData, RegressionDataset, make_loader
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Above this many (model, sample) pairs the full-dataset loss is summed in chunks to bound memory.
+_FULL_LOSS_CHUNK = 1 << 22
+
+
+@dataclass
+class History:
+    """What one training recorded."""
+
+    lr: float
+    batch_size: int
+    updates_per_epoch: int
+    # Full-dataset loss on the recorded targets before each epoch's updates, plus one after the last epoch
+    # (epochs + 1 values, fewer when training diverged).
+    epoch_losses: list[float] = field(default_factory=list)
+    # The same on the targets the model trains on (equal to epoch_losses unless they differ, as in the tutorial).
+    train_losses: list[float] = field(default_factory=list)
+    batch_losses: list[float] = field(default_factory=list)  # one per update
+    epoch_seconds: list[float] = field(default_factory=list)  # wall clock at each epoch_losses point
+    w: list[float] = field(default_factory=list)
+    b: float = math.nan
+    diverged: bool = False
+    diverged_reason: str = ""
+    stopped_epoch: int | None = None  # set when a stop rule (e.g. a pruner) ended training early
+
+    @property
+    def final_loss(self) -> float:
+        return self.epoch_losses[-1] if self.epoch_losses and not self.diverged else math.inf
+
+    @property
+    def updates(self) -> int:
+        return len(self.batch_losses) if self.batch_losses else self.updates_per_epoch * (len(self.epoch_losses) - 1)
+
+    @property
+    def train_seconds(self) -> float:
+        return self.epoch_seconds[-1] if self.epoch_seconds else 0.0
+
+
+# Called after each epoch's full-dataset losses are measured: (epoch, losses of the K models) -> mask of
+# models to stop now (for pruning), or None.
+EpochHook = Callable[[int, torch.Tensor], torch.Tensor | None]
+
+
+def fit(config: TrainConfig, data: RegressionData, *, record_batch_loss: bool = True) -> History:
+    """Train the config's one learning rate: the tutorial's loop."""
+    return fit_population(config, data, [config.lr], record_batch_loss=record_batch_loss)[0]
+
+
+def fit_population(
+    config: TrainConfig,
+    data: RegressionData,
+    lrs: Sequence[float],
+    *,
+    record_batch_loss: bool = False,
+    on_epoch: EpochHook | None = None,
+) -> list[History]:
+    """Train one model per learning rate, together, over one DataLoader; returns one History per lr."""
+    if not lrs:
+        raise ConfigError("at least one learning rate is needed")
+    dtype = DTYPES[config.dtype]
+    data = data.to(dtype)
+    loader = make_loader(
+        RegressionDataset(data.x, data.y_train),
+        config.batch_size,
+        shuffle=config.shuffle,
+        drop_last=config.drop_last,
+        seed=config.seed,
+    )
+    if len(loader) == 0:
+        raise ConfigError(
+            f"drop_last with batch_size {config.batch_size} > {data.n} points leaves no batch to train on"
+        )
+    k, d = len(lrs), data.n_features
+    lr = torch.tensor(list(lrs), dtype=dtype)
+    w = torch.full((k, d), config.init_w, dtype=dtype, requires_grad=True)
+    b = torch.full((k,), config.init_b, dtype=dtype, requires_grad=True)
+    active = torch.ones(k, dtype=torch.bool)
+    histories = [History(lr=float(v), batch_size=config.batch_size, updates_per_epoch=len(loader)) for v in lrs]
+    batch_losses: list[torch.Tensor] = []
+    start = time.perf_counter()
+
+    for epoch in range(config.epochs + 1):
+        with torch.no_grad():
+            eval_loss = full_dataset_loss(w, b, data.x, data.y_eval)
+            train_loss = eval_loss if data.y_train is data.y_eval else full_dataset_loss(w, b, data.x, data.y_train)
+        elapsed = time.perf_counter() - start
+        if record_batch_loss and batch_losses:
+            _append_batch_losses(histories, active, torch.stack(batch_losses))
+            batch_losses.clear()
+        newly_diverged = active & ~(torch.isfinite(eval_loss) & torch.isfinite(train_loss))
+        for i in newly_diverged.nonzero().flatten().tolist():
+            histories[i].diverged = True
+            histories[i].diverged_reason = f"non-finite full-dataset loss at the start of epoch {epoch}"
+            _truncate_at_non_finite(histories[i])
+        active &= ~newly_diverged
+        for i in active.nonzero().flatten().tolist():
+            histories[i].epoch_losses.append(float(eval_loss[i]))
+            histories[i].train_losses.append(float(train_loss[i]))
+            histories[i].epoch_seconds.append(elapsed)
+        if on_epoch is not None and epoch < config.epochs:
+            stop = on_epoch(epoch, torch.where(active, eval_loss, torch.nan))
+            if stop is not None:
+                for i in (stop & active).nonzero().flatten().tolist():
+                    histories[i].stopped_epoch = epoch
+                active &= ~stop
+        if epoch == config.epochs or not active.any():
+            break
+        with torch.no_grad():
+            # Keep stopped models finite so they cost nothing odd; their rows no longer update.
+            w[~active] = 0.0
+            b[~active] = 0.0
+        step_lr = torch.where(active, lr, 0.0)
+        for xb, yb in loader:
+            per_model = ((predict(w, b, xb) - yb) ** 2).mean(dim=1)
+            per_model.sum().backward()
+            with torch.no_grad():
+                w -= step_lr[:, None] * w.grad
+                b -= step_lr * b.grad
+            w.grad = None
+            b.grad = None
+            if record_batch_loss:
+                batch_losses.append(per_model.detach())
+
+    for i, history in enumerate(histories):
+        if not history.diverged:
+            history.w = w[i].detach().tolist()
+            history.b = float(b[i].detach())
+    return histories
+
+
+def predict(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Predictions of the K models for the m inputs, shape (K, m).
+
+    Elementwise products summed over the features rather than a matmul: BLAS sums in an order that depends on
+    K, so a model's float32 rounding would change with the population it trains in.
+    """
+    return (w[:, None, :] * x[None, :, :]).sum(dim=2) + b[:, None]
+
+
+def regime(batch_size: int, n: int) -> str:
+    """sgd (one sample per update), full-batch (all at once) or mini-batch (in between)."""
+    if batch_size >= n:
+        return "full-batch"
+    return "sgd" if batch_size == 1 else "mini-batch"
+
+
+def full_dataset_loss(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MSE of each of the K models (rows of w, entries of b) on all n points: shape (K,)."""
+    k, n = w.shape[0], x.shape[0]
+    chunk = max(1, _FULL_LOSS_CHUNK // k)
+    if n <= chunk:
+        return ((w @ x.T + b[:, None] - y) ** 2).mean(dim=1)
+    total = torch.zeros(k, dtype=w.dtype)
+    for start in range(0, n, chunk):
+        xs, ys = x[start : start + chunk], y[start : start + chunk]
+        total += ((w @ xs.T + b[:, None] - ys) ** 2).sum(dim=1)
+    return total / n
+
+
+def _append_batch_losses(histories: list[History], active: torch.Tensor, losses: torch.Tensor) -> None:
+    """Per-update losses of one epoch, shape (updates, K), appended to the models that trained in it."""
+    for i in active.nonzero().flatten().tolist():
+        histories[i].batch_losses.extend(losses[:, i].tolist())
+
+
+def _truncate_at_non_finite(history: History) -> None:
+    """A diverged run keeps its batch losses up to, not including, the first non-finite one."""
+    for position, value in enumerate(history.batch_losses):
+        if not math.isfinite(value):
+            del history.batch_losses[position:]
+            return

@@ -1,0 +1,136 @@
+"""Data: the tutorial's synthetic set, CSV files, and the batches the DataLoader hands out."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mbgd.config import ConfigError, DataSpec
+from mbgd.data import RegressionDataset, load_data, make_loader, make_synthetic, read_csv
+
+
+def batches(n: int, batch_size: int, *, shuffle: bool = False, drop_last: bool = False, seed: int = 0):
+    x = torch.arange(n, dtype=torch.float32).view(-1, 1)
+    loader = make_loader(RegressionDataset(x, x.view(-1)), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
+    return [xb.view(-1).long().tolist() for xb, _ in loader]
+
+
+def test_synthetic_data_are_the_tutorials_tensors() -> None:
+    data = make_synthetic(DataSpec(), seed=42)
+    x = torch.arange(-5, 5, 0.1).view(-1, 1)
+    torch.manual_seed(42)
+    y = -5 * x + 0.4 * torch.randn(x.size())
+    assert torch.equal(data.x, x)
+    assert torch.equal(data.y_eval, y.view(-1))
+    assert torch.equal(data.y_train, (-5 * x).view(-1))  # the tutorial trains on the noise-free line
+
+
+def test_noisy_targets_option_trains_on_the_noisy_y() -> None:
+    data = make_synthetic(DataSpec(targets="noisy"), seed=42)
+    assert torch.equal(data.y_train, data.y_eval)
+
+
+def test_synthetic_size_range_slope_intercept_noise_are_configurable() -> None:
+    data = make_synthetic(DataSpec(n_points=7, x_min=0.0, x_max=7.0, slope=2.0, intercept=1.0, noise=0.0), seed=0)
+    assert data.x.view(-1).tolist() == [0, 1, 2, 3, 4, 5, 6]
+    assert data.y_train.tolist() == [1, 3, 5, 7, 9, 11, 13]
+    assert torch.equal(data.y_eval, data.y_train)
+
+
+def test_ten_million_points_are_allowed_and_more_are_refused() -> None:
+    DataSpec(n_points=10**7)
+    with pytest.raises(ConfigError, match="n_points"):
+        DataSpec(n_points=10**7 + 1)
+
+
+def test_unshuffled_batches_run_in_order_like_the_tutorials_dataloader() -> None:
+    class PerSample(Dataset):
+        def __len__(self) -> int:
+            return 100
+
+        def __getitem__(self, i: int) -> int:
+            return i
+
+    reference = [batch.tolist() for batch in DataLoader(PerSample(), batch_size=20)]
+    assert batches(100, 20) == reference
+
+
+def test_last_partial_batch_is_kept_or_dropped() -> None:
+    assert [len(b) for b in batches(100, 30)] == [30, 30, 30, 10]
+    assert batches(100, 30)[-1] == list(range(90, 100))
+    assert [len(b) for b in batches(100, 30, drop_last=True)] == [30, 30, 30]
+
+
+def test_batch_larger_than_the_data_is_one_full_batch() -> None:
+    assert batches(5, 8) == [[0, 1, 2, 3, 4]]
+
+
+def test_shuffled_epochs_are_permutations_that_differ_between_epochs() -> None:
+    x = torch.arange(50, dtype=torch.float32).view(-1, 1)
+    loader = make_loader(RegressionDataset(x, x.view(-1)), 10, shuffle=True, drop_last=False, seed=3)
+    first = torch.cat([xb.view(-1) for xb, _ in loader]).long().tolist()
+    second = torch.cat([xb.view(-1) for xb, _ in loader]).long().tolist()
+    assert sorted(first) == sorted(second) == list(range(50))
+    assert first != second
+    assert first != list(range(50))
+
+
+def test_shuffled_order_is_reproducible_from_the_seed() -> None:
+    assert batches(50, 10, shuffle=True, seed=3) == batches(50, 10, shuffle=True, seed=3)
+    assert batches(50, 10, shuffle=True, seed=3) != batches(50, 10, shuffle=True, seed=4)
+
+
+def test_dataset_hands_out_a_whole_batch_in_one_indexing_operation() -> None:
+    x = torch.arange(10, dtype=torch.float32).view(-1, 1)
+    dataset = RegressionDataset(x, 2 * x.view(-1))
+    xb, yb = dataset[torch.tensor([7, 2, 5])]
+    assert xb.view(-1).tolist() == [7, 2, 5]
+    assert yb.tolist() == [14, 4, 10]
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    return str(path)
+
+
+def test_csv_defaults_to_all_but_last_as_features_and_last_as_target(tmp_path: Path) -> None:
+    data = read_csv(DataSpec(csv=write(tmp_path, "a,b,y\n1,2,3\n4,5,6\n")))
+    assert data.feature_names == ("a", "b")
+    assert data.x.tolist() == [[1, 2], [4, 5]]
+    assert data.y_train.tolist() == [3, 6]
+    assert torch.equal(data.y_eval, data.y_train)
+
+
+def test_csv_columns_can_be_named(tmp_path: Path) -> None:
+    spec = DataSpec(csv=write(tmp_path, "y,a,b\n3,1,2\n6,4,5\n"), features=("b",), target="y")
+    data = load_data(spec, seed=0)
+    assert data.feature_names == ("b",)
+    assert data.x.tolist() == [[2], [5]]
+    assert data.y_train.tolist() == [3, 6]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no data rows"),
+        ("x,y\n", "no data rows"),
+        ("x,y\n1,abc\n", "not numeric"),
+        ("x,y\n1,2,3\n", "fields"),
+        ("x,y\n1,nan\n", "non-finite"),
+    ],
+)
+def test_bad_csv_is_refused_with_a_clear_message(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        read_csv(DataSpec(csv=write(tmp_path, text)))
+
+
+def test_unknown_csv_column_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no column 'z'"):
+        read_csv(DataSpec(csv=write(tmp_path, "x,y\n1,2\n"), target="z"))
+
+
+def test_missing_csv_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_csv(DataSpec(csv=str(tmp_path / "missing.csv")))

@@ -1,0 +1,243 @@
+"""Hand-checked claims about the epoch-map and batch-size theory in mbgd.theory."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from mbgd import theory as T
+
+F64 = torch.float64
+TUTORIAL_X = torch.arange(-5, 5, 0.1)
+
+
+def t(rows):
+    return torch.tensor(rows, dtype=F64)
+
+
+# --- batch Hessians -------------------------------------------------------
+
+
+def test_last_partial_batch_is_its_own_mean():
+    # x = 0..4, batch 2: batches {0,1}, {2,3}, {4}; H = (2/m) sum a a^T, a = (x, 1).
+    hs = T.batch_hessians(t([0.0, 1.0, 2.0, 3.0, 4.0]), 2)
+    assert len(hs) == 3
+    torch.testing.assert_close(hs[0], t([[1, 1], [1, 2]]))
+    torch.testing.assert_close(hs[1], t([[13, 5], [5, 2]]))
+    torch.testing.assert_close(hs[2], t([[32, 8], [8, 2]]))  # m = 1, not m = 2
+
+
+def test_1d_and_column_inputs_agree():
+    x = TUTORIAL_X
+    for a, b in zip(T.batch_hessians(x, 30), T.batch_hessians(x.reshape(-1, 1), 30)):
+        torch.testing.assert_close(a, b)
+
+
+def test_batch_larger_than_dataset_is_one_full_batch():
+    hs = T.batch_hessians(t([-1.0, 1.0]), 5)
+    assert len(hs) == 1
+    torch.testing.assert_close(hs[0], t([[2, 0], [0, 2]]))
+
+
+# --- epoch map ------------------------------------------------------------
+
+
+def test_epoch_map_applies_first_batch_first():
+    # x = [0, 1], batch 1, lr 1/4: F1 = diag(1, 1/2), F2 = projection onto (1, -1)/sqrt2.
+    m = T.epoch_map(t([0.0, 1.0]), 1, 0.25)
+    torch.testing.assert_close(m, t([[0.5, -0.25], [-0.5, 0.25]]))  # F2 @ F1
+    wrong_order = t([[0.5, -0.5], [-0.25, 0.25]])  # F1 @ F2
+    assert not torch.allclose(m, wrong_order)
+
+
+def test_epoch_map_matches_sequential_product_on_tutorial():
+    x, lr = TUTORIAL_X, 0.05
+    for bs in (1, 3, 20, 100):
+        expected = torch.eye(2, dtype=F64)
+        for h in T.batch_hessians(x, bs):
+            expected = (torch.eye(2, dtype=F64) - lr * h) @ expected
+        torch.testing.assert_close(T.epoch_map(x, bs, lr), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_epoch_map_with_lr_vector_stacks_maps():
+    lrs = t([0.25, 0.5])
+    maps = T.epoch_map(t([0.0, 1.0]), 1, lrs)
+    assert maps.shape == (2, 2, 2)
+    torch.testing.assert_close(maps[1], t([[0, 0], [-1, 0]]))  # nilpotent at lr 1/2
+
+
+# --- spectral radius, stability, best lr ----------------------------------
+
+
+def test_two_point_batch1_radius_by_hand():
+    # M = F2 F1 has tr = c + c^2, det = c (1 - 4 lr), c = 1 - 2 lr:
+    # lr 1/4 -> eig {3/4, 0}; lr 1/2 -> nilpotent; lr 3/4 -> |complex pair| = 1; lr 1 -> sqrt 3.
+    radii = T.spectral_radius(t([0.0, 1.0]), 1, t([0.25, 0.5, 0.75, 1.0]))
+    torch.testing.assert_close(radii, t([0.75, 0.0, 1.0, math.sqrt(3)]), atol=1e-7, rtol=1e-9)
+
+
+def test_two_point_batch1_stability_edge_and_best_lr():
+    # |lambda| = 1 only at lr = 3/4 (det = (1-2lr)(1-4lr) = 1); radius 0 at lr = 1/2.
+    theory = T.epoch_map_theory(t([0.0, 1.0]), 1)
+    assert theory.max_stable_lr == pytest.approx(0.75, rel=1e-6)
+    assert theory.best_lr == pytest.approx(0.5, rel=1e-4)
+    assert theory.min_spectral_radius < 1e-2
+    assert theory.transient_at_best_lr == pytest.approx(1.0)  # |P1| = |F1| = 1, |M| = 1
+
+
+def test_full_batch_radius_is_max_abs_one_minus_lr_lambda():
+    x = TUTORIAL_X
+    eig = torch.linalg.eigvalsh(T.batch_hessians(x, 100)[0])
+    lrs = t([0.01, 0.05, 0.1, 0.11, 0.13])
+    expected = (1 - lrs[:, None] * eig[None]).abs().amax(dim=1)
+    torch.testing.assert_close(T.spectral_radius(x, 100, lrs), expected)
+
+
+def test_full_batch_max_stable_lr_is_two_over_lambda_max():
+    x = TUTORIAL_X
+    assert T.max_stable_lr(x, 100) == pytest.approx(T.full_batch_max_stable_lr(x), rel=1e-5)
+    # x = [-1, 1]: H_full = 2 I -> stable iff lr < 1, best lr 1/2 with radius 0.
+    theory = T.epoch_map_theory(t([-1.0, 1.0]), 2)
+    assert T.full_batch_max_stable_lr(t([-1.0, 1.0])) == pytest.approx(1.0)
+    assert theory.max_stable_lr == pytest.approx(1.0, rel=1e-5)
+    assert theory.best_lr == pytest.approx(0.5, rel=1e-4)
+    assert theory.min_spectral_radius < 1e-3
+
+
+def test_full_batch_best_lr_is_two_over_eigen_sum():
+    # x = [0, 2]: H_full = [[4, 2], [2, 2]], eig 3 -/+ sqrt5:
+    # max stable 2/(3+sqrt5), best lr 2/6, min radius (2 sqrt5)/6.
+    x = t([0.0, 2.0])
+    theory = T.epoch_map_theory(x, 2)
+    assert theory.max_stable_lr == pytest.approx(2 / (3 + math.sqrt(5)), rel=1e-5)
+    assert T.full_batch_max_stable_lr(x) == pytest.approx(2 / (3 + math.sqrt(5)), rel=1e-12)
+    assert theory.best_lr == pytest.approx(1 / 3, rel=1e-4)
+    assert theory.min_spectral_radius == pytest.approx(math.sqrt(5) / 3, rel=1e-6)
+
+
+def test_vectorised_radius_equals_scalar_radius():
+    x, lrs = TUTORIAL_X, torch.logspace(-3, 0, 200, dtype=F64)
+    radii = T.spectral_radius(x, 1, lrs)
+    assert radii.shape == (200,)
+    for i in range(0, 200, 17):
+        assert float(radii[i]) == pytest.approx(T.spectral_radius(x, 1, float(lrs[i])), rel=1e-9)
+
+
+def test_tutorial_batch20_lr01_converges():
+    assert T.spectral_radius(TUTORIAL_X, 20, 0.1) < 1
+
+
+def test_tutorial_max_stable_lr_is_first_crossing_of_one():
+    x = TUTORIAL_X
+    for bs in (1, 10, 20, 100):
+        lr_max = T.max_stable_lr(x, bs)
+        below = T.spectral_radius(x, bs, torch.linspace(1e-4, lr_max * (1 - 1e-4), 400, dtype=F64))
+        assert bool((below < 1).all())
+        assert T.spectral_radius(x, bs, lr_max * (1 + 1e-4)) > 1
+    # Batch 1 at the tutorial lr 0.1 is (barely) inside the stable range.
+    assert T.spectral_radius(x, 1, 0.1) < 1 < T.spectral_radius(x, 1, 0.11)
+
+
+def test_tutorial_theory_numbers():
+    x = TUTORIAL_X
+    t1, t100 = T.epoch_map_theory(x, 1), T.epoch_map_theory(x, 100)
+    assert t1.max_stable_lr == pytest.approx(0.10443, rel=1e-4)
+    assert t100.max_stable_lr == pytest.approx(0.119971, rel=1e-5)
+    assert t1.min_spectral_radius < 1e-6 < t100.min_spectral_radius
+    for theory in (t1, t100):
+        assert 0 < theory.best_lr < theory.max_stable_lr
+        assert T.spectral_radius(x, theory.batch_size, theory.best_lr) == pytest.approx(
+            theory.min_spectral_radius, rel=1e-6
+        )
+
+
+def test_constant_x_has_no_contracting_lr():
+    with pytest.raises(ValueError):
+        T.max_stable_lr(t([2.0, 2.0, 2.0]), 1)
+
+
+def test_theory_as_dict_is_json_ready():
+    d = T.epoch_map_theory(t([0.0, 2.0]), 2).as_dict()
+    assert set(d) == {"batch_size", "max_stable_lr", "best_lr", "min_spectral_radius", "transient_at_best_lr"}
+    assert isinstance(d["batch_size"], int) and all(type(v) is float for k, v in d.items() if k != "batch_size")
+    json.dumps(d)
+
+
+def test_best_lr_and_min_radius_helpers_agree_with_summary():
+    x = t([0.0, 2.0])
+    assert T.best_lr(x, 2) == pytest.approx(1 / 3, rel=1e-4)
+    assert T.min_spectral_radius(x, 2) == pytest.approx(math.sqrt(5) / 3, rel=1e-6)
+
+
+# --- transient amplification ----------------------------------------------
+
+
+def test_transient_of_single_batch_is_norm_of_full_product():
+    x = TUTORIAL_X
+    for lr in (0.05, 0.1, 0.15):
+        expected = torch.linalg.matrix_norm(T.epoch_map(x, 100, lr), ord=2)
+        assert T.max_transient_amplification(x, 100, lr) == pytest.approx(float(expected))
+    assert T.max_transient_amplification(x, 100, 0.1) < 1
+
+
+def test_transient_batch1_is_one_below_per_sample_limit_and_above_one_beyond():
+    # Each rank-one factor I - lr H_i keeps the direction orthogonal to a_i (norm >= 1), and all
+    # factors are contractions while lr <= 2 / max_i lambda(H_i) = 2 / (2 (25 + 1)).
+    x = TUTORIAL_X
+    assert T.max_transient_amplification(x, 1, 0.03) == pytest.approx(1.0)
+    # The first factor alone has eigenvalue 1 - 0.1 * 52 = -4.2.
+    assert T.max_transient_amplification(x, 1, 0.1) >= 4.2
+    # x = [0, 1], lr 1: |F1| = 1, |F2 F1| = |[[-1, 2], [-2, 1]]| = 3.
+    assert T.max_transient_amplification(t([0.0, 1.0]), 1, 1.0) == pytest.approx(3.0)
+    assert T.max_transient_amplification(t([0.0, 1.0]), 1, 0.25) == pytest.approx(1.0)
+
+
+# --- interpolation regime (Ma, Bassily & Belkin) --------------------------
+
+
+def test_critical_batch_and_optimal_lr_one_dim():
+    # x = [-1, 1]: beta = max 2(x^2 + 1) = 4, H_full = 2 I -> lambda_1 = 2, m* = 2.
+    x = t([-1.0, 1.0])
+    assert T.critical_batch_size(x) == pytest.approx(2.0)
+    assert T.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 4)
+    assert T.optimal_lr_interpolation(x, 2) == pytest.approx(1 / 3)
+
+
+def test_critical_batch_and_optimal_lr_two_dim():
+    # a = (±2, 0, 1), (0, ±1, 1): H_full = diag(4, 1, 2) -> lambda_1 = 4; beta = 2 (4 + 1) = 10.
+    x = t([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    assert T.critical_batch_size(x) == pytest.approx(2.5)
+    assert T.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 10)
+    assert T.optimal_lr_interpolation(x, 4) == pytest.approx(2 / 11)
+
+
+def test_optimal_lr_increases_and_saturates_at_one_over_lambda1():
+    x = TUTORIAL_X
+    ms = torch.tensor([1, 2, 5, 10, 20, 100, 10**6])
+    etas = T.optimal_lr_interpolation(x, ms)
+    assert etas.shape == (7,)
+    assert bool((etas[1:] > etas[:-1]).all())
+    lambda1 = 2 / T.full_batch_max_stable_lr(x)
+    assert float(etas[-1]) == pytest.approx(1 / lambda1, rel=1e-4)
+    torch.testing.assert_close(T.optimal_lr_interpolation(x, [1, 10]), etas[[0, 3]])
+
+
+# --- noisy regime (McCandlish et al.) -------------------------------------
+
+
+def test_noise_scale_one_dim_by_hand():
+    # x = [0, 1, 2], w = 1, b = 0.5, y = [0, 1, 3]: residuals (1/2, 1/2, -1/2),
+    # g = (0, 1), (1, 1), (-2, -1); G = (-1/3, 1/3), |G|^2 = 2/9, tr Sigma = 22/9.
+    assert T.gradient_noise_scale(t([0.0, 1.0, 2.0]), t([0.0, 1.0, 3.0]), 1.0, 0.5) == pytest.approx(11.0)
+
+
+def test_noise_scale_two_dim_by_hand():
+    # x = e1, e2, w = 0, b = 0, y = -1: g = (2, 0, 2), (0, 2, 2); G = (1, 1, 2); tr Sigma = 2.
+    x = t([[1.0, 0.0], [0.0, 1.0]])
+    assert T.gradient_noise_scale(x, t([-1.0, -1.0]), t([0.0, 0.0]), 0.0) == pytest.approx(1 / 3)
+
+
+def test_noise_scale_infinite_when_mean_gradient_vanishes():
+    # Residuals -1 and +1 at the same x cancel in the mean.
+    assert T.gradient_noise_scale(t([1.0, 1.0]), t([1.0, -1.0]), 0.0, 0.0) == math.inf
