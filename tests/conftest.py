@@ -1,4 +1,5 @@
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -21,6 +22,10 @@ def empty_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store_template: Path) -> str:
     """A fresh tracking store in a temporary working directory; returns its URI."""
     shutil.copy(empty_store_template, tmp_path / "mlflow.db")
+    # The template's Default experiment points at the template's folder; point it at this test's.
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(tmp_path / "mlruns" / "0"),))
+    db.close()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -57,7 +57,8 @@ def comparison_figure(histories: Mapping[int, History], *, highlight: int, n: in
         axes.set_xlabel(x_label)
         axes.set_ylabel(Y_LABEL)
         axes.grid(True, which="major", alpha=0.3)
-    by_update.set_xscale("symlog", linthresh=1)
-    by_epoch.legend()
+    by_update.set_xscale("symlog", linthresh=1)  # linear near 0, log beyond: epoch 0 is update 0
+    by_update.set_xlim(left=0)
+    by_epoch.legend(loc="upper right", fontsize="small")
     figure.suptitle(title)
     return figure
