@@ -14,7 +14,18 @@ from typing import Any
 
 import click
 
-from mbgd.config import DTYPES, TARGETS, ConfigError, DataSpec, TrainConfig, build_train_run, load_preset
+from mbgd.config import (
+    DTYPES,
+    OBJECTIVES,
+    TARGETS,
+    ConfigError,
+    DataSpec,
+    SweepConfig,
+    TrainConfig,
+    build_sweep_config,
+    build_train_run,
+    load_preset,
+)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default store, named here for `mbgd ui`
 
@@ -116,6 +127,77 @@ def train(preset: str | None, **options: Any) -> None:
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
     click.echo("open the MLflow UI with: mbgd ui")
+
+
+def sweep_options(command: Callable) -> Callable:
+    """The options of the learning-rate studies."""
+    options = [
+        click.option("--name", type=str, help=f"Sweep name; studies are <name>-b<batch size>. {_default(SweepConfig, 'name')}"),
+        click.option("--batch-sizes", type=str, help="Batch sizes to tune, comma-separated. [default: 1,10,20]"),
+        click.option("--n-trials", type=int, help=f"COMPLETE trials per batch size. {_default(SweepConfig, 'n_trials')}"),
+        click.option("--lr-min", type=float, help=f"Lower end of the log-uniform lr range. {_default(SweepConfig, 'lr_min')}"),
+        click.option("--lr-max", type=float, help=f"Upper end of the log-uniform lr range. {_default(SweepConfig, 'lr_max')}"),
+        click.option(
+            "--objective",
+            type=click.Choice(OBJECTIVES),
+            help="What a trial minimises: auc = mean over the epochs of log10 full-dataset loss (rewards fast "
+            "convergence); final = the last full-dataset loss; epochs_to = first epoch within 5% of the noise "
+            "floor (epochs+1 if never). Diverged trials score the worst value. [default: auc]",
+        ),
+        click.option("--sampler-seed", type=int, help=f"Seed of the TPE sampler. {_default(SweepConfig, 'sampler_seed')}"),
+        click.option("--population", type=int, help=f"Trials asked at once and trained in one vectorised pass. {_default(SweepConfig, 'population')}"),
+        click.option("--seeds", type=int, help=f"Seeds each best lr (and the fixed lr) is re-trained over. {_default(SweepConfig, 'seeds')}"),
+        click.option("--storage", type=str, help="Optuna storage URL. [default: sqlite:///optuna.db beside the tracking store]"),
+        click.option("--experiment", type=str, help="MLflow experiment name. [default: $MLFLOW_EXPERIMENT_NAME, else Default]"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def progress_bars() -> Callable[[int, int, int], None] | None:
+    """A progress bar over each batch size's trials on a terminal; nothing when output is not a TTY."""
+    if not sys.stdout.isatty():
+        return None
+    bars: dict[int, Any] = {}
+
+    def update(batch_size: int, done: int, total: int) -> None:
+        if batch_size not in bars:
+            bars[batch_size] = click.progressbar(length=total, label=f"batch size {batch_size:>5}", show_pos=True)
+            bars[batch_size].__enter__()
+        bar = bars[batch_size]
+        bar.update(done - bar.pos)
+        if done >= total:
+            bar.render_finish()
+
+    return update
+
+
+@main.command()
+@training_options
+@sweep_options
+@user_errors
+def sweep(preset: str | None, **options: Any) -> None:
+    """Tune the learning rate per batch size with Optuna, track every trial, compare the tuned batch sizes.
+
+    --lr is the fixed learning rate of the tutorial's comparison, shown beside the tuned one.
+    """
+    config = build_sweep_config(collect(preset, options))
+
+    from mbgd.data import load_data
+    from mbgd.runs import tracked_sweep
+    from mbgd.tracking import runs_link
+
+    data = load_data(config.train.data, config.train.seed)
+    outcome = tracked_sweep(config, data, progress=progress_bars())
+    for batch_size, row in outcome.summary["by_batch_size"].items():
+        click.echo(
+            f"batch size {batch_size:>5}: best lr {row['best_lr']:.4g}, {config.objective} {row['best_value']:.4g}, "
+            f"epochs to floor {row['epochs_to_floor_mean']:.3g}"
+        )
+    click.echo(f"ranking at lr {config.train.lr:g}: {outcome.summary['ranking_fixed_lr']}; tuned: {outcome.summary['ranking_tuned']}")
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
 
 
 @main.command()

@@ -138,17 +138,24 @@ def load_preset(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"preset {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"preset {path} is not valid TOML: {error}") from None
-    unknown = sorted(set(values) - set(_DATA_KEYS) - set(_TRAIN_KEYS) - _RUN_KEYS)
+    unknown = sorted(set(values) - _known_keys())
     if unknown:
         raise ConfigError(f"preset {path} has unknown keys: {', '.join(unknown)}")
     return values
 
 
+def _known_keys() -> set[str]:
+    return set(_DATA_KEYS) | set(_TRAIN_KEYS) | _RUN_KEYS | set(_SWEEP_KEYS)
+
+
 def build_train_config(values: dict[str, Any]) -> TrainConfig:
-    """Defaults <- values (preset, then command line); types are checked, unknown keys refused."""
+    """Defaults <- values (preset, then command line); types are checked, unknown keys refused.
+
+    Sweep settings in the values are not training settings and are left to build_sweep_config.
+    """
     data = {key: _coerce(key, _DATA_KEYS[key].type, value) for key, value in values.items() if key in _DATA_KEYS}
     train = {key: _coerce(key, _TRAIN_KEYS[key].type, value) for key, value in values.items() if key in _TRAIN_KEYS}
-    unknown = sorted(set(values) - set(_DATA_KEYS) - set(_TRAIN_KEYS) - _RUN_KEYS)
+    unknown = sorted(set(values) - _known_keys())
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(unknown)}")
     return TrainConfig(**train, data=DataSpec(**data))
@@ -191,3 +198,68 @@ def _coerce(key: str, type_name: Any, value: Any) -> Any:
             raise ConfigError(f"{key} must be a list of column names, got {value!r}")
         return tuple(value)
     raise AssertionError(f"no coercion for {key}: {type_name}")
+
+
+OBJECTIVES = ("auc", "final", "epochs_to")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Per batch size, an Optuna study of the learning rate; then re-training the best over several seeds."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)  # everything that shapes a training; lr is tuned
+    name: str = "mbgd-sweep"  # studies are named <name>-b<batch size>
+    batch_sizes: tuple[int, ...] = (1, 10, 20)
+    n_trials: int = 64  # COMPLETE trials per batch size
+    lr_min: float = 1e-4
+    lr_max: float = 1.0
+    objective: str = "auc"
+    sampler_seed: int = 0
+    population: int = 16  # trials asked at once and trained in one vectorised pass
+    seeds: int = 5  # re-runs of each best lr (and of the tutorial's fixed lr)
+    storage: str = ""  # any Optuna storage URL; empty: sqlite optuna.db beside the tracking store
+    experiment: str = ""
+
+    def __post_init__(self) -> None:
+        _require(bool(self.batch_sizes), "batch_sizes must list at least one batch size")
+        bad = [b for b in self.batch_sizes if b < 1]
+        _require(not bad, f"batch sizes must be >= 1, got {bad}")
+        _require(len(set(self.batch_sizes)) == len(self.batch_sizes), f"batch sizes repeat: {self.batch_sizes}")
+        _require(bool(self.name.strip()), "name must not be empty")
+        _require(self.n_trials >= 1, f"n_trials must be >= 1, got {self.n_trials}")
+        _require(self.population >= 1, f"population must be >= 1, got {self.population}")
+        _require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        for name in ("lr_min", "lr_max"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value}")
+        _require(self.lr_min < self.lr_max, f"lr_min ({self.lr_min}) must be below lr_max ({self.lr_max})")
+        _require(
+            self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
+        )
+
+    def study_name(self, batch_size: int) -> str:
+        return f"{self.name}-b{batch_size}"
+
+    def as_params(self) -> dict[str, str]:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("train", "storage")}
+        return {**self.train.as_params(), **{key: _param_text(value) for key, value in values.items()}}
+
+
+_SWEEP_KEYS = {f.name: f for f in fields(SweepConfig) if f.name != "train"}
+
+
+def build_sweep_config(values: dict[str, Any]) -> SweepConfig:
+    """Defaults <- values; training keys shape every trial, sweep keys the studies."""
+    values = dict(values)
+    if isinstance(values.get("batch_sizes"), str):
+        values["batch_sizes"] = parse_int_list(values["batch_sizes"], "batch_sizes")
+    sweep: dict[str, Any] = {}
+    for key in list(values):
+        if key in _SWEEP_KEYS:
+            value = values.pop(key)
+            if key == "batch_sizes":
+                sweep[key] = tuple(_coerce(key, "int", b) for b in value)
+            else:
+                sweep[key] = _coerce(key, _SWEEP_KEYS[key].type, value)
+    values.pop("compare_with", None)
+    return SweepConfig(train=build_train_config(values), **sweep)

@@ -102,3 +102,110 @@ def log_comparison(client, run_id: str, histories: dict[int, History], config: T
         f"Batch size {own} ({regime(own, data.n)}, this run) compared with {others}: full-dataset loss per epoch "
         f"at lr {config.lr} over {config.epochs} epochs ({title}). See `comparison.png` and the `compare` charts.",
     )
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    run_id: str
+    experiment_id: str
+    summary: dict
+    summary_markdown: str
+
+
+TRIAL_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+def log_trial_run(client, parent, batch_size: int, study_name: str, record, *, n: int, dtype: str) -> str:
+    """One trial as a nested child run: create, one log_batch, end with the status of its Optuna state."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    from mbgd import tracking
+
+    name = f"b{batch_size}-trial{record.number}-lr{record.lr:.3g}"
+    tags = {
+        MLFLOW_PARENT_RUN_ID: parent.run_id,
+        "optuna.state": record.state,
+        "regime": regime(batch_size, n),
+        "dtype": dtype,
+        "diverged": str(record.history.diverged).lower(),
+    }
+    run = client.create_run(parent.experiment_id, tags=tags, run_name=name)
+    run_id = run.info.run_id
+    metrics = [
+        *tracking.series("loss", record.history.epoch_losses),
+        *tracking.scalars({"objective": record.value, "trial": record.number, "diverged": float(record.history.diverged)}),
+    ]
+    params = {"lr": repr(record.lr), "batch_size": batch_size, "trial": record.number, "study_name": study_name}
+    tracking.log_values(client, run_id, params=params, metrics=metrics)
+    client.set_terminated(run_id, TRIAL_RUN_STATUS[record.state])
+    return run_id
+
+
+def tracked_sweep(config, data: RegressionData, *, progress=None) -> SweepOutcome:
+    """Run the studies with every trial a child run, then log the seeds' figures and summaries on the parent."""
+    from mbgd import plots, report, sweep, tracking
+
+    storage_url = config.storage or sweep.default_storage()
+    storage = sweep.open_storage(storage_url)
+    for batch_size in config.batch_sizes:  # refuse mismatched settings before any MLflow run exists
+        sweep.open_study(config, batch_size, storage)
+    client = tracking.client()
+    trial_run_ids: dict[tuple[str, int], str] = {}
+
+    def on_trials(batch_size: int, study_name: str, records) -> None:
+        for record in records:
+            trial_run_ids[(study_name, record.number)] = log_trial_run(
+                client, parent, batch_size, study_name, record, n=data.n, dtype=config.train.dtype
+            )
+
+    with tracking.run_scope(
+        client,
+        experiment_name=config.experiment,
+        run_name=f"sweep-{config.name}",
+        tags={"sweep": config.name, "objective": config.objective, "dtype": config.train.dtype},
+        adopt_run_id=tracking.run_id_from_mlflow_run(),
+    ) as parent:
+        tracking.log_values(client, parent.run_id, params={**config.as_params(), "storage": tracking.redact(storage_url)})
+        tracking.log_dataset(client, parent.run_id, data)
+        studies = [
+            sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress) for b in config.batch_sizes
+        ]
+        results = [sweep.analyse_batch_size(config, study, data) for study in studies]
+        summary = sweep.summarize(config, results)
+        markdown = report.summary_markdown(summary)
+        best_runs = {
+            r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))
+            or tracking.find_trial_run(client, parent.experiment_id, config.study_name(r.batch_size), r.best_trial_number)
+            for r in results
+        }
+        tracking.log_values(
+            client,
+            parent.run_id,
+            metrics=tracking.scalars(
+                {f"best_lr_b{r.batch_size}": r.best_lr for r in results}
+                | {f"best_value_b{r.batch_size}": r.best_value for r in results}
+            ),
+            tags={f"best_run_b{b}": run_id for b, run_id in best_runs.items() if run_id},
+        )
+        for artifact_file, figure in sweep_figures(config, results, summary).items():
+            tracking.log_figure(client, parent.run_id, figure, artifact_file)
+        for study in studies:
+            for name, figure in plots.optuna_figures(study).items():
+                tracking.log_figure(client, parent.run_id, figure, f"optuna/{study.study_name}/{name}.png")
+                plots.close(figure)
+        client.log_dict(parent.run_id, summary, "summary.json")
+        client.log_text(parent.run_id, markdown, "summary.md")
+        tracking.describe(client, parent.run_id, markdown)
+    return SweepOutcome(parent.run_id, parent.experiment_id, summary, markdown)
+
+
+def sweep_figures(config, results, summary: dict) -> dict:
+    """The sweep's figures by artifact file: (a) to (d)."""
+    from mbgd import plots
+
+    return {
+        "tuned_comparison.png": plots.tuned_comparison_figure(results, fixed_lr=config.train.lr, n_seeds=config.seeds),
+        "tuned_cost.png": plots.tuned_cost_figure(results),
+        "lr_sensitivity.png": plots.lr_sensitivity_figure(results, objective=config.objective),
+        "best_lr_vs_batch_size.png": plots.best_lr_figure(results, exponent=summary["best_lr_exponent"]),
+    }

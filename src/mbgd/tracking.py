@@ -180,3 +180,26 @@ def runs_link(tracking_uri: str, experiment_id: str, run_id: str = "") -> str:
     if run_id:
         return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def redact(url: str) -> str:
+    """A URL with any password replaced by ***, fit for params, tags and output."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def find_trial_run(mlflow_client: MlflowClient, experiment_id: str, study_name: str, trial: int) -> str | None:
+    """The child run of a trial logged by an earlier sweep process (found by its params)."""
+    runs = mlflow_client.search_runs(
+        [experiment_id],
+        filter_string=f"params.study_name = '{study_name}' and params.trial = '{trial}'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None

@@ -29,6 +29,7 @@ class History:
     lr: float
     batch_size: int
     updates_per_epoch: int
+    samples_per_epoch: int
     # Full-dataset loss on the recorded targets before each epoch's updates, plus one after the last epoch
     # (epochs + 1 values, fewer when training diverged).
     epoch_losses: list[float] = field(default_factory=list)
@@ -94,7 +95,11 @@ def fit_population(
     w = torch.full((k, d), config.init_w, dtype=dtype, requires_grad=True)
     b = torch.full((k,), config.init_b, dtype=dtype, requires_grad=True)
     active = torch.ones(k, dtype=torch.bool)
-    histories = [History(lr=float(v), batch_size=config.batch_size, updates_per_epoch=len(loader)) for v in lrs]
+    samples_per_epoch = len(loader) * config.batch_size if config.drop_last else data.n
+    histories = [
+        History(lr=float(v), batch_size=config.batch_size, updates_per_epoch=len(loader), samples_per_epoch=samples_per_epoch)
+        for v in lrs
+    ]
     batch_losses: list[torch.Tensor] = []
     start = time.perf_counter()
 

@@ -1,0 +1,312 @@
+"""Optuna studies of the learning rate, one per batch size, trained as populations; then the seeds.
+
+Pure of MLflow: what a sweep trains is reported through the `on_trials` and `progress` callbacks, and
+`summarize` returns plain numbers for the tracking layer to log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import optuna
+import torch
+
+from mbgd import theory
+from mbgd.config import ConfigError, SweepConfig, TrainConfig
+from mbgd.data import RegressionData, load_data
+from mbgd.train import History, fit_population
+
+# Where a trial lands when training diverged: worse than any finite run can score. auc is a mean of log10
+# losses, and float32's largest finite value is about 10^38.5.
+WORST_VALUE = {"auc": 40.0, "final": 1e40}
+FLOOR_TOLERANCE = 0.05  # "reached the noise floor" = within 5% of the least-squares loss
+SETTINGS_ATTR = "mbgd_settings"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One told trial, for the tracking layer."""
+
+    number: int
+    lr: float
+    value: float
+    state: str
+    history: History
+
+
+@dataclass(frozen=True)
+class SeedRuns:
+    """One learning rate of one batch size re-trained over the seeds."""
+
+    lr: float
+    histories: list[History]
+    floors: list[float]  # each seed's noise floor (its own noise draw)
+    objective_values: list[float]
+    epochs_to_floor: list[int]
+
+    @property
+    def objective_mean(self) -> float:
+        return statistics.fmean(self.objective_values)
+
+
+OnTrials = Callable[[int, str, list[TrialRecord]], None]  # (batch size, study name, records)
+Progress = Callable[[int, int, int], None]  # (batch size, COMPLETE trials, n_trials)
+
+
+def worst_value(objective: str, epochs: int) -> float:
+    return float(epochs + 1) if objective == "epochs_to" else WORST_VALUE[objective]
+
+
+def noise_floor(data: RegressionData) -> float:
+    """The lowest full-dataset loss any line reaches on the recorded targets: the least-squares fit's MSE."""
+    x = torch.cat([data.x.double(), torch.ones(data.n, 1, dtype=torch.float64)], dim=1)
+    y = data.y_eval.double()
+    solution = torch.linalg.lstsq(x, y.unsqueeze(1)).solution.squeeze(1)
+    return float(((x @ solution - y) ** 2).mean())
+
+
+def epochs_to_floor(losses: Sequence[float], floor: float, epochs: int) -> int:
+    """The first epoch whose full-dataset loss is within 5% of the floor; epochs + 1 if none is."""
+    for epoch, loss in enumerate(losses):
+        if loss <= floor * (1 + FLOOR_TOLERANCE):
+            return epoch
+    return epochs + 1
+
+
+def objective_value(objective: str, history: History, *, epochs: int, floor: float) -> float:
+    """auc: mean log10 full-dataset loss over the epochs; final: the last loss; epochs_to: epochs to the floor."""
+    worst = worst_value(objective, epochs)
+    if history.diverged:
+        return worst
+    if objective == "auc":
+        return min(statistics.fmean(math.log10(max(loss, 1e-300)) for loss in history.epoch_losses), worst)
+    if objective == "final":
+        return min(history.epoch_losses[-1], worst)
+    return float(epochs_to_floor(history.epoch_losses, floor, epochs))
+
+
+def default_storage() -> str:
+    """sqlite optuna.db beside a sqlite tracking store, else in the working directory."""
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        folder = os.path.dirname(tracking_uri[len(prefix) :])
+        return prefix + os.path.join(folder, "optuna.db") if folder else prefix + "optuna.db"
+    return prefix + "optuna.db"
+
+
+def study_settings(config: SweepConfig, batch_size: int) -> dict[str, object]:
+    """What a study's values depend on: resuming it under other settings would mix incomparable trials."""
+    return {
+        "objective": config.objective,
+        "lr_min": config.lr_min,
+        "lr_max": config.lr_max,
+        **config.train.with_batch_size(batch_size).as_params(),
+        "lr": "tuned",
+    }
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for the URL, or a ConfigError a user can act on."""
+    try:
+        return optuna.storages.get_storage(url)
+    except Exception as error:  # storages raise ValueError, ImportError or SQLAlchemy errors for bad URLs
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot open Optuna storage {url!r}: {first_line}") from None
+
+
+def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the batch size's study, or resume it when its settings match."""
+    study = optuna.create_study(
+        study_name=config.study_name(batch_size),
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=config.sampler_seed + batch_size, constant_liar=True),
+        direction="minimize",
+        load_if_exists=True,
+    )
+    settings = study_settings(config, batch_size)
+    existing = study.user_attrs.get(SETTINGS_ATTR)
+    if existing is None:
+        study.set_user_attr(SETTINGS_ATTR, settings)
+    elif existing != settings:
+        changed = sorted(key for key in settings if existing.get(key) != settings[key])
+        raise ConfigError(
+            f"study {study.study_name} exists with other settings ({', '.join(changed)}); "
+            "use another --name or the same settings"
+        )
+    return study
+
+
+def complete_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def run_study(
+    config: SweepConfig,
+    data: RegressionData,
+    batch_size: int,
+    storage: optuna.storages.BaseStorage,
+    *,
+    on_trials: OnTrials | None = None,
+    progress: Progress | None = None,
+) -> optuna.Study:
+    """Ask, train and tell populations of trials until the study has n_trials COMPLETE ones."""
+    study = open_study(config, batch_size, storage)
+    train_config = config.train.with_batch_size(batch_size)
+    floor = noise_floor(data)
+    done = complete_count(study)
+    if progress:
+        progress(batch_size, done, config.n_trials)
+    while done < config.n_trials:
+        trials = [study.ask() for _ in range(min(config.population, config.n_trials - done))]
+        lrs = [trial.suggest_float("lr", config.lr_min, config.lr_max, log=True) for trial in trials]
+        try:
+            histories = fit_population(train_config, data, lrs)
+        except BaseException:
+            for trial in trials:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        records = []
+        for trial, history in zip(trials, histories, strict=True):
+            value = objective_value(config.objective, history, epochs=train_config.epochs, floor=floor)
+            trial.set_user_attr("diverged", history.diverged)
+            if history.diverged:
+                trial.set_user_attr("diverged_reason", history.diverged_reason)
+            study.tell(trial, value)
+            records.append(TrialRecord(trial.number, history.lr, value, "COMPLETE", history))
+        if on_trials:
+            on_trials(batch_size, study.study_name, records)
+        done = complete_count(study)
+        if progress:
+            progress(batch_size, done, config.n_trials)
+    return study
+
+
+def retrain_over_seeds(config: SweepConfig, batch_size: int, lr: float, *, dtype: str | None = None) -> SeedRuns:
+    """The batch size at one lr over config.seeds seeds (each draws its own noise and, shuffled, order)."""
+    histories, floors = [], []
+    for offset in range(config.seeds):
+        seed_config: TrainConfig = replace(
+            config.train, batch_size=batch_size, lr=lr, seed=config.train.seed + offset,
+            dtype=dtype or config.train.dtype,
+        )
+        data = load_data(seed_config.data, seed_config.seed)
+        histories.extend(fit_population(seed_config, data, [lr], record_batch_loss=False))
+        floors.append(noise_floor(data))
+    epochs = config.train.epochs
+    return SeedRuns(
+        lr=lr,
+        histories=histories,
+        floors=floors,
+        objective_values=[
+            objective_value(config.objective, h, epochs=epochs, floor=f) for h, f in zip(histories, floors, strict=True)
+        ],
+        epochs_to_floor=[
+            epochs + 1 if h.diverged else epochs_to_floor(h.epoch_losses, f, epochs)
+            for h, f in zip(histories, floors, strict=True)
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class BatchSizeResult:
+    batch_size: int
+    best_lr: float
+    best_value: float
+    best_trial_number: int
+    tuned: SeedRuns
+    fixed: SeedRuns  # the tutorial's comparison: config.train.lr for every batch size
+    fixed_other_dtype: SeedRuns  # the same in the other precision
+    theory: dict[str, float]
+    trials: list[tuple[float, float, bool]]  # (lr, value, diverged) of every COMPLETE trial
+
+
+def analyse_batch_size(config: SweepConfig, study: optuna.Study, data: RegressionData) -> BatchSizeResult:
+    """Best trial, its seeds, the fixed-lr seeds in both precisions, and the epoch-map theory."""
+    batch_size = int(study.study_name.rsplit("-b", 1)[1])
+    best = study.best_trial
+    best_lr = float(best.params["lr"])
+    other_dtype = "float64" if config.train.dtype == "float32" else "float32"
+    epoch_theory = theory.epoch_map_theory(data.x, batch_size)
+    theory_values = {f"theory_{key}": value for key, value in epoch_theory.as_dict().items() if key != "batch_size"}
+    theory_values["spectral_radius_at_best_lr"] = float(theory.spectral_radius(data.x, batch_size, best_lr))
+    theory_values["spectral_radius_at_fixed_lr"] = float(theory.spectral_radius(data.x, batch_size, config.train.lr))
+    trials = [
+        (float(t.params["lr"]), float(t.value), bool(t.user_attrs.get("diverged", False)))
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    ]
+    return BatchSizeResult(
+        batch_size=batch_size,
+        best_lr=best_lr,
+        best_value=float(best.value),
+        best_trial_number=best.number,
+        tuned=retrain_over_seeds(config, batch_size, best_lr),
+        fixed=retrain_over_seeds(config, batch_size, config.train.lr),
+        fixed_other_dtype=retrain_over_seeds(config, batch_size, config.train.lr, dtype=other_dtype),
+        theory=theory_values,
+        trials=trials,
+    )
+
+
+def ranking(results: Sequence[BatchSizeResult], pick: Callable[[BatchSizeResult], SeedRuns]) -> list[int]:
+    """Batch sizes, best first, by the objective's mean over the seeds (ties: the smaller batch first)."""
+    return [r.batch_size for r in sorted(results, key=lambda r: (pick(r).objective_mean, r.batch_size))]
+
+
+def fitted_exponent(batch_sizes: Sequence[int], lrs: Sequence[float]) -> float:
+    """Slope of log(best lr) against log(batch size), least squares; nan with fewer than two batch sizes."""
+    if len(batch_sizes) < 2:
+        return math.nan
+    xs = [math.log(b) for b in batch_sizes]
+    ys = [math.log(lr) for lr in lrs]
+    x_mean, y_mean = statistics.fmean(xs), statistics.fmean(ys)
+    denominator = sum((x - x_mean) ** 2 for x in xs)
+    return sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / denominator
+
+
+def summarize(config: SweepConfig, results: Sequence[BatchSizeResult]) -> dict:
+    """summary.json's content: per batch size, the rankings, and the precision check."""
+    other_dtype = "float64" if config.train.dtype == "float32" else "float32"
+    ranking_fixed = ranking(results, lambda r: r.fixed)
+    ranking_other = ranking(results, lambda r: r.fixed_other_dtype)
+    by_batch_size = {}
+    for r in results:
+        by_batch_size[str(r.batch_size)] = {
+            "best_lr": r.best_lr,
+            "best_value": r.best_value,
+            "best_trial": r.best_trial_number,
+            "objective_mean_tuned": r.tuned.objective_mean,
+            "objective_mean_fixed_lr": r.fixed.objective_mean,
+            "epochs_to_floor_mean": statistics.fmean(r.tuned.epochs_to_floor),
+            "epochs_to_floor_sd": statistics.pstdev(r.tuned.epochs_to_floor),
+            "epochs_to_floor_fixed_lr_mean": statistics.fmean(r.fixed.epochs_to_floor),
+            "final_loss_tuned_mean": statistics.fmean(h.final_loss for h in r.tuned.histories),
+            "final_loss_fixed_lr_mean": statistics.fmean(h.final_loss for h in r.fixed.histories),
+            "diverged_trials": sum(1 for _, _, diverged in r.trials if diverged),
+            "complete_trials": len(r.trials),
+            **r.theory,
+        }
+    return {
+        "name": config.name,
+        "objective": config.objective,
+        "n_trials": config.n_trials,
+        "lr_range": [config.lr_min, config.lr_max],
+        "fixed_lr": config.train.lr,
+        "epochs": config.train.epochs,
+        "dtype": config.train.dtype,
+        "shuffle": config.train.shuffle,
+        "targets": config.train.data.targets,
+        "seeds": [config.train.seed + i for i in range(config.seeds)],
+        "by_batch_size": by_batch_size,
+        "ranking_fixed_lr": ranking_fixed,
+        "ranking_tuned": ranking(results, lambda r: r.tuned),
+        "ranking_fixed_lr_by_dtype": {config.train.dtype: ranking_fixed, other_dtype: ranking_other},
+        "ranking_fixed_lr_depends_on_precision": ranking_fixed != ranking_other,
+        "best_lr_exponent": fitted_exponent([r.batch_size for r in results], [r.best_lr for r in results]),
+    }
