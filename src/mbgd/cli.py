@@ -201,6 +201,29 @@ def sweep(preset: str | None, **options: Any) -> None:
 
 
 @main.command()
+@training_options
+@sweep_options
+@click.option("--output-dir", type=click.Path(file_okay=False), default="results", show_default=True, help="Folder for report.md and its figures.")
+@user_errors
+def report(preset: str | None, output_dir: str, **options: Any) -> None:
+    """The reproduction report: the tutorial in float32 and float64, the sweep and the seeds -> report.md."""
+    values = collect(preset, options)
+    values.setdefault("name", "report")
+    config = build_sweep_config(values)
+
+    from mbgd.data import load_data
+    from mbgd.runs import tracked_report
+    from mbgd.tracking import runs_link
+
+    data = load_data(config.train.data, config.train.seed)
+    outcome = tracked_report(config, data, output_dir, progress=progress_bars())
+    click.echo(f"ranking at lr {config.train.lr:g}: {outcome.summary['ranking_fixed_lr']}; tuned: {outcome.summary['ranking_tuned']}")
+    click.echo(f"wrote {os.path.join(output_dir, 'report.md')}")
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; other machines need 0.0.0.0 (and authentication).")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to serve on.")
 @click.option("--experiment", type=str, default="", help="Experiment to link to. [default: $MLFLOW_EXPERIMENT_NAME, else Default]")

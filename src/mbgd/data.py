@@ -25,6 +25,7 @@ class RegressionData:
     target_name: str
     name: str
     source: str
+    y_line: torch.Tensor | None = None  # (n,) the noise-free line of synthetic data; None for a CSV
 
     @property
     def n(self) -> int:
@@ -43,6 +44,7 @@ class RegressionData:
             target_name=self.target_name,
             name=self.name,
             source=self.source,
+            y_line=None if self.y_line is None else self.y_line.to(dtype),
         )
 
 
@@ -74,6 +76,7 @@ def make_synthetic(spec: DataSpec, seed: int) -> RegressionData:
             f"synthetic: x in [{spec.x_min}, {spec.x_max}) n={spec.n_points}, "
             f"y = {spec.slope}*x + {spec.intercept} + {spec.noise}*N(0,1), seed {seed}"
         ),
+        y_line=line.view(-1),
     )
 
 

@@ -41,8 +41,12 @@ def run_params(config: TrainConfig, data: RegressionData) -> dict[str, str]:
     }
 
 
-def tracked_train(train_run: TrainRun, data: RegressionData) -> TrainOutcome:
-    """Train and log one run per batch size: the run's own as the parent, the compared ones as children."""
+def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> TrainOutcome:
+    """Train and log one run per batch size: the run's own as the parent, the compared ones as children.
+
+    With `parent` (a RunRef) the whole run nests under it, as in the report; otherwise it is a top-level run
+    or the one `mlflow run` made.
+    """
     from mbgd import plots, tracking
 
     client = tracking.client()
@@ -69,20 +73,21 @@ def tracked_train(train_run: TrainRun, data: RegressionData) -> TrainOutcome:
         experiment_name=train_run.experiment,
         run_name=run_name(config.batch_size, data.n),
         tags=run_tags(config, data),
-        adopt_run_id=tracking.run_id_from_mlflow_run(),
-    ) as parent:
-        client.log_param(parent.run_id, "compare_with", ",".join(map(str, train_run.compare_with)))
-        histories[config.batch_size] = train_and_log(parent.run_id, config)
+        parent=parent,
+        adopt_run_id="" if parent else tracking.run_id_from_mlflow_run(),
+    ) as own:
+        client.log_param(own.run_id, "compare_with", ",".join(map(str, train_run.compare_with)))
+        histories[config.batch_size] = train_and_log(own.run_id, config)
         for batch_size in train_run.batch_sizes[1:]:
             batch_config = config.with_batch_size(batch_size)
             with tracking.run_scope(
-                client, run_name=run_name(batch_size, data.n), parent=parent, tags=run_tags(batch_config, data)
+                client, run_name=run_name(batch_size, data.n), parent=own, tags=run_tags(batch_config, data)
             ) as child:
                 histories[batch_size] = train_and_log(child.run_id, batch_config)
                 child_run_ids[batch_size] = child.run_id
         if child_run_ids:
-            log_comparison(client, parent.run_id, histories, config, data)
-    return TrainOutcome(parent.run_id, parent.experiment_id, histories, child_run_ids)
+            log_comparison(client, own.run_id, histories, config, data)
+    return TrainOutcome(own.run_id, own.experiment_id, histories, child_run_ids)
 
 
 def log_comparison(client, run_id: str, histories: dict[int, History], config: TrainConfig, data: RegressionData):
@@ -110,6 +115,7 @@ class SweepOutcome:
     experiment_id: str
     summary: dict
     summary_markdown: str
+    results: list  # sweep.BatchSizeResult per batch size
 
 
 TRIAL_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -141,8 +147,11 @@ def log_trial_run(client, parent, batch_size: int, study_name: str, record, *, n
     return run_id
 
 
-def tracked_sweep(config, data: RegressionData, *, progress=None) -> SweepOutcome:
-    """Run the studies with every trial a child run, then log the seeds' figures and summaries on the parent."""
+def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None) -> SweepOutcome:
+    """Run the studies with every trial a child run, then log the seeds' figures and summaries on the parent.
+
+    With `parent` (a RunRef) the sweep's run nests under it, as in the report.
+    """
     from mbgd import plots, report, sweep, tracking
 
     storage_url = config.storage or sweep.default_storage()
@@ -155,7 +164,7 @@ def tracked_sweep(config, data: RegressionData, *, progress=None) -> SweepOutcom
     def on_trials(batch_size: int, study_name: str, records) -> None:
         for record in records:
             trial_run_ids[(study_name, record.number)] = log_trial_run(
-                client, parent, batch_size, study_name, record, n=data.n, dtype=config.train.dtype
+                client, sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype
             )
 
     with tracking.run_scope(
@@ -163,10 +172,11 @@ def tracked_sweep(config, data: RegressionData, *, progress=None) -> SweepOutcom
         experiment_name=config.experiment,
         run_name=f"sweep-{config.name}",
         tags={"sweep": config.name, "objective": config.objective, "dtype": config.train.dtype},
-        adopt_run_id=tracking.run_id_from_mlflow_run(),
-    ) as parent:
-        tracking.log_values(client, parent.run_id, params={**config.as_params(), "storage": tracking.redact(storage_url)})
-        tracking.log_dataset(client, parent.run_id, data)
+        parent=parent,
+        adopt_run_id="" if parent else tracking.run_id_from_mlflow_run(),
+    ) as sweep_run:
+        tracking.log_values(client, sweep_run.run_id, params={**config.as_params(), "storage": tracking.redact(storage_url)})
+        tracking.log_dataset(client, sweep_run.run_id, data)
         studies = [
             sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress) for b in config.batch_sizes
         ]
@@ -175,12 +185,12 @@ def tracked_sweep(config, data: RegressionData, *, progress=None) -> SweepOutcom
         markdown = report.summary_markdown(summary)
         best_runs = {
             r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))
-            or tracking.find_trial_run(client, parent.experiment_id, config.study_name(r.batch_size), r.best_trial_number)
+            or tracking.find_trial_run(client, sweep_run.experiment_id, config.study_name(r.batch_size), r.best_trial_number)
             for r in results
         }
         tracking.log_values(
             client,
-            parent.run_id,
+            sweep_run.run_id,
             metrics=tracking.scalars(
                 {f"best_lr_b{r.batch_size}": r.best_lr for r in results}
                 | {f"best_value_b{r.batch_size}": r.best_value for r in results}
@@ -188,15 +198,15 @@ def tracked_sweep(config, data: RegressionData, *, progress=None) -> SweepOutcom
             tags={f"best_run_b{b}": run_id for b, run_id in best_runs.items() if run_id},
         )
         for artifact_file, figure in sweep_figures(config, results, summary).items():
-            tracking.log_figure(client, parent.run_id, figure, artifact_file)
+            tracking.log_figure(client, sweep_run.run_id, figure, artifact_file)
         for study in studies:
             for name, figure in plots.optuna_figures(study).items():
-                tracking.log_figure(client, parent.run_id, figure, f"optuna/{study.study_name}/{name}.png")
+                tracking.log_figure(client, sweep_run.run_id, figure, f"optuna/{study.study_name}/{name}.png")
                 plots.close(figure)
-        client.log_dict(parent.run_id, summary, "summary.json")
-        client.log_text(parent.run_id, markdown, "summary.md")
-        tracking.describe(client, parent.run_id, markdown)
-    return SweepOutcome(parent.run_id, parent.experiment_id, summary, markdown)
+        client.log_dict(sweep_run.run_id, summary, "summary.json")
+        client.log_text(sweep_run.run_id, markdown, "summary.md")
+        tracking.describe(client, sweep_run.run_id, markdown)
+    return SweepOutcome(sweep_run.run_id, sweep_run.experiment_id, summary, markdown, results)
 
 
 def sweep_figures(config, results, summary: dict) -> dict:
@@ -209,3 +219,45 @@ def sweep_figures(config, results, summary: dict) -> dict:
         "lr_sensitivity.png": plots.lr_sensitivity_figure(results, objective=config.objective),
         "best_lr_vs_batch_size.png": plots.best_lr_figure(results, exponent=summary["best_lr_exponent"]),
     }
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    run_id: str
+    experiment_id: str
+    markdown: str
+    summary: dict
+
+
+def tracked_report(config, data: RegressionData, output_dir: str, *, progress=None) -> ReportOutcome:
+    """The tutorial in float32 and float64, then the sweep, all nested under one report run; writes report.md."""
+    from dataclasses import replace
+
+    from mbgd import plots, report, tracking
+
+    client = tracking.client()
+    with tracking.run_scope(
+        client,
+        experiment_name=config.experiment,
+        run_name=f"report-{config.name}",
+        tags={"report": config.name},
+        adopt_run_id=tracking.run_id_from_mlflow_run(),
+    ) as report_run:
+        histories_by_dtype = {}
+        figures = {}
+        for dtype, figure_name in (("float32", "tutorial_comparison.png"), ("float64", "tutorial_comparison_float64.png")):
+            train_config = replace(config.train, dtype=dtype)
+            train_run = TrainRun(train=train_config, compare_with=config.batch_sizes, experiment=config.experiment)
+            outcome = tracked_train(train_run, data, parent=report_run)
+            histories_by_dtype[dtype] = outcome.histories
+            title = f"lr {train_config.lr}, {dtype}, seed {train_config.seed}, {data.name}"
+            figures[figure_name] = plots.comparison_figure(
+                outcome.histories, highlight=config.train.batch_size, n=data.n, title=title
+            )
+        swept = tracked_sweep(config, data, progress=progress, parent=report_run)
+        figures.update(sweep_figures(config, swept.results, swept.summary))
+        markdown = report.report_markdown(swept.summary, histories_by_dtype, config.train.lr)
+        report.write_report(output_dir, markdown, figures)
+        client.log_artifacts(report_run.run_id, output_dir, "report")
+        tracking.describe(client, report_run.run_id, markdown)
+    return ReportOutcome(report_run.run_id, report_run.experiment_id, markdown, swept.summary)

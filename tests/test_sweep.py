@@ -1,0 +1,209 @@
+"""The learning-rate sweep: objectives, studies, resume, divergence, tracking, bad input."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from mbgd import theory
+from mbgd.cli import main
+from mbgd.config import ConfigError, SweepConfig, TrainConfig
+from mbgd.data import RegressionData, load_data
+from mbgd.sweep import (
+    default_storage,
+    epochs_to_floor,
+    noise_floor,
+    objective_value,
+    open_storage,
+    run_study,
+)
+from mbgd.train import History
+
+TUTORIAL = TrainConfig()
+DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
+
+
+def history(losses: list[float], *, diverged: bool = False) -> History:
+    return History(lr=0.1, batch_size=1, updates_per_epoch=1, samples_per_epoch=1, epoch_losses=losses, diverged=diverged)
+
+
+def test_auc_is_the_mean_log10_loss_over_the_epochs() -> None:
+    assert objective_value("auc", history([100.0, 10.0, 1.0]), epochs=2, floor=0.5) == pytest.approx(1.0)
+
+
+def test_final_is_the_last_full_dataset_loss() -> None:
+    assert objective_value("final", history([100.0, 10.0, 3.0]), epochs=2, floor=0.5) == 3.0
+
+
+def test_epochs_to_is_the_first_epoch_within_5_percent_of_the_floor() -> None:
+    assert epochs_to_floor([9.0, 2.0, 1.04, 1.0], floor=1.0, epochs=3) == 2
+    assert objective_value("epochs_to", history([9.0, 2.0, 1.06, 1.051]), epochs=3, floor=1.0) == 4.0
+
+
+@pytest.mark.parametrize(("objective", "worst"), [("auc", 40.0), ("final", 1e40), ("epochs_to", 21.0)])
+def test_diverged_trial_scores_the_worst_value(objective: str, worst: float) -> None:
+    assert objective_value(objective, history([100.0], diverged=True), epochs=20, floor=0.1) == worst
+
+
+def test_noise_floor_of_a_csv_is_the_least_squares_loss() -> None:
+    x = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    y = torch.tensor([1.0, 2.0, 2.0, 3.0])  # least squares: y = 0.6 x + 1.1, residuals -0.1, 0.3, -0.3, 0.1
+    data = RegressionData(x=x, y_train=y, y_eval=y, feature_names=("x",), target_name="y", name="t", source="t")
+    assert noise_floor(data) == pytest.approx((0.01 + 0.09 + 0.09 + 0.01) / 4, rel=1e-9)
+
+
+def test_tutorial_noise_floor_is_the_noise_mse_about_0_155() -> None:
+    torch.manual_seed(42)
+    noise = 0.4 * torch.randn(100)
+    assert noise_floor(DATA) == pytest.approx(float((noise.double() ** 2).mean()), rel=1e-6)
+    assert noise_floor(DATA) == pytest.approx(0.155, abs=0.001)
+
+
+def test_default_storage_lies_beside_a_sqlite_tracking_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////data/runs/mlflow.db")
+    assert default_storage() == "sqlite:////data/runs/optuna.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert default_storage() == "sqlite:///optuna.db"
+
+
+def small_sweep(tmp_path: Path, **changes) -> SweepConfig:
+    base = SweepConfig(
+        train=replace(TUTORIAL, epochs=3), n_trials=5, population=2, seeds=2, batch_sizes=(10,),
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+    )
+    return replace(base, **changes)
+
+
+def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def test_study_stops_at_exactly_n_trials_and_a_rerun_adds_none(tmp_path: Path) -> None:
+    config = small_sweep(tmp_path)
+    storage = open_storage(config.storage)
+    logged = []
+    study = run_study(config, DATA, 10, storage, on_trials=lambda b, name, records: logged.extend(records))
+    assert len(study.trials) == len(completed(study)) == 5
+    assert len(logged) == 5
+    again = run_study(config, DATA, 10, open_storage(config.storage), on_trials=lambda *args: logged.append(args))
+    assert len(again.trials) == 5
+    assert len(logged) == 5
+
+
+def test_more_trials_resume_the_study(tmp_path: Path) -> None:
+    run_study(small_sweep(tmp_path), DATA, 10, open_storage(small_sweep(tmp_path).storage))
+    study = run_study(small_sweep(tmp_path, n_trials=8), DATA, 10, open_storage(small_sweep(tmp_path).storage))
+    assert len(completed(study)) == 8
+
+
+def test_lr_is_sampled_log_uniformly_inside_the_range(tmp_path: Path) -> None:
+    config = small_sweep(tmp_path, n_trials=12, population=4, lr_min=1e-3, lr_max=1e-2)
+    study = run_study(config, DATA, 10, open_storage(config.storage))
+    lrs = [t.params["lr"] for t in study.trials]
+    assert all(1e-3 <= lr <= 1e-2 for lr in lrs)
+    assert study.study_name == "mbgd-sweep-b10"
+
+
+def test_diverged_trials_are_complete_with_the_worst_value_and_a_reason(tmp_path: Path) -> None:
+    config = small_sweep(tmp_path, lr_min=1.0, lr_max=10.0, batch_sizes=(1,))
+    study = run_study(config, DATA, 1, open_storage(config.storage))
+    assert len(completed(study)) == 5
+    for trial in study.trials:
+        assert trial.value == 40.0
+        assert trial.user_attrs["diverged"] is True
+        assert "non-finite" in trial.user_attrs["diverged_reason"]
+
+
+def test_resuming_under_other_settings_is_refused(tmp_path: Path) -> None:
+    run_study(small_sweep(tmp_path), DATA, 10, open_storage(small_sweep(tmp_path).storage))
+    changed = small_sweep(tmp_path, train=replace(TUTORIAL, epochs=4))
+    with pytest.raises(ConfigError, match="epochs"):
+        run_study(changed, DATA, 10, open_storage(changed.storage))
+
+
+def test_interrupted_population_marks_its_trials_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mbgd.sweep.fit_population", interrupted)
+    config = small_sweep(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, DATA, 10, open_storage(config.storage))
+    study = optuna.load_study(study_name="mbgd-sweep-b10", storage=config.storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
+def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(tracking_store: str, tmp_path: Path) -> None:
+    args = [
+        "sweep", "--batch-sizes", "1,10", "--n-trials", "4", "--population", "3", "--seeds", "2", "--epochs", "3",
+        "--name", "tiny",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_store)
+    runs = client.search_runs(["0"], max_results=100)
+    (parent,) = [r for r in runs if r.info.run_name == "sweep-tiny"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 8
+    for child in children:
+        assert {"lr", "batch_size", "trial", "study_name"} <= set(child.data.params)
+        assert child.data.tags["optuna.state"] == "COMPLETE"
+        assert child.info.status == "FINISHED"
+        assert len(client.get_metric_history(child.info.run_id, "loss")) == 4
+        assert "objective" in child.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {
+        "tuned_comparison.png", "tuned_cost.png", "lr_sensitivity.png", "best_lr_vs_batch_size.png",
+        "summary.json", "summary.md",
+    } <= artifacts
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "optuna/tiny-b1")} == {
+        "optuna/tiny-b1/optimization_history.png", "optuna/tiny-b1/slice.png",
+    }
+    summary = json.loads(Path(client.download_artifacts(parent.info.run_id, "summary.json", str(tmp_path))).read_text())
+    assert set(summary["by_batch_size"]) == {"1", "10"}
+    row = summary["by_batch_size"]["1"]
+    assert {"best_lr", "best_value", "epochs_to_floor_mean", "epochs_to_floor_sd"} <= set(row)
+    assert row["theory_max_stable_lr"] == pytest.approx(theory.max_stable_lr(DATA.x, 1), rel=1e-9)
+    assert sorted(summary["ranking_fixed_lr"]) == sorted(summary["ranking_tuned"]) == [1, 10]
+    study = optuna.load_study(study_name="tiny-b1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert parent.data.metrics["best_lr_b1"] == pytest.approx(study.best_params["lr"])
+    best_child = client.get_run(parent.data.tags["best_run_b1"])
+    assert best_child.data.params["trial"] == str(study.best_trial.number)
+    assert "| batch size |" in parent.data.tags["mlflow.note.content"]
+
+    rerun = CliRunner().invoke(main, args)
+    assert rerun.exit_code == 0, rerun.output
+    assert len(optuna.load_study(study_name="tiny-b1", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials) == 4
+    trial_runs = [r for r in client.search_runs(["0"], max_results=100) if "trial" in r.data.params]
+    assert len(trial_runs) == 8
+
+
+BAD_SWEEP_INPUTS = [
+    (["--batch-sizes", ""], "at least one batch size"),
+    (["--batch-sizes", "1,0"], "batch sizes must be >= 1"),
+    (["--n-trials", "0"], "n_trials must be >= 1"),
+    (["--lr-min", "0.1", "--lr-max", "0.1"], "lr_min (0.1) must be below lr_max (0.1)"),
+    (["--objective", "speed"], "'speed' is not one of"),
+    (["--storage", "nosuchdb://x"], "cannot open Optuna storage"),
+    (["--storage", "sqlite:////nonexistent-dir/sub/optuna.db"], "cannot open Optuna storage"),
+    (["--population", "0"], "population must be >= 1"),
+    (["--seeds", "0"], "seeds must be >= 1"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_SWEEP_INPUTS)
+def test_bad_sweep_input_is_a_one_line_usage_error_and_creates_no_run(
+    tracking_store: str, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, ["sweep", *args])
+    assert result.exit_code == 2, result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1
+    assert message in error_lines[0]
+    assert MlflowClient(tracking_store).search_runs(["0"]) == []
