@@ -74,14 +74,14 @@ def test_ui_serves_the_store_on_localhost_and_prints_the_runs_link(tracking_stor
     try:
         first_line = process.stdout.readline()
         assert first_line.strip() == f"runs: http://127.0.0.1:{port}/#/experiments/0/runs?workflowType=machine_learning"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # MLflow's server start is slow on a busy machine
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                     assert response.status == 200
                     break
             except OSError:
-                assert time.monotonic() < deadline, "mbgd ui did not start within 60 s"
+                assert time.monotonic() < deadline, "mbgd ui did not start within 180 s"
                 time.sleep(0.5)
     finally:
         process.terminate()

@@ -17,6 +17,7 @@ import click
 from mbgd.config import (
     DTYPES,
     OBJECTIVES,
+    PRUNERS,
     TARGETS,
     ConfigError,
     DataSpec,
@@ -134,7 +135,7 @@ def sweep_options(command: Callable) -> Callable:
     options = [
         click.option("--name", type=str, help=f"Sweep name; studies are <name>-b<batch size>. {_default(SweepConfig, 'name')}"),
         click.option("--batch-sizes", type=str, help="Batch sizes to tune, comma-separated. [default: 1,10,20]"),
-        click.option("--n-trials", type=int, help=f"COMPLETE trials per batch size. {_default(SweepConfig, 'n_trials')}"),
+        click.option("--n-trials", type=int, help=f"Trials per batch size that run to the end (or are pruned, with --pruner). {_default(SweepConfig, 'n_trials')}"),
         click.option("--lr-min", type=float, help=f"Lower end of the log-uniform lr range. {_default(SweepConfig, 'lr_min')}"),
         click.option("--lr-max", type=float, help=f"Upper end of the log-uniform lr range. {_default(SweepConfig, 'lr_max')}"),
         click.option(
@@ -143,6 +144,12 @@ def sweep_options(command: Callable) -> Callable:
             help="What a trial minimises: auc = mean over the epochs of log10 full-dataset loss (rewards fast "
             "convergence); final = the last full-dataset loss; epochs_to = first epoch within 5% of the noise "
             "floor (epochs+1 if never). Diverged trials score the worst value. [default: auc]",
+        ),
+        click.option(
+            "--pruner",
+            type=click.Choice(PRUNERS),
+            help="Stop unpromising trials early: each reports its objective so far every epoch; a pruned trial "
+            "counts against --n-trials and ends PRUNED (its MLflow run KILLED). [default: none]",
         ),
         click.option("--sampler-seed", type=int, help=f"Seed of the TPE sampler. {_default(SweepConfig, 'sampler_seed')}"),
         click.option("--population", type=int, help=f"Trials asked at once and trained in one vectorised pass. {_default(SweepConfig, 'population')}"),
@@ -227,20 +234,68 @@ def report(preset: str | None, output_dir: str, **options: Any) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; other machines need 0.0.0.0 (and authentication).")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to serve on.")
 @click.option("--experiment", type=str, default="", help="Experiment to link to. [default: $MLFLOW_EXPERIMENT_NAME, else Default]")
-def ui(host: str, port: int, experiment: str) -> None:
-    """Start the MLflow UI on the project's tracking store and print a link to the runs."""
+@click.option("--open", "open_browser", is_flag=True, help="Open the runs link in a browser once the UI is up.")
+def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
+    """Start the MLflow UI on the project's tracking store and print links to the runs and their charts."""
     import subprocess
 
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     if tracking_uri.startswith("http"):
         raise click.UsageError(f"MLFLOW_TRACKING_URI is a server already ({tracking_uri}); open it in a browser")
-    from mbgd.tracking import client, experiment_id_for, runs_link
+    from mbgd.tracking import charts_link, client, experiment_id_for, runs_link
 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     experiment_id = experiment_id_for(client(), experiment) if experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") else "0"
-    click.echo(f"runs: {runs_link(f'http://{host}:{port}', experiment_id)}")
+    server = f"http://{host}:{port}"
+    link = runs_link(server, experiment_id)
+    click.echo(f"runs: {link}")
+    click.echo(f"charts: {charts_link(server, experiment_id)}", nl=True)
+    sys.stdout.flush()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port)]
+    process = subprocess.Popen(command)
     try:
-        subprocess.run(command, check=False)
+        if open_browser:
+            open_when_up(link, server)
+        process.wait()
     except KeyboardInterrupt:
-        pass
+        process.terminate()
+        process.wait()
+
+
+def open_when_up(link: str, server: str, timeout_s: float = 60.0) -> None:
+    """Open the link in the user's browser once the server answers /health; say so when no browser exists."""
+    import time
+    import urllib.request
+    import webbrowser
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{server}/health", timeout=2):
+                break
+        except OSError:
+            time.sleep(0.5)
+    if not webbrowser.open(link):
+        click.echo("no browser found here: open the runs link above in one", err=True)
+
+
+@main.command()
+@click.option("--storage", type=str, help="Optuna storage URL. [default: sqlite:///optuna.db beside the tracking store]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to serve on.")
+@user_errors
+def dashboard(storage: str | None, host: str, port: int) -> None:
+    """Open optuna-dashboard on the sweep's studies (pip install 'mbgd[dashboard]')."""
+    import importlib.util
+
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        raise click.ClickException("optuna-dashboard is not installed: pip install 'mbgd[dashboard]' (or optuna-dashboard==0.21.0)")
+    from mbgd.sweep import default_storage, open_storage
+    from mbgd.tracking import redact
+
+    url = storage or default_storage()
+    opened = open_storage(url)
+    from optuna_dashboard import run_server
+
+    click.echo(f"optuna-dashboard on {redact(url)}: http://{host}:{port}/")
+    run_server(opened, host=host, port=port)

@@ -201,6 +201,7 @@ def _coerce(key: str, type_name: Any, value: Any) -> Any:
 
 
 OBJECTIVES = ("auc", "final", "epochs_to")
+PRUNERS = ("none", "median", "hyperband")
 
 
 @dataclass(frozen=True)
@@ -210,10 +211,11 @@ class SweepConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # everything that shapes a training; lr is tuned
     name: str = "mbgd-sweep"  # studies are named <name>-b<batch size>
     batch_sizes: tuple[int, ...] = (1, 10, 20)
-    n_trials: int = 64  # COMPLETE trials per batch size
+    n_trials: int = 64  # finished trials per batch size: COMPLETE, or PRUNED when a pruner is on
     lr_min: float = 1e-4
     lr_max: float = 1.0
     objective: str = "auc"
+    pruner: str = "none"  # stop unpromising trials early; "none" keeps results comparable with unpruned sweeps
     sampler_seed: int = 0
     population: int = 16  # trials asked at once and trained in one vectorised pass
     seeds: int = 5  # re-runs of each best lr (and of the tutorial's fixed lr)
@@ -236,6 +238,7 @@ class SweepConfig:
         _require(
             self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
         )
+        _require(self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
 
     def study_name(self, batch_size: int) -> str:
         return f"{self.name}-b{batch_size}"

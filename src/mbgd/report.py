@@ -14,7 +14,7 @@ def summary_markdown(summary: dict) -> str:
     lines = [
         f"# Sweep `{summary['name']}`: best learning rate per batch size",
         "",
-        f"Objective `{summary['objective']}`, {summary['n_trials']} trials per batch size, lr in "
+        f"Objective `{summary['objective']}`, pruner `{summary['pruner']}`, {summary['n_trials']} trials per batch size, lr in "
         f"[{summary['lr_range'][0]:g}, {summary['lr_range'][1]:g}], {summary['epochs']} epochs, {summary['dtype']}, "
         f"{'shuffled' if summary['shuffle'] else 'fixed'} batch order, {summary['targets']} training targets; "
         f"each best lr and the tutorial's lr {summary['fixed_lr']:g} re-trained over seeds {seeds[0]}..{seeds[-1]}.",
@@ -30,7 +30,9 @@ def summary_markdown(summary: dict) -> str:
             f"{row['epochs_to_floor_mean']:.3g} ± {row['epochs_to_floor_sd']:.2g} | "
             f"{row['epochs_to_floor_fixed_lr_mean']:.3g} | {row['theory_max_stable_lr']:.4g} | "
             f"{row['theory_best_lr']:.4g} | {row['spectral_radius_at_best_lr']:.3g} | "
-            f"{row['diverged_trials']} of {row['complete_trials']} |"
+            f"{row['diverged_trials']} of {row['complete_trials']}"
+            + (f" (+{row['pruned_trials']} pruned)" if row["pruned_trials"] else "")
+            + " |"
         )
     precision = summary["ranking_fixed_lr_by_dtype"]
     depends = summary["ranking_fixed_lr_depends_on_precision"]

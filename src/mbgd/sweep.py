@@ -18,7 +18,7 @@ import torch
 from mbgd import theory
 from mbgd.config import ConfigError, SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
-from mbgd.train import History, fit_population
+from mbgd.train import EpochHook, History, fit_population
 
 # Where a trial lands when training diverged: worse than any finite run can score. auc is a mean of log10
 # losses, and float32's largest finite value is about 10^38.5.
@@ -134,6 +134,7 @@ def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.Ba
         study_name=config.study_name(batch_size),
         storage=storage,
         sampler=optuna.samplers.TPESampler(seed=config.sampler_seed + batch_size, constant_liar=True),
+        pruner=make_pruner(config.pruner, config.train.epochs),
         direction="minimize",
         load_if_exists=True,
     )
@@ -150,8 +151,47 @@ def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.Ba
     return study
 
 
-def complete_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count against --n-trials: COMPLETE ones, and PRUNED ones when a pruner is on."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """The pruner for --pruner; trials report their intermediate objective once per epoch (step = epoch)."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def intermediate_value(objective: str, losses: Sequence[float]) -> float:
+    """The objective so far, from the full-dataset losses up to this epoch: auc's running mean of log10 losses;
+    for final and epochs_to, the current loss (lower is closer to the floor)."""
+    if objective == "auc":
+        return statistics.fmean(math.log10(max(loss, 1e-300)) for loss in losses)
+    return losses[-1]
+
+
+def pruning_hook(objective: str, trials: Sequence[optuna.trial.Trial]) -> EpochHook:
+    """Report each member's intermediate value to its trial and stop the members the pruner prunes."""
+    losses_so_far: list[list[float]] = [[] for _ in trials]
+
+    def on_epoch(epoch: int, losses: torch.Tensor) -> torch.Tensor:
+        stop = torch.zeros(len(trials), dtype=torch.bool)
+        for i, trial in enumerate(trials):
+            loss = float(losses[i])
+            if math.isnan(loss):
+                continue
+            losses_so_far[i].append(loss)
+            trial.report(intermediate_value(objective, losses_so_far[i]), epoch)
+            stop[i] = bool(trial.should_prune())
+        return stop
+
+    return on_epoch
 
 
 def run_study(
@@ -163,18 +203,19 @@ def run_study(
     on_trials: OnTrials | None = None,
     progress: Progress | None = None,
 ) -> optuna.Study:
-    """Ask, train and tell populations of trials until the study has n_trials COMPLETE ones."""
+    """Ask, train and tell populations of trials until the study has n_trials finished ones."""
     study = open_study(config, batch_size, storage)
     train_config = config.train.with_batch_size(batch_size)
     floor = noise_floor(data)
-    done = complete_count(study)
+    done = finished_count(study)
     if progress:
         progress(batch_size, done, config.n_trials)
     while done < config.n_trials:
         trials = [study.ask() for _ in range(min(config.population, config.n_trials - done))]
         lrs = [trial.suggest_float("lr", config.lr_min, config.lr_max, log=True) for trial in trials]
+        on_epoch = pruning_hook(config.objective, trials) if config.pruner != "none" else None
         try:
-            histories = fit_population(train_config, data, lrs)
+            histories = fit_population(train_config, data, lrs, on_epoch=on_epoch)
         except BaseException:
             for trial in trials:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -185,11 +226,17 @@ def run_study(
             trial.set_user_attr("diverged", history.diverged)
             if history.diverged:
                 trial.set_user_attr("diverged_reason", history.diverged_reason)
-            study.tell(trial, value)
-            records.append(TrialRecord(trial.number, history.lr, value, "COMPLETE", history))
+            if history.stopped_epoch is not None and not history.diverged:
+                value = intermediate_value(config.objective, history.epoch_losses)
+                trial.set_user_attr("pruned_at_epoch", history.stopped_epoch)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                records.append(TrialRecord(trial.number, history.lr, value, "PRUNED", history))
+            else:
+                study.tell(trial, value)
+                records.append(TrialRecord(trial.number, history.lr, value, "COMPLETE", history))
         if on_trials:
             on_trials(batch_size, study.study_name, records)
-        done = complete_count(study)
+        done = finished_count(study)
         if progress:
             progress(batch_size, done, config.n_trials)
     return study
@@ -232,6 +279,7 @@ class BatchSizeResult:
     fixed_other_dtype: SeedRuns  # the same in the other precision
     theory: dict[str, float]
     trials: list[tuple[float, float, bool]]  # (lr, value, diverged) of every COMPLETE trial
+    pruned_trials: int
 
 
 def analyse_batch_size(config: SweepConfig, study: optuna.Study, data: RegressionData) -> BatchSizeResult:
@@ -259,6 +307,7 @@ def analyse_batch_size(config: SweepConfig, study: optuna.Study, data: Regressio
         fixed_other_dtype=retrain_over_seeds(config, batch_size, config.train.lr, dtype=other_dtype),
         theory=theory_values,
         trials=trials,
+        pruned_trials=len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))),
     )
 
 
@@ -298,11 +347,13 @@ def summarize(config: SweepConfig, results: Sequence[BatchSizeResult]) -> dict:
             "final_loss_fixed_lr_mean": statistics.fmean(h.final_loss for h in r.fixed.histories),
             "diverged_trials": sum(1 for _, _, diverged in r.trials if diverged),
             "complete_trials": len(r.trials),
+            "pruned_trials": r.pruned_trials,
             **r.theory,
         }
     return {
         "name": config.name,
         "objective": config.objective,
+        "pruner": config.pruner,
         "n_trials": config.n_trials,
         "lr_range": [config.lr_min, config.lr_max],
         "fixed_lr": config.train.lr,

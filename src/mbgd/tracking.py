@@ -182,6 +182,11 @@ def runs_link(tracking_uri: str, experiment_id: str, run_id: str = "") -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
+def charts_link(server: str, experiment_id: str) -> str:
+    """The runs link in the UI's chart view: every run's metrics side by side."""
+    return f"{runs_link(server, experiment_id)}&compareRunsMode=CHART"
+
+
 def redact(url: str) -> str:
     """A URL with any password replaced by ***, fit for params, tags and output."""
     from urllib.parse import urlsplit, urlunsplit

@@ -91,15 +91,17 @@ def fit_population(
             f"drop_last with batch_size {config.batch_size} > {data.n} points leaves no batch to train on"
         )
     k, d = len(lrs), data.n_features
-    lr = torch.tensor(list(lrs), dtype=dtype)
-    w = torch.full((k, d), config.init_w, dtype=dtype, requires_grad=True)
-    b = torch.full((k,), config.init_b, dtype=dtype, requires_grad=True)
-    active = torch.ones(k, dtype=torch.bool)
     samples_per_epoch = len(loader) * config.batch_size if config.drop_last else data.n
     histories = [
         History(lr=float(v), batch_size=config.batch_size, updates_per_epoch=len(loader), samples_per_epoch=samples_per_epoch)
         for v in lrs
     ]
+    # Rows of w, b and lr belong to the models still training; `members` maps each row to its History.
+    # Stopped and diverged models are dropped from the tensors, so a pruned population costs less.
+    members = torch.arange(k)
+    lr = torch.tensor(list(lrs), dtype=dtype)
+    w = torch.full((k, d), config.init_w, dtype=dtype, requires_grad=True)
+    b = torch.full((k,), config.init_b, dtype=dtype, requires_grad=True)
     batch_losses: list[torch.Tensor] = []
     start = time.perf_counter()
 
@@ -108,48 +110,58 @@ def fit_population(
             eval_loss = full_dataset_loss(w, b, data.x, data.y_eval)
             train_loss = eval_loss if data.y_train is data.y_eval else full_dataset_loss(w, b, data.x, data.y_train)
         elapsed = time.perf_counter() - start
+        rows = members.tolist()
         if record_batch_loss and batch_losses:
-            _append_batch_losses(histories, active, torch.stack(batch_losses))
+            _append_batch_losses(histories, rows, torch.stack(batch_losses))
             batch_losses.clear()
-        newly_diverged = active & ~(torch.isfinite(eval_loss) & torch.isfinite(train_loss))
-        for i in newly_diverged.nonzero().flatten().tolist():
-            histories[i].diverged = True
-            histories[i].diverged_reason = f"non-finite full-dataset loss at the start of epoch {epoch}"
-            _truncate_at_non_finite(histories[i])
-        active &= ~newly_diverged
-        for i in active.nonzero().flatten().tolist():
-            histories[i].epoch_losses.append(float(eval_loss[i]))
-            histories[i].train_losses.append(float(train_loss[i]))
-            histories[i].epoch_seconds.append(elapsed)
+        finite = torch.isfinite(eval_loss) & torch.isfinite(train_loss)
+        for row, member in enumerate(rows):
+            history = histories[member]
+            if finite[row]:
+                history.epoch_losses.append(float(eval_loss[row]))
+                history.train_losses.append(float(train_loss[row]))
+                history.epoch_seconds.append(elapsed)
+            else:
+                history.diverged = True
+                history.diverged_reason = f"non-finite full-dataset loss at the start of epoch {epoch}"
+                _truncate_at_non_finite(history)
+        keep = finite
         if on_epoch is not None and epoch < config.epochs:
-            stop = on_epoch(epoch, torch.where(active, eval_loss, torch.nan))
+            losses = torch.full((k,), math.nan, dtype=dtype)
+            losses[members[finite]] = eval_loss[finite]
+            stop = on_epoch(epoch, losses)
             if stop is not None:
-                for i in (stop & active).nonzero().flatten().tolist():
-                    histories[i].stopped_epoch = epoch
-                active &= ~stop
-        if epoch == config.epochs or not active.any():
+                stopped = stop[members] & finite
+                for row in stopped.nonzero().flatten().tolist():
+                    histories[rows[row]].stopped_epoch = epoch
+                    _record_parameters(histories[rows[row]], w[row], b[row])
+                keep = keep & ~stopped
+        if epoch == config.epochs or not keep.any():
             break
-        with torch.no_grad():
-            # Keep stopped models finite so they cost nothing odd; their rows no longer update.
-            w[~active] = 0.0
-            b[~active] = 0.0
-        step_lr = torch.where(active, lr, 0.0)
+        if not keep.all():
+            members, lr = members[keep], lr[keep]
+            w = w.detach()[keep].requires_grad_()
+            b = b.detach()[keep].requires_grad_()
         for xb, yb in loader:
             per_model = ((predict(w, b, xb) - yb) ** 2).mean(dim=1)
             per_model.sum().backward()
             with torch.no_grad():
-                w -= step_lr[:, None] * w.grad
-                b -= step_lr * b.grad
+                w -= lr[:, None] * w.grad
+                b -= lr * b.grad
             w.grad = None
             b.grad = None
             if record_batch_loss:
                 batch_losses.append(per_model.detach())
 
-    for i, history in enumerate(histories):
-        if not history.diverged:
-            history.w = w[i].detach().tolist()
-            history.b = float(b[i].detach())
+    for row, member in enumerate(members.tolist()):
+        if not histories[member].diverged and histories[member].stopped_epoch is None:
+            _record_parameters(histories[member], w[row], b[row])
     return histories
+
+
+def _record_parameters(history: History, w: torch.Tensor, b: torch.Tensor) -> None:
+    history.w = w.detach().tolist()
+    history.b = float(b.detach())
 
 
 def predict(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -181,10 +193,10 @@ def full_dataset_loss(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torc
     return total / n
 
 
-def _append_batch_losses(histories: list[History], active: torch.Tensor, losses: torch.Tensor) -> None:
-    """Per-update losses of one epoch, shape (updates, K), appended to the models that trained in it."""
-    for i in active.nonzero().flatten().tolist():
-        histories[i].batch_losses.extend(losses[:, i].tolist())
+def _append_batch_losses(histories: list[History], members: list[int], losses: torch.Tensor) -> None:
+    """Per-update losses of one epoch, shape (updates, rows), appended to the models that trained in it."""
+    for row, member in enumerate(members):
+        histories[member].batch_losses.extend(losses[:, row].tolist())
 
 
 def _truncate_at_non_finite(history: History) -> None:
