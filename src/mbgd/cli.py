@@ -42,7 +42,8 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 
 
 def user_errors(command: Callable) -> Callable:
-    """Config errors become one-line usage errors (exit 2); SIGINT/SIGTERM end the command with exit 130."""
+    """Config errors become one-line usage errors (exit 2), failed workers a one-line error (exit 1);
+    SIGINT and SIGTERM end the command with exit 130 and 143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,6 +56,8 @@ def user_errors(command: Callable) -> Callable:
             click.echo("mbgd: interrupted; the active MLflow runs were marked KILLED", err=True)
             sys.exit(130)
         except BaseException as error:
+            if type(error).__name__ == "WorkerError":
+                raise click.ClickException(str(error)) from None
             if type(error).__name__ != "Interrupted":
                 raise
             click.echo(f"mbgd: stopped by {error}; the active MLflow runs were marked KILLED", err=True)
@@ -153,6 +156,7 @@ def sweep_options(command: Callable) -> Callable:
         ),
         click.option("--sampler-seed", type=int, help=f"Seed of the TPE sampler. {_default(SweepConfig, 'sampler_seed')}"),
         click.option("--population", type=int, help=f"Trials asked at once and trained in one vectorised pass. {_default(SweepConfig, 'population')}"),
+        click.option("--workers", type=int, help=f"Local processes asking and telling against the same studies. {_default(SweepConfig, 'workers')}"),
         click.option("--seeds", type=int, help=f"Seeds each best lr (and the fixed lr) is re-trained over. {_default(SweepConfig, 'seeds')}"),
         click.option("--storage", type=str, help="Optuna storage URL. [default: sqlite:///optuna.db beside the tracking store]"),
         click.option("--experiment", type=str, help="MLflow experiment name. [default: $MLFLOW_EXPERIMENT_NAME, else Default]"),
@@ -252,14 +256,39 @@ def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
     click.echo(f"charts: {charts_link(server, experiment_id)}", nl=True)
     sys.stdout.flush()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port)]
-    process = subprocess.Popen(command)
+    # The server gets its own process group: MLflow starts worker processes that a plain terminate() of the
+    # server would leave running.
+    process = subprocess.Popen(command, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if open_browser:
             open_when_up(link, server)
         process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_process_group(process)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(143)
+
+
+def stop_process_group(process: Any, timeout_s: float = 10.0) -> None:
+    """SIGTERM a process and everything it started, SIGKILL what is left after the timeout."""
+    import subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def open_when_up(link: str, server: str, timeout_s: float = 60.0) -> None:
@@ -291,7 +320,7 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise click.ClickException("optuna-dashboard is not installed: pip install 'mbgd[dashboard]' (or optuna-dashboard==0.21.0)")
     from mbgd.sweep import default_storage, open_storage
-    from mbgd.tracking import redact
+    from mbgd.config import redact
 
     url = storage or default_storage()
     opened = open_storage(url)
@@ -299,3 +328,88 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
 
     click.echo(f"optuna-dashboard on {redact(url)}: http://{host}:{port}/")
     run_server(opened, host=host, port=port)
+
+
+def drop_options(*names: str) -> Callable[[click.Command], click.Command]:
+    """Remove shared options that a command replaces with its own (applied above @main.command())."""
+
+    def decorate(command: click.Command) -> click.Command:
+        command.params = [param for param in command.params if param.name not in names]
+        return command
+
+    return decorate
+
+
+def scaling_options(command: Callable) -> Callable:
+    """The options of `mbgd scaling`: the grid, the studies, the target, the orders and regimes."""
+    from mbgd.config import BOTH, ORDERS, SCALING_DEFAULTS
+
+    def default(name: str) -> str:
+        value = SCALING_DEFAULTS[name]
+        return f"[default: {','.join(map(str, value)) if isinstance(value, tuple) else value}]"
+
+    options = [
+        click.option("--name", type=str, help=f"Scaling name; studies are <name>-<order>-<regime>-b<batch size>. {default('name')}"),
+        click.option("--batch-sizes", type=str, help=f"Batch sizes of the grid, comma-separated. {default('batch_sizes')}"),
+        click.option("--target-ratio", type=float, help=f"The target: the training loss falls to this fraction of its initial value (noisy targets: within 5% of the least-squares optimum's loss, when higher); in (0, 1). {_default(SweepConfig, 'target_ratio')}"),
+        click.option("--order", type=click.Choice((*ORDERS, BOTH)), help="Batch order: the tutorial's fixed one, reshuffled every epoch, or both. [default: both]"),
+        click.option("--targets", "regimes", type=click.Choice((*TARGETS, BOTH)), help="Training targets: the noise-free line (interpolation), the noisy Y, or both regimes. [default: both]"),
+        click.option("--epochs", "scaling_epochs", type=int, help=f"Passes over the data a trial has to reach the target. {default('epochs')}"),
+        click.option("--n-trials", type=int, help=f"Trials per study (per batch size, order and regime). {default('n_trials')}"),
+        click.option("--population", type=int, help=f"Trials asked at once and trained in one vectorised pass. {default('population')}"),
+        click.option("--lr-min", type=float, help="Lower end of the log-uniform lr range. [default: 1/(2 beta), half SGD's theoretical step]"),
+        click.option("--lr-max", type=float, help="Upper end of the log-uniform lr range. [default: 4/lambda_1, twice full-batch descent's stability limit]"),
+        click.option("--sampler-seed", type=int, help=f"Seed of the TPE sampler. {_default(SweepConfig, 'sampler_seed')}"),
+        click.option("--seeds", type=int, help=f"Seeds each best lr is re-trained over (noise draw and shuffled order). {default('seeds')}"),
+        click.option("--storage", type=str, help="Optuna storage URL. [default: sqlite:///optuna.db beside the tracking store]"),
+        click.option("--experiment", type=str, help="MLflow experiment name. [default: $MLFLOW_EXPERIMENT_NAME, else Default]"),
+        click.option("--output-dir", type=click.Path(file_okay=False), default="results", show_default=True, help="Folder for the figures, scaling.json and scaling.md; '' for none."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+# --batch-size and --lr are what the grid and the studies set; --shuffle, --targets and --epochs are replaced
+# (their defaults differ; the replacements keep the option names).
+@drop_options("batch_size", "lr", "shuffle", "targets", "epochs")
+@main.command()
+@training_options
+@scaling_options
+@user_errors
+def scaling(preset: str | None, output_dir: str, regimes: str | None, scaling_epochs: int | None, **options: Any) -> None:
+    """Updates to a target loss vs batch size, each batch size at its tuned lr, against the theory's predictions.
+
+    For every batch size, batch order and regime, an Optuna study tunes the lr for the fewest updates until the
+    training loss reaches the target; the best lr is re-trained over the seeds. Predictions: the critical batch
+    size m* = beta/lambda_1 and the step eta*(m) of the interpolation theory, and the gradient noise scale.
+    """
+    from mbgd.config import build_scaling_config
+
+    config = build_scaling_config(collect(preset, {**options, "targets": regimes, "epochs": scaling_epochs}))
+
+    from mbgd import scaling as scaling_study
+    from mbgd.data import load_data
+    from mbgd.runs import tracked_scaling
+    from mbgd.tracking import runs_link
+
+    data = load_data(config.sweep.train.data, config.sweep.train.seed)
+    config = scaling_study.resolve_lr_range(config, data.x)
+    click.echo(
+        f"{len(config.orders) * len(config.targets) * len(config.sweep.batch_sizes)} studies of {config.sweep.n_trials} "
+        f"trials, lr in [{config.sweep.lr_min:.3g}, {config.sweep.lr_max:.3g}]"
+    )
+    outcome = tracked_scaling(config, data, output_dir=output_dir, progress=click.echo)
+    summary = outcome.summary
+    line = f"predicted critical batch size m* = {summary['critical_batch_size_theory']:.3g}"
+    if summary["noise_scale_at_target"] is not None:
+        line += f"; noise scale at the target (noisy) = {summary['noise_scale_at_target']:.3g}"
+    click.echo(line)
+    for order, regimes in summary["measured"].items():
+        for regime, measured in regimes.items():
+            knee = measured["critical_batch_size"]
+            click.echo(f"measured knee, {order}, {regime}: " + ("none" if knee is None else f"{knee:.3g}"))
+    if output_dir:
+        click.echo(f"wrote {os.path.join(output_dir, 'scaling.md')} and the figures")
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")

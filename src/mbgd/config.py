@@ -99,6 +99,23 @@ class TrainRun:
         return (self.train.batch_size, *others)
 
 
+def redact(url: str) -> str:
+    """A URL with any password replaced by ***, fit for params, tags, errors and output."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -200,7 +217,7 @@ def _coerce(key: str, type_name: Any, value: Any) -> Any:
     raise AssertionError(f"no coercion for {key}: {type_name}")
 
 
-OBJECTIVES = ("auc", "final", "epochs_to")
+OBJECTIVES = ("auc", "final", "epochs_to", "updates_to")
 PRUNERS = ("none", "median", "hyperband")
 
 
@@ -215,9 +232,14 @@ class SweepConfig:
     lr_min: float = 1e-4
     lr_max: float = 1.0
     objective: str = "auc"
+    # updates_to: the training loss must fall to this fraction of its initial value (or within 5% of the
+    # least-squares optimum's loss, when that is higher). 1e-4: four orders of magnitude, well above float32's
+    # rounding of the noise-free fit.
+    target_ratio: float = 1e-4
     pruner: str = "none"  # stop unpromising trials early; "none" keeps results comparable with unpruned sweeps
     sampler_seed: int = 0
     population: int = 16  # trials asked at once and trained in one vectorised pass
+    workers: int = 1  # local processes asking and telling against the same studies
     seeds: int = 5  # re-runs of each best lr (and of the tutorial's fixed lr)
     storage: str = ""  # any Optuna storage URL; empty: sqlite optuna.db beside the tracking store
     experiment: str = ""
@@ -230,6 +252,7 @@ class SweepConfig:
         _require(bool(self.name.strip()), "name must not be empty")
         _require(self.n_trials >= 1, f"n_trials must be >= 1, got {self.n_trials}")
         _require(self.population >= 1, f"population must be >= 1, got {self.population}")
+        _require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
         for name in ("lr_min", "lr_max"):
             value = getattr(self, name)
@@ -239,6 +262,7 @@ class SweepConfig:
             self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
         )
         _require(self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        _require(0 < self.target_ratio < 1, f"target_ratio must be in (0, 1), got {self.target_ratio}")
 
     def study_name(self, batch_size: int) -> str:
         return f"{self.name}-b{batch_size}"
@@ -266,3 +290,76 @@ def build_sweep_config(values: dict[str, Any]) -> SweepConfig:
                 sweep[key] = _coerce(key, _SWEEP_KEYS[key].type, value)
     values.pop("compare_with", None)
     return SweepConfig(train=build_train_config(values), **sweep)
+
+
+ORDERS = ("fixed", "shuffled")  # the tutorial's batch order (x = -5 upward), and reshuffled every epoch
+BOTH = "both"
+# Training targets -> the scaling regime they put SGD in: on the noise-free line every per-sample gradient
+# vanishes at the optimum (interpolation); on the noisy Y they do not, and a constant step leaves a floor.
+REGIMES = {"clean": "interpolation", "noisy": "noisy"}
+# What `mbgd scaling` changes from the sweep's defaults, and why.
+SCALING_DEFAULTS: dict[str, Any] = {
+    "name": "mbgd-scaling",  # studies are <name>-<order>-<regime>-b<batch size>
+    "batch_sizes": (1, 2, 3, 4, 5, 10, 20, 25, 50, 100),  # log-spaced from SGD to the full batch of 100
+    "objective": "updates_to",
+    "epochs": 30,  # the full batch needs about 24 updates to come within 5% of the noisy optimum at its best lr
+    # lr_min, lr_max: from the data's theory unless given (ScalingConfig.lr_from_theory)
+    "n_trials": 20,  # 10 random trials, then 10 guided by TPE: 40 studies in a few minutes
+    "population": 10,  # = TPE's 10 startup trials, so the second population is the guided one
+    "seeds": 3,  # re-runs of each best lr: the noise draw and the shuffled order change with the seed
+}
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Updates to a target loss vs batch size: an lr study (objective updates_to) per batch size, order, regime.
+
+    `sweep` holds what every study shares (grid, trials, lr range, seeds, storage, target ratio, training);
+    `study_config` sets the batch order and the training targets of one (order, regime).
+    """
+
+    sweep: SweepConfig = field(default_factory=lambda: build_sweep_config(SCALING_DEFAULTS))
+    orders: tuple[str, ...] = ORDERS
+    targets: tuple[str, ...] = TARGETS
+    # The lr bounds not given, set from the data once it is loaded (mbgd.scaling.resolve_lr_range): from half of
+    # SGD's theoretical best step 1/beta to twice full-batch descent's stability limit 2/lambda_1. The tuned lrs
+    # lie in a decade or so there; the sweep's four decades would leave half the trials diverging or crawling.
+    lr_from_theory: tuple[str, ...] = ("lr_min", "lr_max")
+
+    def __post_init__(self) -> None:
+        _require(self.sweep.objective == "updates_to", f"scaling tunes for updates_to, got {self.sweep.objective!r}")
+        _require(bool(self.orders) and set(self.orders) <= set(ORDERS), f"orders must be among {ORDERS}, got {self.orders}")
+        _require(bool(self.targets) and set(self.targets) <= set(TARGETS), f"targets must be among {TARGETS}, got {self.targets}")
+
+    def study_config(self, order: str, targets: str) -> SweepConfig:
+        """The sweep of one batch order and one regime; its studies are <name>-<order>-<regime>-b<B>."""
+        train = replace(
+            self.sweep.train, shuffle=order == "shuffled", data=replace(self.sweep.train.data, targets=targets)
+        )
+        return replace(self.sweep, train=train, name=f"{self.sweep.name}-{order}-{REGIMES[targets]}")
+
+    def as_params(self) -> dict[str, str]:
+        params = {key: value for key, value in self.sweep.as_params().items() if key not in ("shuffle", "targets")}
+        return {**params, "orders": ",".join(self.orders), "targets": ",".join(self.targets)}
+
+
+def build_scaling_config(values: dict[str, Any]) -> ScalingConfig:
+    """Scaling defaults <- values; `order` and `targets` take one of their values or "both" (the default).
+
+    A preset's `shuffle` picks the order when no `order` is given.
+    """
+    lr_from_theory = tuple(key for key in ("lr_min", "lr_max") if values.get(key) is None)
+    values = {**SCALING_DEFAULTS, **{key: value for key, value in values.items() if value is not None}}
+    order = values.pop("order", None)
+    shuffle = values.pop("shuffle", None)
+    if order is None:
+        order = BOTH if shuffle is None else ("shuffled" if shuffle else "fixed")
+    targets = values.pop("targets", None) or BOTH
+    _require(order in (*ORDERS, BOTH), f"order must be one of {', '.join((*ORDERS, BOTH))}, got {order!r}")
+    _require(targets in (*TARGETS, BOTH), f"targets must be one of {', '.join((*TARGETS, BOTH))}, got {targets!r}")
+    return ScalingConfig(
+        sweep=build_sweep_config(values),
+        orders=ORDERS if order == BOTH else (order,),
+        targets=TARGETS if targets == BOTH else (targets,),
+        lr_from_theory=lr_from_theory,
+    )

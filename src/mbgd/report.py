@@ -146,3 +146,113 @@ def write_report(folder, markdown: str, figures: dict) -> None:
     for name, figure in figures.items():
         figure.savefig(folder / name, dpi=100)
     (folder / "report.md").write_text(markdown)
+
+
+SCALING_FIGURES = {
+    "scaling_updates.png": "Updates to the target vs batch size (log-log), perfect scaling dotted, knees and predictions",
+    "scaling_samples.png": "Samples to the target vs batch size",
+    "scaling_lr.png": "Tuned learning rate vs batch size, with the interpolation theory's η*(m)",
+}
+_ORDER_NAMES = {"fixed_order": "fixed order", "shuffled": "shuffled"}
+
+
+def _value(value, digits: int = 3) -> str:
+    return "never" if value is None else f"{value:.{digits}g}"
+
+
+def _spread(row: dict, key: str) -> str:
+    if row[key] is None:
+        return "never"
+    return f"{row[key]:.3g} ± {row[f'{key}_sd']:.2g}"
+
+
+def _knee_sentence(summary: dict, order: str, regime: str) -> str:
+    measured = summary["measured"][order][regime]
+    knee = measured["critical_batch_size"]
+    if knee is None:
+        return "no fit"
+    return (
+        f"knee at B ≈ {knee:.3g} (fit: {measured['fewest_updates']:.3g} + {measured['fewest_samples']:.3g}/B updates)"
+    )
+
+
+def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
+    """The Scaling section: definitions, one table per regime, and findings read off scaling.json."""
+    orders, regimes, rows = summary["orders"], summary["regimes"], summary["by_batch_size"]
+    seeds = summary["seeds"]
+    m_star = summary["critical_batch_size_theory"]
+    lines = [
+        f"{heading} Scaling: updates to a target loss vs batch size",
+        "",
+        f"`mbgd scaling` (`{summary['name']}`): for each batch size, batch order and regime, an Optuna study of the lr "
+        f"({summary['n_trials']} trials, log-uniform in [{summary['lr_range'][0]:.3g}, {summary['lr_range'][1]:.3g}]) "
+        "minimises the number of parameter updates until the full-dataset loss on the training targets first falls "
+        f"to the target: {summary['target_ratio']:g} × its initial value on the noise-free targets (interpolation), "
+        f"within {summary['noisy_target_tolerance']:.0%} of the least-squares optimum's loss on the noisy ones. "
+        f"Each best lr is re-trained over seeds {seeds[0]}..{seeds[-1]} (mean ± sd over those that reach the target "
+        f"within {summary['epochs']} epochs; {summary['dtype']}, {summary['data']}).",
+        "",
+        f"Predictions: the interpolation theory (Ma, Bassily & Belkin 2018) gives m* = β/λ₁ = "
+        f"{summary['beta']:.4g}/{summary['lambda_1']:.4g} = **{m_star:.3g}** and the step η*(m) = m/(β + λ₁(m − 1)); "
+        "the simple noise scale B_simple = tr Σ/|G|² (McCandlish et al. 2018), measured along each best-lr run where "
+        "it reaches the target (median over the batch sizes), is "
+        + (
+            f"**{summary['noise_scale_at_target']:.3g}** in the noisy regime."
+            if summary["noise_scale_at_target"] is not None
+            else "not measured (no noisy regime in this run)."
+        ),
+        "",
+    ]
+    for regime in regimes:
+        header = "| batch size | η*(m) |" + "".join(
+            f" {_ORDER_NAMES[o]}: best lr | updates | samples | epochs |" for o in orders
+        )
+        lines += [f"**{regime}**", "", header, "|---:|---:|" + "---:|" * 4 * len(orders)]
+        for batch_size, by_order in rows.items():
+            cells = [batch_size, f"{by_order[orders[0]][regime]['eta_star']:.4g}"]
+            for order in orders:
+                row = by_order[order][regime]
+                reached = "" if row["seeds_reached"] == len(seeds) else f" ({row['seeds_reached']}/{len(seeds)} seeds)"
+                cells += [
+                    f"{row['best_lr']:.4g}",
+                    _spread(row, "updates_to_target") + reached,
+                    _value(row["samples_to_target"], 4),
+                    _value(row["epochs_to_target"]),
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Findings:", ""]
+    for regime in regimes:
+        knees = "; ".join(f"{_ORDER_NAMES[o]}: {_knee_sentence(summary, o, regime)}" for o in orders)
+        prediction = f"m* = {m_star:.3g}"
+        if regime == "noisy" and summary["noise_scale_at_target"] is not None:
+            prediction += f", B_simple at the target = {summary['noise_scale_at_target']:.3g}"
+        lines.append(f"- **{regime}**: {knees}. Predicted: {prediction}.")
+    first_order = orders[0]
+    for regime in regimes:
+        by_b = {int(b): r[first_order][regime] for b, r in rows.items()}
+        tutorial = [b for b in (1, 10, 20) if b in by_b]
+        if len(tutorial) >= 2:
+            lines.append(
+                f"- **The tutorial's batch sizes ({_ORDER_NAMES[first_order]}, {regime})**, each at its own lr: "
+                + ", ".join(
+                    f"batch size {b}: {_value(by_b[b]['updates_to_target'])} updates, "
+                    f"{_value(by_b[b]['samples_to_target'], 4)} samples"
+                    for b in tutorial
+                )
+                + "."
+            )
+    lines += [""] + [f"![{text}]({name})" for name, text in SCALING_FIGURES.items()]
+    return "\n".join(lines) + "\n"
+
+
+def scaling_section(folder) -> str:
+    """The Scaling section for report.md, from the scaling.json that `mbgd scaling` wrote to the same folder
+    (its figures lie there too); '' when it wrote none."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "scaling.json"
+    if not path.is_file():
+        return ""
+    return "\n" + scaling_markdown(json.loads(path.read_text()), heading="## 4.")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mbgd.config import TrainConfig, TrainRun
+from mbgd.config import TrainConfig, TrainRun, redact
 from mbgd.data import RegressionData
 from mbgd.train import History, fit, regime
 
@@ -68,6 +68,8 @@ def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> 
         tracking.log_figure(client, run_id, figure, "loss_curve.png")
         return history
 
+    if parent is None:
+        tracking.end_orphaned_runs(client, tracking.experiment_id_for(client, train_run.experiment))
     with tracking.run_scope(
         client,
         experiment_name=train_run.experiment,
@@ -121,15 +123,20 @@ class SweepOutcome:
 TRIAL_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
-def log_trial_run(client, parent, batch_size: int, study_name: str, record, *, n: int, dtype: str) -> str:
-    """One trial as a nested child run: create, one log_batch, end with the status of its Optuna state."""
+def log_trial_run(
+    client, parent, batch_size: int, study_name: str, record, *, n: int, dtype: str, label: str = ""
+) -> str:
+    """One trial as a nested child run: create, one log_batch, end with the status of its Optuna state.
+
+    `label` prefixes the run's name where one parent holds several studies per batch size (mbgd scaling)."""
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     from mbgd import tracking
 
-    name = f"b{batch_size}-trial{record.number}-lr{record.lr:.3g}"
+    name = f"{label}b{batch_size}-trial{record.number}-lr{record.lr:.3g}"
     tags = {
         MLFLOW_PARENT_RUN_ID: parent.run_id,
+        **tracking.liveness_tags(),
         "optuna.state": record.state,
         "regime": regime(batch_size, n),
         "dtype": dtype,
@@ -152,7 +159,7 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None) -
 
     With `parent` (a RunRef) the sweep's run nests under it, as in the report.
     """
-    from mbgd import plots, report, sweep, tracking
+    from mbgd import plots, report, sweep, tracking, workers
 
     storage_url = config.storage or sweep.default_storage()
     storage = sweep.open_storage(storage_url)
@@ -167,6 +174,8 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None) -
                 client, sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype
             )
 
+    experiment_id = parent.experiment_id if parent else tracking.experiment_id_for(client, config.experiment)
+    tracking.end_orphaned_runs(client, experiment_id)
     with tracking.run_scope(
         client,
         experiment_name=config.experiment,
@@ -175,11 +184,16 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None) -
         parent=parent,
         adopt_run_id="" if parent else tracking.run_id_from_mlflow_run(),
     ) as sweep_run:
-        tracking.log_values(client, sweep_run.run_id, params={**config.as_params(), "storage": tracking.redact(storage_url)})
+        tracking.log_values(client, sweep_run.run_id, params={**config.as_params(), "storage": redact(storage_url)})
         tracking.log_dataset(client, sweep_run.run_id, data)
-        studies = [
-            sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress) for b in config.batch_sizes
-        ]
+        if config.workers == 1:
+            studies = [
+                sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress)
+                for b in config.batch_sizes
+            ]
+        else:
+            workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
+            studies = [sweep.open_study(config, b, storage) for b in config.batch_sizes]
         results = [sweep.analyse_batch_size(config, study, data) for study in studies]
         summary = sweep.summarize(config, results)
         markdown = report.summary_markdown(summary)
@@ -257,7 +271,100 @@ def tracked_report(config, data: RegressionData, output_dir: str, *, progress=No
         swept = tracked_sweep(config, data, progress=progress, parent=report_run)
         figures.update(sweep_figures(config, swept.results, swept.summary))
         markdown = report.report_markdown(swept.summary, histories_by_dtype, config.train.lr)
+        markdown += report.scaling_section(output_dir)  # from `mbgd scaling --output-dir` with the same folder
         report.write_report(output_dir, markdown, figures)
         client.log_artifacts(report_run.run_id, output_dir, "report")
         tracking.describe(client, report_run.run_id, markdown)
     return ReportOutcome(report_run.run_id, report_run.experiment_id, markdown, swept.summary)
+
+
+@dataclass(frozen=True)
+class ScalingOutcome:
+    run_id: str
+    experiment_id: str
+    summary: dict
+    markdown: str
+
+
+def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progress=None) -> ScalingOutcome:
+    """mbgd scaling: every study's trials as child runs of one run, which gets the scaling figures, scaling.json,
+    scaling.md (also its description), the measured curves as metrics (step = batch size) and B_simple along
+    each best-lr run (step = update). With `output_dir`, the figures, scaling.json and scaling.md go there too."""
+    import json
+    from pathlib import Path
+
+    from mbgd import plots, report, scaling, sweep, tracking
+
+    config = scaling.resolve_lr_range(config, data.x)
+    storage_url = config.sweep.storage or sweep.default_storage()
+    storage = sweep.open_storage(storage_url)
+    scaling.open_studies(config, storage)  # refuse mismatched settings before any MLflow run exists
+    client = tracking.client()
+    prefix = f"{config.sweep.name}-"
+
+    def on_trials(batch_size: int, study_name: str, records) -> None:
+        label = study_name.removeprefix(prefix).rsplit("-b", 1)[0] + "-"  # <order>-<regime>-
+        for record in records:
+            log_trial_run(
+                client, scaling_run, batch_size, study_name, record, n=data.n, dtype=config.sweep.train.dtype, label=label
+            )
+
+    with tracking.run_scope(
+        client,
+        experiment_name=config.sweep.experiment,
+        run_name=f"scaling-{config.sweep.name}",
+        tags={"scaling": config.sweep.name, "dtype": config.sweep.train.dtype},
+        adopt_run_id=tracking.run_id_from_mlflow_run(),
+    ) as scaling_run:
+        tracking.log_values(client, scaling_run.run_id, params={**config.as_params(), "storage": redact(storage_url)})
+        tracking.log_dataset(client, scaling_run.run_id, data)
+        result = scaling.measure_scaling(config, storage, on_trials=on_trials, progress=progress)
+        summary = scaling.summarize(result)
+        markdown = report.scaling_markdown(summary, heading="#")
+        tracking.log_values(client, scaling_run.run_id, metrics=scaling_metrics(result, summary))
+        figures = {
+            "scaling_updates.png": plots.scaling_updates_figure(summary),
+            "scaling_samples.png": plots.scaling_samples_figure(summary),
+            "scaling_lr.png": plots.scaling_lr_figure(summary),
+        }
+        for artifact_file, figure in figures.items():
+            tracking.log_figure(client, scaling_run.run_id, figure, artifact_file)
+        client.log_dict(scaling_run.run_id, summary, "scaling.json")
+        client.log_text(scaling_run.run_id, markdown, "scaling.md")
+        tracking.describe(client, scaling_run.run_id, markdown)
+        if output_dir:
+            folder = Path(output_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, figure in figures.items():
+                figure.savefig(folder / name, dpi=100)
+            (folder / "scaling.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (folder / "scaling.md").write_text(markdown)
+    return ScalingOutcome(scaling_run.run_id, scaling_run.experiment_id, summary, markdown)
+
+
+def scaling_metrics(result, summary: dict) -> list:
+    """Predictions and knees as scalars; per (order, regime) the tuned lr and updates to target with
+    step = batch size (MLflow's charts then draw the scaling curves), and B_simple along each batch size's first
+    seed (step = update)."""
+    import math
+
+    from mbgd import tracking
+
+    scalars = {"critical_batch_size_theory": summary["critical_batch_size_theory"]}
+    if summary["noise_scale_at_target"] is not None:
+        scalars["noise_scale_at_target"] = summary["noise_scale_at_target"]
+    metrics = []
+    for curve in result.curves:
+        key = f"{curve.order}-{curve.regime}"
+        if math.isfinite(curve.fit.critical_batch_size):
+            scalars[f"measured_critical_batch_size/{key}"] = curve.fit.critical_batch_size
+        for point in curve.points:
+            updates, _ = point.stat("updates")
+            metrics += tracking.scalars({f"best_lr/{key}": point.best_lr}, step=point.batch_size)
+            if math.isfinite(updates):
+                metrics += tracking.scalars({f"updates_to_target/{key}": updates}, step=point.batch_size)
+            path = [(step, v) for step, v in enumerate(point.runs[0].noise_scales) if math.isfinite(v)]
+            metrics += [
+                m for step, v in path for m in tracking.scalars({f"noise_scale/{key}/b{point.batch_size}": v}, step=step)
+            ]
+    return [*tracking.scalars(scalars), *metrics]

@@ -6,9 +6,13 @@ Pure of MLflow: what a sweep trains is reported through the `on_trials` and `pro
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
+import threading
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -16,14 +20,19 @@ import optuna
 import torch
 
 from mbgd import theory
-from mbgd.config import ConfigError, SweepConfig, TrainConfig
+from mbgd.config import ConfigError, SweepConfig, TrainConfig, redact
 from mbgd.data import RegressionData, load_data
+from mbgd.liveness import HOST, process_alive
 from mbgd.train import EpochHook, History, fit_population
 
 # Where a trial lands when training diverged: worse than any finite run can score. auc is a mean of log10
 # losses, and float32's largest finite value is about 10^38.5.
 WORST_VALUE = {"auc": 40.0, "final": 1e40}
 FLOOR_TOLERANCE = 0.05  # "reached the noise floor" = within 5% of the least-squares loss
+# A running trial records a heartbeat this often; one silent for the grace period is failed and retried.
+HEARTBEAT_INTERVAL_S = 5
+GRACE_PERIOD_S = 20
+WAIT_POLL_S = 1.0  # how often a worker with nothing to ask checks whether other workers' trials ended
 SETTINGS_ATTR = "mbgd_settings"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -59,7 +68,9 @@ OnTrials = Callable[[int, str, list[TrialRecord]], None]  # (batch size, study n
 Progress = Callable[[int, int, int], None]  # (batch size, COMPLETE trials, n_trials)
 
 
-def worst_value(objective: str, epochs: int) -> float:
+def worst_value(objective: str, epochs: int, updates_per_epoch: int = 1) -> float:
+    if objective == "updates_to":
+        return float(epochs * updates_per_epoch + 1)  # one update more than the training has
     return float(epochs + 1) if objective == "epochs_to" else WORST_VALUE[objective]
 
 
@@ -86,11 +97,51 @@ def epochs_to_floor(losses: Sequence[float], floor: float, epochs: int) -> int:
     return epochs + 1
 
 
-def objective_value(objective: str, history: History, *, epochs: int, floor: float) -> float:
-    """auc: mean log10 full-dataset loss over the epochs; final: the last loss; epochs_to: epochs to the floor."""
-    worst = worst_value(objective, epochs)
+def updates_target(initial_loss: float, optimum: float, ratio: float) -> float:
+    """The training loss updates_to counts updates to: ratio x the initial loss, or within 5% of the
+    least-squares optimum's loss when that is higher (noisy targets: no model gets below the optimum)."""
+    return max(ratio * initial_loss, (1 + FLOOR_TOLERANCE) * optimum)
+
+
+def updates_to_target(history: History, target: float) -> int | None:
+    """Parameter updates until the training loss first falls to the target: 0 if it starts there, None if never.
+
+    Counted on history.update_losses (fit_population(record_updates=True)): the full-dataset training loss
+    after every update, the last, partial batch of an epoch included as the update it is.
+    """
+    if history.train_losses and history.train_losses[0] <= target:
+        return 0
+    for update, loss in enumerate(history.update_losses, start=1):
+        if loss <= target:
+            return update
+    return None
+
+
+def samples_seen(history: History, updates: int) -> int:
+    """Samples the first `updates` updates used: whole epochs, then full batches (the partial one ends an epoch)."""
+    epochs, rest = divmod(updates, history.updates_per_epoch)
+    return epochs * history.samples_per_epoch + rest * history.batch_size
+
+
+def objective_floor(objective: str, data: RegressionData) -> float:
+    """The floor an objective is measured against: for updates_to the least-squares loss on the training
+    targets; for the others the noise floor of the recorded loss."""
+    if objective == "updates_to":
+        return theory.least_squares_loss(data.x, data.y_train)
+    return noise_floor(data)
+
+
+def objective_value(
+    objective: str, history: History, *, epochs: int, floor: float, target_ratio: float = 1e-4
+) -> float:
+    """auc: mean log10 full-dataset loss over the epochs; final: the last loss; epochs_to: epochs to the floor;
+    updates_to: updates until the training loss reaches updates_target (the worst value if never)."""
+    worst = worst_value(objective, epochs, history.updates_per_epoch)
     if history.diverged:
         return worst
+    if objective == "updates_to":
+        updates = updates_to_target(history, updates_target(history.train_losses[0], floor, target_ratio))
+        return worst if updates is None else float(updates)
     if objective == "auc":
         return min(statistics.fmean(math.log10(max(loss, 1e-300)) for loss in history.epoch_losses), worst)
     if objective == "final":
@@ -116,16 +167,43 @@ def study_settings(config: SweepConfig, batch_size: int) -> dict[str, object]:
         "lr_max": config.lr_max,
         **config.train.with_batch_size(batch_size).as_params(),
         "lr": "tuned",
+        **({"target_ratio": config.target_ratio} if config.objective == "updates_to" else {}),
     }
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for the URL, or a ConfigError a user can act on."""
+    """An Optuna storage for the URL, or a ConfigError a user can act on.
+
+    Every URL is an RDB storage (sqlite, PostgreSQL, MySQL) with heartbeats, so a trial whose process died is
+    failed and its budget retried. sqlite gets a write-ahead log and a 60 s busy timeout: several local workers
+    then share one file without "database is locked".
+    """
     try:
-        return optuna.storages.get_storage(url)
+        engine_kwargs = {}
+        if url.startswith("sqlite:///"):
+            _use_write_ahead_log(url[len("sqlite:///") :])
+            engine_kwargs = {"connect_args": {"timeout": 60}}
+        with warnings.catch_warnings():  # heartbeats have been "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=GRACE_PERIOD_S,
+            )
+        return optuna.storages.get_storage(storage)
     except Exception as error:  # storages raise ValueError, ImportError or SQLAlchemy errors for bad URLs
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"cannot open Optuna storage {url!r}: {first_line}") from None
+        raise ConfigError(f"cannot open Optuna storage {redact(url)!r}: {first_line}") from None
+
+
+def _use_write_ahead_log(path: str) -> None:
+    import sqlite3
+
+    if path in ("", ":memory:"):
+        return
+    with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
 
 
 def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -194,6 +272,9 @@ def pruning_hook(objective: str, trials: Sequence[optuna.trial.Trial]) -> EpochH
     return on_epoch
 
 
+LIVE_STATES = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+
+
 def run_study(
     config: SweepConfig,
     data: RegressionData,
@@ -203,63 +284,151 @@ def run_study(
     on_trials: OnTrials | None = None,
     progress: Progress | None = None,
 ) -> optuna.Study:
-    """Ask, train and tell populations of trials until the study has n_trials finished ones."""
+    """Ask, train and tell populations of trials until the study has n_trials finished ones.
+
+    Safe with several workers (processes or machines) on one storage: a worker asks only for the budget that
+    no other worker holds, gives back trials it asked beyond it, and waits while others finish theirs, so the
+    study ends at exactly n_trials. A trial whose worker died is failed (same host: its process is gone; any
+    host: its heartbeat stopped) and its budget asked again.
+    """
     study = open_study(config, batch_size, storage)
     train_config = config.train.with_batch_size(batch_size)
-    floor = noise_floor(data)
-    done = finished_count(study)
-    if progress:
-        progress(batch_size, done, config.n_trials)
-    while done < config.n_trials:
-        trials = [study.ask() for _ in range(min(config.population, config.n_trials - done))]
-        lrs = [trial.suggest_float("lr", config.lr_min, config.lr_max, log=True) for trial in trials]
-        on_epoch = pruning_hook(config.objective, trials) if config.pruner != "none" else None
-        try:
-            histories = fit_population(train_config, data, lrs, on_epoch=on_epoch)
-        except BaseException:
-            for trial in trials:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        records = []
-        for trial, history in zip(trials, histories, strict=True):
-            value = objective_value(config.objective, history, epochs=train_config.epochs, floor=floor)
-            trial.set_user_attr("diverged", history.diverged)
-            if history.diverged:
-                trial.set_user_attr("diverged_reason", history.diverged_reason)
-            if history.stopped_epoch is not None and not history.diverged:
-                value = intermediate_value(config.objective, history.epoch_losses)
-                trial.set_user_attr("pruned_at_epoch", history.stopped_epoch)
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                records.append(TrialRecord(trial.number, history.lr, value, "PRUNED", history))
-            else:
-                study.tell(trial, value)
-                records.append(TrialRecord(trial.number, history.lr, value, "COMPLETE", history))
-        if on_trials:
-            on_trials(batch_size, study.study_name, records)
+    floor = objective_floor(config.objective, data)
+    while True:
+        fail_abandoned_trials(study)
         done = finished_count(study)
         if progress:
             progress(batch_size, done, config.n_trials)
-    return study
+        if done >= config.n_trials:
+            return study
+        live = len(study.get_trials(deepcopy=False, states=LIVE_STATES))
+        wanted = min(config.population, config.n_trials - done - live)
+        if wanted <= 0:  # the rest of the budget is with other workers: wait in case one of them dies
+            time.sleep(WAIT_POLL_S)
+            continue
+        trials = ask_within_budget(study, wanted, config.n_trials)
+        if trials:
+            records = train_population(config, train_config, data, study, trials, floor)
+            if on_trials:
+                on_trials(batch_size, study.study_name, records)
+
+
+def ask_within_budget(study: optuna.Study, wanted: int, n_trials: int) -> list[optuna.trial.Trial]:
+    """Ask `wanted` trials; those another worker's concurrent asks pushed past the budget are failed at once."""
+    with warnings.catch_warnings():  # we record the heartbeats ourselves (see `heartbeats`)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        trials = [study.ask() for _ in range(wanted)]
+    for trial in trials:
+        trial.set_user_attr("host", HOST)
+        trial.set_user_attr("pid", os.getpid())
+    held = sorted(
+        t.number for t in study.get_trials(deepcopy=False, states=(*FINISHED_STATES, *LIVE_STATES))
+    )[:n_trials]
+    within = set(held)
+    for trial in trials:
+        if trial.number not in within:
+            trial.set_user_attr("fail_reason", "asked beyond the budget by concurrent workers; not run")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return [trial for trial in trials if trial.number in within]
+
+
+def train_population(config, train_config, data, study, trials, floor) -> list[TrialRecord]:
+    """Train the trials' learning rates together (heartbeats on), then tell each its value or its pruning."""
+    lrs = [trial.suggest_float("lr", config.lr_min, config.lr_max, log=True) for trial in trials]
+    on_epoch = pruning_hook(config.objective, trials) if config.pruner != "none" else None
+    try:
+        with heartbeats(study, trials):
+            histories = fit_population(
+                train_config, data, lrs, on_epoch=on_epoch, record_updates=config.objective == "updates_to"
+            )
+    except BaseException:
+        for trial in trials:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    records = []
+    for trial, history in zip(trials, histories, strict=True):
+        value = objective_value(
+            config.objective, history, epochs=train_config.epochs, floor=floor, target_ratio=config.target_ratio
+        )
+        trial.set_user_attr("diverged", history.diverged)
+        if history.diverged:
+            trial.set_user_attr("diverged_reason", history.diverged_reason)
+        if history.stopped_epoch is not None and not history.diverged:
+            value = intermediate_value(config.objective, history.epoch_losses)
+            trial.set_user_attr("pruned_at_epoch", history.stopped_epoch)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            records.append(TrialRecord(trial.number, history.lr, value, "PRUNED", history))
+        else:
+            study.tell(trial, value)
+            records.append(TrialRecord(trial.number, history.lr, value, "COMPLETE", history))
+    return records
+
+
+@contextlib.contextmanager
+def heartbeats(study: optuna.Study, trials: Sequence[optuna.trial.Trial]):
+    """Record the trials' heartbeats every HEARTBEAT_INTERVAL_S while they train (RDB storages only)."""
+    storage = study._storage  # Optuna's heartbeat API works on trial ids, which only the storage knows
+    if not isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat):
+        yield
+        return
+    trial_ids = [trial._trial_id for trial in trials]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                with contextlib.suppress(Exception):  # a missed beat only shortens the grace period
+                    storage.record_heartbeat(trial_id)
+            if stop.wait(HEARTBEAT_INTERVAL_S):
+                return
+
+    thread = threading.Thread(target=beat, name="mbgd-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def fail_abandoned_trials(study: optuna.Study) -> list[int]:
+    """Fail the running trials whose worker is gone: on this host, a dead process; anywhere, a stale heartbeat."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get("host") == HOST and not process_alive(int(trial.user_attrs.get("pid", 0))):
+            # Another worker may fail it first: then there is nothing left to do.
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "its worker process died")
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+                failed.append(trial.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return failed
 
 
 def retrain_over_seeds(config: SweepConfig, batch_size: int, lr: float, *, dtype: str | None = None) -> SeedRuns:
     """The batch size at one lr over config.seeds seeds (each draws its own noise and, shuffled, order)."""
-    histories, floors = [], []
+    histories, floors, objective_floors = [], [], []
     for offset in range(config.seeds):
         seed_config: TrainConfig = replace(
             config.train, batch_size=batch_size, lr=lr, seed=config.train.seed + offset,
             dtype=dtype or config.train.dtype,
         )
         data = load_data(seed_config.data, seed_config.seed)
-        histories.extend(fit_population(seed_config, data, [lr], record_batch_loss=False))
+        histories.extend(
+            fit_population(seed_config, data, [lr], record_batch_loss=False, record_updates=config.objective == "updates_to")
+        )
         floors.append(noise_floor(data))
+        objective_floors.append(objective_floor(config.objective, data))
     epochs = config.train.epochs
     return SeedRuns(
         lr=lr,
         histories=histories,
         floors=floors,
         objective_values=[
-            objective_value(config.objective, h, epochs=epochs, floor=f) for h, f in zip(histories, floors, strict=True)
+            objective_value(config.objective, h, epochs=epochs, floor=f, target_ratio=config.target_ratio)
+            for h, f in zip(histories, objective_floors, strict=True)
         ],
         epochs_to_floor=[
             epochs + 1 if h.diverged else epochs_to_floor(h.epoch_losses, f, epochs)

@@ -22,6 +22,9 @@ __all__ = [
     "epoch_map_theory",
     "full_batch_max_stable_lr",
     "gradient_noise_scale",
+    "gradient_noise_scale_path",
+    "interpolation_contraction",
+    "least_squares_loss",
     "max_stable_lr",
     "max_transient_amplification",
     "min_spectral_radius",
@@ -285,14 +288,44 @@ def critical_batch_size(x: Tensor) -> float:
     return beta / lambda1
 
 
-def optimal_lr_interpolation(x: Tensor, m: int | Sequence[int] | Tensor) -> float | Tensor:
-    """Optimal SGD step eta*(m) = m / (beta + lambda_1 (m - 1)) for batch size(s) m."""
-    beta, lambda1 = _beta_lambda1(x)
+def _batch_sizes(m: int | Sequence[int] | Tensor) -> Tensor:
     ms = torch.as_tensor(m, dtype=_DTYPE)
     if bool((ms < 1).any()):
         raise ValueError("batch sizes m must be >= 1")
+    return ms
+
+
+def optimal_lr_interpolation(x: Tensor, m: int | Sequence[int] | Tensor) -> float | Tensor:
+    """Optimal SGD step eta*(m) = m / (beta + lambda_1 (m - 1)) for batch size(s) m.
+
+    Linear in m while m << m*, then saturating towards 1 / lambda_1, full-batch gradient descent's step.
+    """
+    beta, lambda1 = _beta_lambda1(x)
+    ms = _batch_sizes(m)
     eta = ms / (beta + lambda1 * (ms - 1.0))
     return float(eta) if ms.dim() == 0 else eta
+
+
+def interpolation_contraction(x: Tensor, m: int | Sequence[int] | Tensor) -> float | Tensor:
+    """Ma, Bassily & Belkin's bound on the per-update contraction of E|theta - theta*|^2 at eta*(m):
+    g*(m) = 1 - m lambda_min / (beta + lambda_1 (m - 1)), lambda_min the full-data Hessian's smallest eigenvalue.
+
+    Updates to a given error scale as 1 / -log g*(m): about (beta + lambda_1 (m - 1)) / m, i.e. 1/m (perfect
+    scaling) below m* and flat above it. The bound is for batches drawn with replacement.
+    """
+    beta, lambda1 = _beta_lambda1(x)
+    lambda_min = float(torch.linalg.eigvalsh(_full_hessian(x))[0])
+    ms = _batch_sizes(m)
+    rate = 1.0 - ms * lambda_min / (beta + lambda1 * (ms - 1.0))
+    return float(rate) if ms.dim() == 0 else rate
+
+
+def least_squares_loss(x: Tensor, y: Tensor) -> float:
+    """The smallest MSE any y = w.x + b reaches on (x, y): the least-squares fit's (0 when y is on a line)."""
+    a = _augmented(x)
+    y = torch.as_tensor(y).to(_DTYPE).reshape(-1, 1)
+    solution = torch.linalg.lstsq(a, y).solution
+    return float(((a @ solution - y) ** 2).mean())
 
 
 def gradient_noise_scale(x: Tensor, y: Tensor, w: float | Tensor, b: float) -> float:
@@ -311,3 +344,22 @@ def gradient_noise_scale(x: Tensor, y: Tensor, w: float | Tensor, b: float) -> f
     # Population covariance: tr(Sigma) = (1/n) sum |g_i - G|^2.
     trace = float(((grads - mean) ** 2).sum(dim=1).mean())
     return trace / sq_norm
+
+
+def gradient_noise_scale_path(x: Tensor, y: Tensor, params: Tensor | Sequence[Sequence[float]]) -> Tensor:
+    """B_simple = tr(Sigma) / |G|^2 at each of T points (w..., b) along a training run: shape (T,).
+
+    With g_i = 2 r_i a_i: G = (2/n) sum r_i a_i and tr(Sigma) = (4/n) sum r_i^2 |a_i|^2 - |G|^2; inf where G = 0.
+    The loss's factor 2 cancels in the ratio.
+    """
+    a = _augmented(x)
+    y = torch.as_tensor(y).to(_DTYPE).reshape(-1)
+    theta = torch.as_tensor(params, dtype=_DTYPE)
+    if theta.dim() != 2 or theta.shape[1] != a.shape[1] or y.shape[0] != a.shape[0]:
+        raise ValueError("params must have shape (T, d + 1) and y one value per row of x")
+    residuals = theta @ a.T - y  # (T, n)
+    n = a.shape[0]
+    mean = 2.0 / n * residuals @ a  # (T, d + 1)
+    sq_norm = (mean**2).sum(dim=1)
+    trace = 4.0 / n * (residuals**2) @ (a**2).sum(dim=1) - sq_norm
+    return torch.where(sq_norm > 0, trace.clamp(min=0) / sq_norm, torch.full_like(sq_norm, math.inf))

@@ -7,9 +7,10 @@ works the same under `mlflow run` (which hands us its run in MLFLOW_RUN_ID) and 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, Ru
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 from mbgd.data import RegressionData
+from mbgd.liveness import HOST, process_alive
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,7 +30,10 @@ if TYPE_CHECKING:
 MAX_METRICS_PER_CALL = 1000
 MAX_PARAMS_PER_CALL = 100
 MAX_ITEMS_PER_CALL = 1000
-DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run .` puts runs too
+DEFAULT_EXPERIMENT_ID = "0"
+HOST_TAG, PID_TAG, HEARTBEAT_TAG = "mbgd.host", "mbgd.pid", "mbgd.heartbeat"
+RUN_HEARTBEAT_S = 30
+ORPHAN_AFTER_S = 120  # a run of another host with no heartbeat for this long is taken for dead  # MLflow's "Default" experiment, where `mlflow run .` puts runs too
 
 
 class Interrupted(BaseException):
@@ -76,7 +81,7 @@ def run_scope(
 
     An adopted run is renamed and tagged but left for `mlflow run` to finish, as it expects to.
     """
-    all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
+    all_tags = {MLFLOW_RUN_NAME: run_name, **liveness_tags(), **(tags or {})}
     if parent is not None:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent.run_id
     if adopt_run_id:
@@ -88,7 +93,8 @@ def run_scope(
         run = mlflow_client.create_run(experiment_id, tags=all_tags, run_name=run_name)
         ref = RunRef(run.info.run_id, experiment_id)
     try:
-        yield ref
+        with heartbeat(mlflow_client, ref.run_id):
+            yield ref
     except (KeyboardInterrupt, Interrupted):
         mlflow_client.set_terminated(ref.run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
@@ -97,6 +103,49 @@ def run_scope(
         raise
     if not adopt_run_id:
         mlflow_client.set_terminated(ref.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def liveness_tags() -> dict[str, str]:
+    """Who runs a run, and when it was last seen alive: how a later command tells an orphan from a live run."""
+    return {HOST_TAG: HOST, PID_TAG: str(os.getpid()), HEARTBEAT_TAG: str(int(time.time()))}
+
+
+@contextmanager
+def heartbeat(mlflow_client: MlflowClient, run_id: str) -> Iterator[None]:
+    """Refresh the run's heartbeat tag every RUN_HEARTBEAT_S while it is active."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(RUN_HEARTBEAT_S):
+            with suppress(Exception):  # a missed beat only brings the orphan deadline closer
+                mlflow_client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time())))
+
+    thread = threading.Thread(target=beat, name="mbgd-run-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def end_orphaned_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose mbgd process is gone (this host: its process is dead; another host:
+    no heartbeat for ORPHAN_AFTER_S), e.g. after a `kill -9`. Runs mbgd did not make are left alone."""
+    orphans = []
+    now = time.time()
+    for run in mlflow_client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if PID_TAG not in tags:
+            continue
+        if tags.get(HOST_TAG) == HOST:
+            gone = not process_alive(int(tags[PID_TAG]))
+        else:
+            gone = now - float(tags.get(HEARTBEAT_TAG, 0)) > ORPHAN_AFTER_S
+        if gone:
+            mlflow_client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            orphans.append(run.info.run_id)
+    return orphans
 
 
 def log_values(
@@ -185,19 +234,6 @@ def runs_link(tracking_uri: str, experiment_id: str, run_id: str = "") -> str:
 def charts_link(server: str, experiment_id: str) -> str:
     """The runs link in the UI's chart view: every run's metrics side by side."""
     return f"{runs_link(server, experiment_id)}&compareRunsMode=CHART"
-
-
-def redact(url: str) -> str:
-    """A URL with any password replaced by ***, fit for params, tags and output."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def find_trial_run(mlflow_client: MlflowClient, experiment_id: str, study_name: str, trial: int) -> str | None:

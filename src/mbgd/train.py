@@ -36,6 +36,10 @@ class History:
     # The same on the targets the model trains on (equal to epoch_losses unless they differ, as in the tutorial).
     train_losses: list[float] = field(default_factory=list)
     batch_losses: list[float] = field(default_factory=list)  # one per update
+    # Recorded only when asked (record_updates): after every update, the full-dataset loss on the training
+    # targets and the parameters (w..., b). What "updates until the loss reaches a target" is counted on.
+    update_losses: list[float] = field(default_factory=list)
+    update_params: list[list[float]] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)  # wall clock at each epoch_losses point
     w: list[float] = field(default_factory=list)
     b: float = math.nan
@@ -72,9 +76,14 @@ def fit_population(
     lrs: Sequence[float],
     *,
     record_batch_loss: bool = False,
+    record_updates: bool = False,
     on_epoch: EpochHook | None = None,
 ) -> list[History]:
-    """Train one model per learning rate, together, over one DataLoader; returns one History per lr."""
+    """Train one model per learning rate, together, over one DataLoader; returns one History per lr.
+
+    record_updates fills each History's update_losses and update_params: the parameters are kept after every
+    update and their full-dataset training losses computed in one pass at the end of each epoch.
+    """
     if not lrs:
         raise ConfigError("at least one learning rate is needed")
     dtype = DTYPES[config.dtype]
@@ -103,6 +112,7 @@ def fit_population(
     w = torch.full((k, d), config.init_w, dtype=dtype, requires_grad=True)
     b = torch.full((k,), config.init_b, dtype=dtype, requires_grad=True)
     batch_losses: list[torch.Tensor] = []
+    update_params: list[torch.Tensor] = []  # (rows, d + 1) after each update of the current epoch
     start = time.perf_counter()
 
     for epoch in range(config.epochs + 1):
@@ -114,6 +124,9 @@ def fit_population(
         if record_batch_loss and batch_losses:
             _append_batch_losses(histories, rows, torch.stack(batch_losses))
             batch_losses.clear()
+        if record_updates and update_params:
+            _append_updates(histories, rows, torch.stack(update_params), data)
+            update_params.clear()
         finite = torch.isfinite(eval_loss) & torch.isfinite(train_loss)
         for row, member in enumerate(rows):
             history = histories[member]
@@ -152,6 +165,8 @@ def fit_population(
             b.grad = None
             if record_batch_loss:
                 batch_losses.append(per_model.detach())
+            if record_updates:
+                update_params.append(torch.cat([w.detach(), b.detach()[:, None]], dim=1))
 
     for row, member in enumerate(members.tolist()):
         if not histories[member].diverged and histories[member].stopped_epoch is None:
@@ -199,9 +214,25 @@ def _append_batch_losses(histories: list[History], members: list[int], losses: t
         histories[member].batch_losses.extend(losses[:, row].tolist())
 
 
+def _append_updates(histories: list[History], members: list[int], params: torch.Tensor, data: RegressionData) -> None:
+    """Parameters after each update of one epoch, shape (updates, rows, d + 1), and their training losses."""
+    updates, rows, width = params.shape
+    flat = params.reshape(updates * rows, width)
+    losses = full_dataset_loss(flat[:, :-1], flat[:, -1], data.x, data.y_train).reshape(updates, rows)
+    for row, member in enumerate(members):
+        histories[member].update_losses.extend(losses[:, row].tolist())
+        histories[member].update_params.extend(params[:, row].tolist())
+
+
 def _truncate_at_non_finite(history: History) -> None:
-    """A diverged run keeps its batch losses up to, not including, the first non-finite one."""
+    """A diverged run keeps its batch losses up to, not including, the first non-finite one; the same for the
+    recorded updates."""
     for position, value in enumerate(history.batch_losses):
         if not math.isfinite(value):
             del history.batch_losses[position:]
-            return
+            break
+    for position, value in enumerate(history.update_losses):
+        if not math.isfinite(value) or not all(math.isfinite(v) for v in history.update_params[position]):
+            del history.update_losses[position:]
+            del history.update_params[position:]
+            break

@@ -1,0 +1,342 @@
+"""Batch-size scaling: parameter updates to a target loss vs batch size, each batch size at its tuned lr.
+
+For every batch order (the tutorial's fixed order, reshuffled) and regime (noise-free training targets:
+interpolation; noisy ones), an Optuna study per batch size tunes the lr for the objective `updates_to` (the
+sweep's machinery: storage, resume, population trials); the best lr is then re-trained over the seeds, counting
+updates, samples and epochs to the target and measuring the gradient noise scale along the way. Beside the
+measurement: the interpolation theory's critical batch size m* and step eta*(m) (Ma, Bassily & Belkin 2018) and
+the simple noise scale B_simple (McCandlish et al. 2018).
+
+Pure of MLflow: trials are reported through `on_trials`, progress through `progress`, results returned.
+In scaling, every loss is the one on the targets the model trains on (the recorded loss of the tutorial, on the
+noisy Y, could never reach a target set on the noise-free line).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import optuna
+import torch
+
+from mbgd import sweep, theory
+from mbgd.config import REGIMES, ScalingConfig, SweepConfig, TrainConfig
+from mbgd.data import RegressionData, load_data
+from mbgd.train import DTYPES, History, fit_population, full_dataset_loss
+
+ORDER_KEYS = {"fixed": "fixed_order", "shuffled": "shuffled"}  # scaling.json's names of the batch orders
+Progress = Callable[[str], None]  # one line per finished study
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One seed at a batch size's best lr: when its training loss first reached the target."""
+
+    seed: int
+    target: float  # the training loss to reach (each seed draws its own noise, hence its own optimum)
+    updates: int | None  # None: never within the epochs
+    samples: int | None
+    epochs: float | None  # samples / samples per epoch
+    noise_scales: list[float]  # B_simple at the start and after every update
+    history: History
+
+    @property
+    def noise_scale_at_target(self) -> float:
+        return self.noise_scales[self.updates] if self.updates is not None else math.nan
+
+
+@dataclass(frozen=True)
+class ScalingPoint:
+    """One batch size of one (order, regime): its tuned lr and its seeds at that lr."""
+
+    batch_size: int
+    best_lr: float
+    best_value: float
+    eta_star: float  # the interpolation theory's step for this batch size
+    runs: list[SeedRun]
+
+    def stat(self, name: str) -> tuple[float, float]:
+        """Mean and population sd over the seeds that reached the target; nan when none did."""
+        values = [getattr(run, name) for run in self.runs if run.updates is not None]
+        if not values:
+            return math.nan, math.nan
+        return statistics.fmean(values), statistics.pstdev(values)
+
+    @property
+    def reached(self) -> int:
+        return sum(run.updates is not None for run in self.runs)
+
+    @property
+    def noise_scale_at_target(self) -> float:
+        return self.stat("noise_scale_at_target")[0]
+
+
+@dataclass(frozen=True)
+class CriticalBatchFit:
+    """updates(B) = s_min + e_min / B (McCandlish et al. eq. 2.11): perfect scaling below b_crit = e_min / s_min,
+    no gain above it; at b_crit a batch needs twice the fewest updates and twice the fewest samples."""
+
+    s_min: float
+    e_min: float
+
+    @property
+    def critical_batch_size(self) -> float:
+        if self.s_min <= 0:
+            return math.inf
+        return self.e_min / self.s_min
+
+    def updates(self, batch_size: float) -> float:
+        return self.s_min + self.e_min / batch_size
+
+
+@dataclass(frozen=True)
+class ScalingCurve:
+    """The grid of one batch order and one regime."""
+
+    order: str  # fixed or shuffled
+    targets: str  # clean or noisy
+    study_config: SweepConfig
+    points: list[ScalingPoint]
+    fit: CriticalBatchFit
+
+    @property
+    def regime(self) -> str:
+        return REGIMES[self.targets]
+
+    @property
+    def order_key(self) -> str:
+        return ORDER_KEYS[self.order]
+
+    def study_name(self, batch_size: int) -> str:
+        return self.study_config.study_name(batch_size)
+
+
+@dataclass(frozen=True)
+class ScalingTheory:
+    """The interpolation theory for the data at hand (the loss's factor 2 included)."""
+
+    critical_batch_size: float  # m* = beta / lambda_1
+    beta: float  # the largest per-sample Hessian trace, 2 (|x_i|^2 + 1)
+    lambda_1: float  # the full-data Hessian's largest eigenvalue
+    eta_star: dict[int, float]  # eta*(m) per batch size of the grid
+    contraction: dict[int, float]  # g*(m) per batch size: the bound on the per-update contraction
+
+
+def resolve_lr_range(config: ScalingConfig, x: torch.Tensor) -> ScalingConfig:
+    """The config with the lr bounds it leaves to theory set for the data: [1 / (2 beta), 4 / lambda_1]."""
+    if not config.lr_from_theory:
+        return config
+    bounds = {"lr_min": float(theory.optimal_lr_interpolation(x, 1)) / 2, "lr_max": 2 * theory.full_batch_max_stable_lr(x)}
+    chosen = {key: bounds[key] for key in config.lr_from_theory}
+    return replace(config, sweep=replace(config.sweep, **chosen), lr_from_theory=())
+
+
+def training_view(data: RegressionData) -> RegressionData:
+    """The data with the recorded loss measured on the training targets."""
+    return replace(data, y_eval=data.y_train)
+
+
+def scaling_theory(x: torch.Tensor, batch_sizes: Sequence[int]) -> ScalingTheory:
+    etas = theory.optimal_lr_interpolation(x, list(batch_sizes))
+    rates = theory.interpolation_contraction(x, list(batch_sizes))
+    critical = theory.critical_batch_size(x)
+    eta_1 = float(theory.optimal_lr_interpolation(x, 1))
+    return ScalingTheory(
+        critical_batch_size=critical,
+        beta=1.0 / eta_1,  # eta*(1) = 1 / beta
+        lambda_1=1.0 / eta_1 / critical,
+        eta_star={b: float(e) for b, e in zip(batch_sizes, etas, strict=True)},
+        contraction={b: float(g) for b, g in zip(batch_sizes, rates, strict=True)},
+    )
+
+
+def initial_training_loss(config: TrainConfig, data: RegressionData) -> float:
+    """The training loss at the initial parameters, in the training's precision (= History.train_losses[0])."""
+    dtype = DTYPES[config.dtype]
+    w = torch.full((1, data.n_features), config.init_w, dtype=dtype)
+    b = torch.full((1,), config.init_b, dtype=dtype)
+    return float(full_dataset_loss(w, b, data.x.to(dtype), data.y_train.to(dtype))[0])
+
+
+def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float) -> SeedRun:
+    """Train the config's lr until the training loss has reached the target (checked at each epoch's end) or the
+    epochs run out, recording every update; count updates, samples and epochs to the target."""
+    target = sweep.updates_target(
+        initial_training_loss(config, data), theory.least_squares_loss(data.x, data.y_train), target_ratio
+    )
+
+    def stop_once_reached(epoch: int, losses: torch.Tensor) -> torch.Tensor:
+        return losses <= target
+
+    (history,) = fit_population(config, data, [config.lr], record_updates=True, on_epoch=stop_once_reached)
+    updates = None if history.diverged else sweep.updates_to_target(history, target)
+    start = [[config.init_w] * data.n_features + [config.init_b]]
+    noise_scales = theory.gradient_noise_scale_path(data.x, data.y_train, start + history.update_params).tolist()
+    samples = None if updates is None else sweep.samples_seen(history, updates)
+    return SeedRun(
+        seed=config.seed,
+        target=target,
+        updates=updates,
+        samples=samples,
+        epochs=None if samples is None else samples / history.samples_per_epoch,
+        noise_scales=noise_scales,
+        history=history,
+    )
+
+
+def seed_runs(study_config: SweepConfig, batch_size: int, lr: float) -> list[SeedRun]:
+    """The batch size at its best lr over the seeds: each draws its own noise and, shuffled, its own order."""
+    runs = []
+    for offset in range(study_config.seeds):
+        config = replace(study_config.train, batch_size=batch_size, lr=lr, seed=study_config.train.seed + offset)
+        data = training_view(load_data(config.data, config.seed))
+        runs.append(run_to_target(config, data, study_config.target_ratio))
+    return runs
+
+
+def fit_critical_batch(batch_sizes: Sequence[int], updates: Sequence[float]) -> CriticalBatchFit:
+    """Least squares of updates(B) = s_min + e_min / B in relative error (each point weighs by 1 / its updates),
+    both coefficients kept >= 0; points that are nan (never reached) are left out."""
+    pairs = [(b, u) for b, u in zip(batch_sizes, updates, strict=True) if math.isfinite(u) and u > 0]
+    if not pairs:
+        return CriticalBatchFit(math.nan, math.nan)
+    design = torch.tensor([[1.0 / u, 1.0 / (b * u)] for b, u in pairs], dtype=torch.float64)
+    ones = torch.ones(len(pairs), 1, dtype=torch.float64)
+    if len(pairs) >= 2:
+        s_min, e_min = torch.linalg.lstsq(design, ones).solution.flatten().tolist()
+        if s_min >= 0 and e_min >= 0:
+            return CriticalBatchFit(s_min, e_min)
+    # One coefficient alone: a constant (no gain from larger batches) or 1 / B (perfect scaling throughout).
+    fits = []
+    for column in (0, 1):
+        coefficient = max(float(torch.linalg.lstsq(design[:, column : column + 1], ones).solution), 0.0)
+        residual = float(((design[:, column] * coefficient - 1) ** 2).sum())
+        fits.append((residual, column, coefficient))
+    _, column, coefficient = min(fits)
+    return CriticalBatchFit(coefficient, 0.0) if column == 0 else CriticalBatchFit(0.0, coefficient)
+
+
+@dataclass(frozen=True)
+class ScalingResult:
+    config: ScalingConfig
+    data: RegressionData  # the data of the run's seed, as loaded
+    theory: ScalingTheory
+    curves: list[ScalingCurve]
+
+
+def measure_scaling(
+    config: ScalingConfig,
+    storage: optuna.storages.BaseStorage,
+    *,
+    on_trials: sweep.OnTrials | None = None,
+    progress: Progress | None = None,
+) -> ScalingResult:
+    """Every (order, regime): the lr study of each batch size, then its best lr over the seeds."""
+    base_data = load_data(config.sweep.train.data, config.sweep.train.seed)
+    config = resolve_lr_range(config, base_data.x)
+    curves = []
+    for order in config.orders:
+        for targets in config.targets:
+            study_config = config.study_config(order, targets)
+            data = training_view(load_data(study_config.train.data, study_config.train.seed))
+            etas = scaling_theory(data.x, study_config.batch_sizes).eta_star
+            points = []
+            for batch_size in study_config.batch_sizes:
+                study = sweep.run_study(study_config, data, batch_size, storage, on_trials=on_trials)
+                best_lr = float(study.best_trial.params["lr"])
+                point = ScalingPoint(
+                    batch_size=batch_size,
+                    best_lr=best_lr,
+                    best_value=float(study.best_value),
+                    eta_star=etas[batch_size],
+                    runs=seed_runs(study_config, batch_size, best_lr),
+                )
+                points.append(point)
+                if progress:
+                    updates, _ = point.stat("updates")
+                    reached = f"{updates:.4g} updates to target" if point.reached else "never reached the target"
+                    progress(
+                        f"{order:>8} {REGIMES[targets]:>13} batch size {batch_size:>4}: best lr {best_lr:.4g}, "
+                        f"{reached} ({point.reached}/{len(point.runs)} seeds reached it)"
+                    )
+            fit = fit_critical_batch([p.batch_size for p in points], [p.stat("updates")[0] for p in points])
+            curves.append(ScalingCurve(order, targets, study_config, points, fit))
+    return ScalingResult(config, base_data, scaling_theory(base_data.x, config.sweep.batch_sizes), curves)
+
+
+def open_studies(config: ScalingConfig, storage: optuna.storages.BaseStorage) -> None:
+    """Create or check every study first, so that mismatched settings fail before anything is trained or logged."""
+    for order in config.orders:
+        for targets in config.targets:
+            study_config = config.study_config(order, targets)
+            for batch_size in study_config.batch_sizes:
+                sweep.open_study(study_config, batch_size, storage)
+
+
+def _number(value: float) -> float | None:
+    """JSON has no nan or inf: None stands for 'not measured' (e.g. never reached)."""
+    return value if math.isfinite(value) else None
+
+
+def curve_noise_scale(curve: ScalingCurve) -> float:
+    """The median over the grid of B_simple where each batch size's runs reached the target; nan if none did."""
+    values = [p.noise_scale_at_target for p in curve.points if math.isfinite(p.noise_scale_at_target)]
+    return statistics.median(values) if values else math.nan
+
+
+def noise_scale_at_target(curves: Sequence[ScalingCurve]) -> dict[str, float]:
+    """The noisy regime's noise scale at the target, per batch order."""
+    by_order = {}
+    for curve in curves:
+        if curve.targets == "noisy" and math.isfinite(curve_noise_scale(curve)):
+            by_order[curve.order_key] = curve_noise_scale(curve)
+    return by_order
+
+
+def summarize(result: ScalingResult) -> dict:
+    """scaling.json's content."""
+    config, scaling = result.config, result.theory
+    by_batch_size: dict[str, dict] = {}
+    measured: dict[str, dict] = {}
+    for curve in result.curves:
+        measured.setdefault(curve.order_key, {})[curve.regime] = {
+            "critical_batch_size": _number(curve.fit.critical_batch_size),
+            "fewest_updates": _number(curve.fit.s_min),
+            "fewest_samples": _number(curve.fit.e_min),
+            "noise_scale_at_target": _number(curve_noise_scale(curve)),
+        }
+        for point in curve.points:
+            row = {"best_lr": point.best_lr, "best_value": point.best_value, "eta_star": point.eta_star}
+            for name, key in (("updates", "updates_to_target"), ("samples", "samples_to_target"), ("epochs", "epochs_to_target")):
+                mean, sd = point.stat(name)
+                row[key], row[f"{key}_sd"] = _number(mean), _number(sd)
+            row["seeds_reached"] = point.reached
+            row["target_loss"] = statistics.fmean(run.target for run in point.runs)
+            row["noise_scale_at_target"] = _number(point.noise_scale_at_target)
+            by_batch_size.setdefault(str(point.batch_size), {}).setdefault(curve.order_key, {})[curve.regime] = row
+    by_order = noise_scale_at_target(result.curves)
+    return {
+        "name": config.sweep.name,
+        "data": result.data.name,
+        "batch_sizes": list(config.sweep.batch_sizes),
+        "orders": [ORDER_KEYS[o] for o in config.orders],
+        "regimes": [REGIMES[t] for t in config.targets],
+        "target_ratio": config.sweep.target_ratio,
+        "noisy_target_tolerance": sweep.FLOOR_TOLERANCE,
+        "epochs": config.sweep.train.epochs,
+        "dtype": config.sweep.train.dtype,
+        "n_trials": config.sweep.n_trials,
+        "lr_range": [config.sweep.lr_min, config.sweep.lr_max],
+        "seeds": [config.sweep.train.seed + i for i in range(config.sweep.seeds)],
+        "critical_batch_size_theory": scaling.critical_batch_size,
+        "beta": scaling.beta,
+        "lambda_1": scaling.lambda_1,
+        # The noisy regime's B_simple at the target: the fixed order's when it ran, else the shuffled one's.
+        "noise_scale_at_target": _number(next(iter(by_order.values()), math.nan)),
+        "noise_scale_at_target_by_order": by_order,
+        "measured": measured,
+        "by_batch_size": by_batch_size,
+    }

@@ -1,0 +1,101 @@
+"""`mbgd sweep --workers N`: N local processes on the same studies, each asking and telling against the shared
+storage and logging its trials as child runs of the sweep's run (through its own MlflowClient)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+import time
+from typing import Any
+
+from mbgd.config import SweepConfig
+from mbgd.tracking import Interrupted, RunRef
+
+POLL_S = 1.0
+STOP_TIMEOUT_S = 30.0
+
+
+class WorkerError(RuntimeError):
+    """Workers ended before the studies were finished."""
+
+
+def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, progress=None) -> None:
+    """Start config.workers processes, follow the studies' progress, and stop them all on the way out.
+
+    A worker that dies (kill -9) leaves its trials to the others, which fail and retry them; the sweep fails
+    only when the studies are not finished once every worker has ended.
+    """
+    from mbgd import sweep
+
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch or sqlite state is forked
+    processes = [
+        context.Process(target=worker_main, args=(config, storage_url, sweep_run, i), name=f"mbgd-worker-{i}")
+        for i in range(config.workers)
+    ]
+    for process in processes:
+        process.start()
+    storage = sweep.open_storage(storage_url)
+    try:
+        while any(process.is_alive() for process in processes):
+            if progress:
+                for batch_size in config.batch_sizes:
+                    study = sweep.open_study(config, batch_size, storage)
+                    progress(batch_size, sweep.finished_count(study), config.n_trials)
+            time.sleep(POLL_S)
+    finally:
+        stop(processes)
+    finished = {b: sweep.finished_count(sweep.open_study(config, b, storage)) for b in config.batch_sizes}
+    unfinished = {b: n for b, n in finished.items() if n < config.n_trials}
+    failed = [f"{p.name} exited with {describe_exit(p.exitcode)}" for p in processes if p.exitcode != 0]
+    if unfinished:
+        counts = ", ".join(f"batch size {b}: {n} of {config.n_trials}" for b, n in unfinished.items())
+        raise WorkerError(f"the studies are unfinished ({counts}): {'; '.join(failed) or 'no worker error'}")
+    for message in failed:
+        print(f"mbgd: {message}; the other workers finished its trials", file=sys.stderr)
+
+
+def stop(processes: list[Any]) -> None:
+    """SIGTERM the workers still running (their in-flight trials end FAIL), then wait; SIGKILL stragglers."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index: int) -> None:
+    """One worker: every batch size's study in turn, each told trial logged as a child run of the sweep's run."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        from mbgd import runs, sweep, tracking
+        from mbgd.data import load_data
+
+        data = load_data(config.train.data, config.train.seed)
+        storage = sweep.open_storage(storage_url)
+        client = tracking.client()
+
+        def on_trials(batch_size: int, study_name: str, records) -> None:
+            for record in records:
+                runs.log_trial_run(client, sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype)
+
+        for batch_size in config.batch_sizes:
+            sweep.run_study(config, data, batch_size, storage, on_trials=on_trials)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Interrupted:
+        sys.exit(143)

@@ -1,0 +1,217 @@
+"""Scale-out and faults with real processes: several workers on one study (sqlite here, PostgreSQL and an MLflow
+server in CI), kill -9 of a worker or of the whole sweep followed by a rerun, and SIGINT/SIGTERM."""
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+STATE = optuna.trial.TrialState
+
+
+def sweep_command(*args: str) -> list[str]:
+    return [str(BIN / "mbgd"), "sweep", "--seeds", "1", *args]
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A command in its own process group, so that a test can signal it and all its workers."""
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def states(storage: str, study_name: str) -> collections.Counter:
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return collections.Counter()
+    return collections.Counter(t.state for t in study.get_trials(deepcopy=False))
+
+
+def wait_for(condition, *, timeout_s: float = 240, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def worker_pids(parent_pid: int) -> list[int]:
+    """The sweep's worker processes (multiprocessing's spawned children, not its resource tracker)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent_pid and "spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def running_runs(client: MlflowClient, experiment_ids: list[str]) -> list[str]:
+    return [r.info.run_name for r in client.search_runs(experiment_ids, max_results=1000) if r.info.status == "RUNNING"]
+
+
+def test_three_workers_on_postgres_and_an_mlflow_server(
+    fresh_postgres_url: str, mlflow_server_uri: str, mlflow_experiment: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server_uri}
+    env.pop("MLFLOW_EXPERIMENT_NAME", None)
+    args = sweep_command(
+        "--workers", "3", "--batch-sizes", "1,10", "--n-trials", "12", "--population", "2", "--epochs", "5",
+        "--storage", fresh_postgres_url, "--experiment", mlflow_experiment, "--name", "scale",
+    )
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "worker" not in result.stderr, result.stderr[-3000:]
+    password = fresh_postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password not in result.stdout + result.stderr
+
+    pids = set()
+    for batch_size in (1, 10):
+        study = optuna.load_study(study_name=f"scale-b{batch_size}", storage=fresh_postgres_url)
+        trials = study.get_trials(deepcopy=False)
+        assert sum(t.state == STATE.COMPLETE for t in trials) == 12
+        assert not [t for t in trials if t.state == STATE.RUNNING]
+        pids |= {t.user_attrs["pid"] for t in trials}
+    assert len(pids) >= 2, "the trials should come from several workers"
+
+    client = MlflowClient(mlflow_server_uri)  # the REST API of the server
+    experiment = client.get_experiment_by_name(mlflow_experiment)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.info.run_name == "sweep-scale"]
+    assert parent.info.status == "FINISHED"
+    assert password not in str(parent.data.params) + str(parent.data.tags)
+    assert parent.data.params["storage"].startswith("postgresql+psycopg2://mbgd:***@")
+    trial_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted((r.data.params["study_name"], int(r.data.params["trial"])) for r in trial_runs) == sorted(
+        (f"scale-b{b}", t.number)
+        for b in (1, 10)
+        for t in optuna.load_study(study_name=f"scale-b{b}", storage=fresh_postgres_url).trials
+        if t.state == STATE.COMPLETE
+    )
+    for run in trial_runs:
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(6))
+
+
+@pytest.fixture
+def local_sweep(tracking_store: str, tmp_path: Path):
+    """A sweep long enough to be interrupted, on the embedded stores of a temporary folder."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = sweep_command(
+        "--batch-sizes", "1", "--n-trials", "40", "--population", "2", "--epochs", "40", "--name", "faults",
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}
+    return args, env, storage
+
+
+def test_kill_9_of_one_worker_loses_nothing_and_the_rerun_adds_no_trial(local_sweep) -> None:
+    args, env, storage = local_sweep
+    process = start([*args, "--workers", "3"], env)
+    try:
+        wait_for(lambda: states(storage, "faults-b1")[STATE.COMPLETE] >= 4, what="the first trials")
+        wait_for(lambda: len(worker_pids(process.pid)) == 3, what="three workers")
+        os.kill(worker_pids(process.pid)[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "exited with signal SIGKILL; the other workers finished its trials" in stderr
+    counts = states(storage, "faults-b1")
+    assert counts[STATE.COMPLETE] == 40
+    assert counts[STATE.RUNNING] == 0
+    study = optuna.load_study(study_name="faults-b1", storage=storage)
+    failed = [t for t in study.trials if t.state == STATE.FAIL]
+    assert failed and all(t.user_attrs.get("fail_reason") for t in failed)
+
+    rerun = subprocess.run([*args, "--workers", "3"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert states(storage, "faults-b1") == counts
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    assert running_runs(client, ["0"]) == []
+
+
+def test_kill_9_of_the_whole_sweep_then_a_rerun_finishes_it_and_ends_the_orphans(local_sweep) -> None:
+    args, env, storage = local_sweep
+    process = start([*args, "--workers", "2"], env)
+    try:
+        wait_for(lambda: states(storage, "faults-b1")[STATE.COMPLETE] >= 4, what="the first trials")
+        wait_for(lambda: states(storage, "faults-b1")[STATE.RUNNING] >= 1, what="trials in flight")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    before = states(storage, "faults-b1")
+    assert before[STATE.RUNNING] >= 1
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    assert running_runs(client, ["0"]) == ["sweep-faults"]
+
+    rerun = subprocess.run([*args, "--workers", "2"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = states(storage, "faults-b1")
+    assert after[STATE.COMPLETE] == 40
+    assert after[STATE.RUNNING] == 0
+    assert after[STATE.FAIL] >= before[STATE.RUNNING]  # the killed trials, failed and their budget retried
+    runs = {r.info.run_id: r for r in client.search_runs(["0"], max_results=1000)}
+    sweeps = sorted((r.info.start_time, r.info.status) for r in runs.values() if r.info.run_name == "sweep-faults")
+    assert [status for _, status in sweeps] == ["KILLED", "FINISHED"]
+    assert running_runs(client, ["0"]) == []
+
+
+@pytest.mark.parametrize(("sig", "code", "workers"), [(signal.SIGTERM, 143, "2"), (signal.SIGINT, 130, "1")])
+def test_a_signal_to_the_sweep_ends_its_runs_killed_and_its_trials_failed(local_sweep, sig, code, workers) -> None:
+    args, env, storage = local_sweep
+    process = start([*args, "--workers", workers], env)
+    try:
+        wait_for(lambda: states(storage, "faults-b1")[STATE.COMPLETE] >= 2, what="the first trials")
+        wait_for(lambda: states(storage, "faults-b1")[STATE.RUNNING] >= 1, what="trials in flight")
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == code, stderr[-3000:]
+    message = [line for line in stderr.splitlines() if line.startswith("mbgd:")]
+    assert len(message) == 1 and "marked KILLED" in message[0], stderr[-3000:]
+    assert "Traceback" not in stderr
+    counts = states(storage, "faults-b1")
+    assert counts[STATE.RUNNING] == 0
+    assert counts[STATE.FAIL] >= 1
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    (sweep_run,) = [r for r in client.search_runs(["0"]) if r.info.run_name == "sweep-faults"]
+    assert sweep_run.info.status == "KILLED"
+    assert running_runs(client, ["0"]) == []
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_train_ends_its_runs_killed(tracking_store: str, sig, code) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}
+    process = start([str(BIN / "mbgd"), "train", "--batch-size", "1", "--epochs", "100000", "--compare-with", ""], env)
+    client = MlflowClient(tracking_store)
+    try:
+        wait_for(lambda: running_runs(client, ["0"]) == ["sgd-b1"], what="the training run")
+        time.sleep(1)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == code, stderr[-3000:]
+    assert "Traceback" not in stderr
+    (run,) = client.search_runs(["0"])
+    assert run.info.status == "KILLED"
