@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mbgd.cli import main
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
-from mbgd.sweep import intermediate_value, make_pruner, open_storage, run_study
+from mbgd.sweep import decision_epochs, intermediate_value, make_pruner, open_storage, run_study
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -24,6 +24,12 @@ def test_intermediate_auc_is_the_running_mean_of_log10_losses() -> None:
     assert intermediate_value("auc", [1000.0, 10.0]) == pytest.approx(2.0)
     assert intermediate_value("final", [1000.0, 10.0]) == 10.0
     assert intermediate_value("epochs_to", [1000.0, 10.0]) == 10.0
+
+
+def test_decision_epochs_are_the_hyperband_rungs() -> None:
+    assert decision_epochs(20) == [1, 3, 9]
+    assert decision_epochs(9) == [1, 3]
+    assert decision_epochs(1) == []
 
 
 def test_pruners_by_name() -> None:
@@ -52,9 +58,9 @@ def test_hyperband_prunes_members_that_stop_early_and_counts_them_in_the_budget(
     by_number = {r.number: r for r in records}
     for trial in study.trials:
         losses = by_number[trial.number].history.epoch_losses
-        assert trial.intermediate_values  # reported once per epoch, step = epoch
-        assert sorted(trial.intermediate_values) == list(range(len(trial.intermediate_values)))
-        assert trial.intermediate_values[0] == pytest.approx(intermediate_value("auc", losses[:1]))
+        reported = sorted(trial.intermediate_values)  # at the decision epochs reached, step = epoch
+        assert reported == [e for e in decision_epochs(9) if e < len(losses)]
+        assert trial.intermediate_values[1] == pytest.approx(intermediate_value("auc", losses[:2]))
         if trial.state == PRUNED:
             assert by_number[trial.number].state == "PRUNED"
             assert len(losses) == trial.user_attrs["pruned_at_epoch"] + 1 < 10
