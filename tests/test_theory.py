@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -241,3 +242,83 @@ def test_noise_scale_two_dim_by_hand():
 def test_noise_scale_infinite_when_mean_gradient_vanishes():
     # Residuals -1 and +1 at the same x cancel in the mean.
     assert T.gradient_noise_scale(t([1.0, 1.0]), t([1.0, -1.0]), 0.0, 0.0) == math.inf
+
+
+def test_optimal_lr_for_batch_1_is_the_kaczmarz_step_of_the_largest_sample():
+    # eta*(1) = 1 / beta with beta = max 2 |a_i|^2 (MSE without 1/2): one update on the largest sample
+    # w -= eta * 2 r a moves its residual by -eta * 2 |a|^2 r = -r, exactly to zero.
+    from mbgd.config import DataSpec, TrainConfig
+    from mbgd.data import load_data
+    from mbgd.train import fit
+
+    one_point = DataSpec(n_points=1, x_min=-5.0, x_max=5.0)
+    config = TrainConfig(batch_size=1, epochs=1, dtype="float64", data=one_point)
+    data = load_data(config.data, config.seed)  # the single point x = -5, |a|^2 = 26
+    lr = T.optimal_lr_interpolation(data.x, 1)
+    assert lr == pytest.approx(1 / 52)
+    history = fit(replace(config, lr=lr), data)
+    assert history.train_losses[0] == pytest.approx(25.0)  # (-10 * -5 - 20 - 25)^2
+    assert history.train_losses[-1] == pytest.approx(0.0, abs=1e-20)
+
+
+def test_interpolation_contraction_by_hand():
+    # x = [-1, 1]: beta = 4, H_full = 2 I (lambda_min = lambda_1 = 2): g*(m) = 1 - 2m / (4 + 2(m - 1)).
+    x = t([-1.0, 1.0])
+    assert T.interpolation_contraction(x, 1) == pytest.approx(1 / 2)
+    assert T.interpolation_contraction(x, 2) == pytest.approx(1 / 3)
+    torch.testing.assert_close(T.interpolation_contraction(x, [1, 2]), t([1 / 2, 1 / 3]))
+
+
+def test_interpolation_contraction_is_exact_for_batch_1_with_replacement():
+    # At eta*(1) = 1/4 each update on a = (+-1, 1) projects the error onto a's orthogonal complement:
+    # E|P e|^2 = |e|^2 - E (a.e)^2 / |a|^2 = |e|^2 / 2, the bound's g*(1).
+    x, error = t([-1.0, 1.0]), t([0.3, -0.7])
+    a = torch.stack([x, torch.ones(2, dtype=F64)], dim=1)
+    lr = T.optimal_lr_interpolation(x, 1)
+    after = [error - lr * 2 * (row @ error) * row for row in a]
+    expected = sum(float(e @ e) for e in after) / 2
+    assert expected == pytest.approx(T.interpolation_contraction(x, 1) * float(error @ error))
+
+
+def test_critical_batch_size_of_a_csv_is_computed_from_its_features(tmp_path):
+    from mbgd.config import DataSpec
+    from mbgd.data import load_data
+
+    # The two-dim case above as a CSV: m* = 2.5, eta*(4) = 2/11.
+    path = tmp_path / "cross.csv"
+    path.write_text("a,b,y\n2,0,1\n-2,0,1\n0,1,1\n0,-1,1\n")
+    data = load_data(DataSpec(csv=str(path)), 0)
+    assert T.critical_batch_size(data.x) == pytest.approx(2.5)
+    assert T.optimal_lr_interpolation(data.x, 4) == pytest.approx(2 / 11)
+
+
+def test_least_squares_loss_by_hand():
+    # y = [1, 2, 2, 3] on x = 0..3: fit 0.6 x + 1.1, residuals -0.1, 0.3, -0.3, 0.1.
+    assert T.least_squares_loss(t([0.0, 1.0, 2.0, 3.0]), t([1.0, 2.0, 2.0, 3.0])) == pytest.approx(0.05)
+    assert T.least_squares_loss(TUTORIAL_X, -5 * TUTORIAL_X.double()) == pytest.approx(0.0, abs=1e-20)
+
+
+def test_noise_scale_with_known_covariance():
+    # x = 0: g_i = 2 r_i (0, 1). Residuals mu + sigma z_i with z = +-1 (mean 0, variance 1):
+    # G = (0, 2 mu), tr Sigma = 4 sigma^2, B_simple = sigma^2 / mu^2.
+    mu, sigma = 0.5, 3.0
+    z = t([1.0, -1.0, 1.0, -1.0])
+    x, y = t([0.0, 0.0, 0.0, 0.0]), -(mu + sigma * z)  # r = w x + b - y with w = b = 0
+    assert T.gradient_noise_scale(x, y, 0.0, 0.0) == pytest.approx(sigma**2 / mu**2)
+    path = T.gradient_noise_scale_path(x, y, t([[0.0, 0.0], [0.0, 1.0]]))  # b = 1: mean residual 1.5
+    torch.testing.assert_close(path, t([sigma**2 / mu**2, sigma**2 / 1.5**2]))
+
+
+def test_noise_scale_path_equals_the_pointwise_noise_scale():
+    torch.manual_seed(0)
+    x, y = torch.randn(50, 2, dtype=F64), torch.randn(50, dtype=F64)
+    params = torch.randn(7, 3, dtype=F64)
+    path = T.gradient_noise_scale_path(x, y, params)
+    for point, value in zip(params, path, strict=True):
+        expected = T.gradient_noise_scale(x, y, point[:2], float(point[2]))
+        assert float(value) == pytest.approx(expected, rel=1e-9)
+
+
+def test_noise_scale_path_is_infinite_where_the_gradient_vanishes():
+    path = T.gradient_noise_scale_path(t([1.0, 1.0]), t([1.0, -1.0]), t([[0.0, 0.0]]))
+    assert float(path[0]) == math.inf

@@ -146,7 +146,8 @@ def sweep_options(command: Callable) -> Callable:
             type=click.Choice(OBJECTIVES),
             help="What a trial minimises: auc = mean over the epochs of log10 full-dataset loss (rewards fast "
             "convergence); final = the last full-dataset loss; epochs_to = first epoch within 5% of the noise "
-            "floor (epochs+1 if never). Diverged trials score the worst value. [default: auc]",
+            "floor (epochs+1 if never); updates_to = updates until the training loss falls to target_ratio (1e-4) "
+            "x its initial value (see mbgd scaling). Diverged trials score the worst value. [default: auc]",
         ),
         click.option(
             "--pruner",

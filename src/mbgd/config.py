@@ -339,8 +339,11 @@ class ScalingConfig:
         return replace(self.sweep, train=train, name=f"{self.sweep.name}-{order}-{REGIMES[targets]}")
 
     def as_params(self) -> dict[str, str]:
+        """The sweep's params with the command's own `order` and `targets` (as `mlflow run` logs them too)."""
         params = {key: value for key, value in self.sweep.as_params().items() if key not in ("shuffle", "targets")}
-        return {**params, "orders": ",".join(self.orders), "targets": ",".join(self.targets)}
+        order = BOTH if len(self.orders) == len(ORDERS) else self.orders[0]
+        targets = BOTH if len(self.targets) == len(TARGETS) else self.targets[0]
+        return {**params, "order": order, "targets": targets}
 
 
 def build_scaling_config(values: dict[str, Any]) -> ScalingConfig:

@@ -176,6 +176,23 @@ def _knee_sentence(summary: dict, order: str, regime: str) -> str:
     )
 
 
+PERFECT_SCALING_TOLERANCE = 1.25  # "perfect scaling": samples to the target within 25% of the smallest batch's
+
+
+def perfect_scaling_up_to(summary: dict, order: str, regime: str) -> tuple[int, int | None]:
+    """The largest batch size up to which every batch size needs at most 1.25x the samples of the smallest one,
+    and the next batch size (where scaling leaves perfect), or None when the whole grid scales perfectly."""
+    rows = sorted((int(b), r[order][regime]["samples_to_target"]) for b, r in summary["by_batch_size"].items())
+    rows = [(b, samples) for b, samples in rows if samples is not None]
+    if not rows:
+        return 0, None
+    base = rows[0][1]
+    for (last, _), (batch_size, samples) in zip(rows, rows[1:], strict=False):
+        if samples > PERFECT_SCALING_TOLERANCE * base:
+            return last, batch_size
+    return rows[-1][0], None
+
+
 def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
     """The Scaling section: definitions, one table per regime, and findings read off scaling.json."""
     orders, regimes, rows = summary["orders"], summary["regimes"], summary["by_batch_size"]
@@ -228,6 +245,16 @@ def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
         if regime == "noisy" and summary["noise_scale_at_target"] is not None:
             prediction += f", B_simple at the target = {summary['noise_scale_at_target']:.3g}"
         lines.append(f"- **{regime}**: {knees}. Predicted: {prediction}.")
+        for order in orders:
+            last, leaves = perfect_scaling_up_to(summary, order, regime)
+            if leaves is None:
+                continue
+            samples = {int(b): r[order][regime]["samples_to_target"] for b, r in rows.items()}
+            lines.append(
+                f"  - {_ORDER_NAMES[order]}: perfect scaling (samples within "
+                f"{PERFECT_SCALING_TOLERANCE - 1:.0%} of the smallest batch size's) up to batch size {last} "
+                f"({_value(samples[last], 4)} samples); at {leaves}, {_value(samples[leaves], 4)}."
+            )
     first_order = orders[0]
     for regime in regimes:
         by_b = {int(b): r[first_order][regime] for b, r in rows.items()}

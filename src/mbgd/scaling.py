@@ -2,13 +2,13 @@
 
 For every batch order (the tutorial's fixed order, reshuffled) and regime (noise-free training targets:
 interpolation; noisy ones), an Optuna study per batch size tunes the lr for the objective `updates_to` (the
-sweep's machinery: storage, resume, population trials); the best lr is then re-trained over the seeds, counting
-updates, samples and epochs to the target and measuring the gradient noise scale along the way. Beside the
-measurement: the interpolation theory's critical batch size m* and step eta*(m) (Ma, Bassily & Belkin 2018) and
-the simple noise scale B_simple (McCandlish et al. 2018).
+sweep's machinery: storage, resume, population trials); the best lr is then re-trained over the seeds,
+counting updates, samples and epochs to the target and measuring the gradient noise scale along the way.
+Beside the measurement: the interpolation theory's critical batch size m* and step eta*(m) (Ma, Bassily &
+Belkin 2018) and the simple noise scale B_simple (McCandlish et al. 2018).
 
 Pure of MLflow: trials are reported through `on_trials`, progress through `progress`, results returned.
-In scaling, every loss is the one on the targets the model trains on (the recorded loss of the tutorial, on the
+In scaling, every loss is the one on the targets the model trains on (the tutorial's recorded loss, on the
 noisy Y, could never reach a target set on the noise-free line).
 """
 
@@ -76,8 +76,9 @@ class ScalingPoint:
 
 @dataclass(frozen=True)
 class CriticalBatchFit:
-    """updates(B) = s_min + e_min / B (McCandlish et al. eq. 2.11): perfect scaling below b_crit = e_min / s_min,
-    no gain above it; at b_crit a batch needs twice the fewest updates and twice the fewest samples."""
+    """updates(B) = s_min + e_min / B (McCandlish et al. eq. 2.11): perfect scaling well below
+    b_crit = e_min / s_min, no gain well above it; at b_crit a batch needs twice the fewest updates and twice
+    the fewest samples."""
 
     s_min: float
     e_min: float
@@ -129,7 +130,10 @@ def resolve_lr_range(config: ScalingConfig, x: torch.Tensor) -> ScalingConfig:
     """The config with the lr bounds it leaves to theory set for the data: [1 / (2 beta), 4 / lambda_1]."""
     if not config.lr_from_theory:
         return config
-    bounds = {"lr_min": float(theory.optimal_lr_interpolation(x, 1)) / 2, "lr_max": 2 * theory.full_batch_max_stable_lr(x)}
+    bounds = {
+        "lr_min": float(theory.optimal_lr_interpolation(x, 1)) / 2,
+        "lr_max": 2 * theory.full_batch_max_stable_lr(x),
+    }
     chosen = {key: bounds[key] for key in config.lr_from_theory}
     return replace(config, sweep=replace(config.sweep, **chosen), lr_from_theory=())
 
@@ -154,7 +158,7 @@ def scaling_theory(x: torch.Tensor, batch_sizes: Sequence[int]) -> ScalingTheory
 
 
 def initial_training_loss(config: TrainConfig, data: RegressionData) -> float:
-    """The training loss at the initial parameters, in the training's precision (= History.train_losses[0])."""
+    """The training loss at the initial parameters, in the training's precision (History.train_losses[0])."""
     dtype = DTYPES[config.dtype]
     w = torch.full((1, data.n_features), config.init_w, dtype=dtype)
     b = torch.full((1,), config.init_b, dtype=dtype)
@@ -162,8 +166,8 @@ def initial_training_loss(config: TrainConfig, data: RegressionData) -> float:
 
 
 def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float) -> SeedRun:
-    """Train the config's lr until the training loss has reached the target (checked at each epoch's end) or the
-    epochs run out, recording every update; count updates, samples and epochs to the target."""
+    """Train the config's lr until the training loss has reached the target (checked at each epoch's end) or
+    the epochs run out, recording every update; count updates, samples and epochs to the target."""
     target = sweep.updates_target(
         initial_training_loss(config, data), theory.least_squares_loss(data.x, data.y_train), target_ratio
     )
@@ -174,7 +178,9 @@ def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float
     (history,) = fit_population(config, data, [config.lr], record_updates=True, on_epoch=stop_once_reached)
     updates = None if history.diverged else sweep.updates_to_target(history, target)
     start = [[config.init_w] * data.n_features + [config.init_b]]
-    noise_scales = theory.gradient_noise_scale_path(data.x, data.y_train, start + history.update_params).tolist()
+    noise_scales = theory.gradient_noise_scale_path(
+        data.x, data.y_train, start + history.update_params
+    ).tolist()
     samples = None if updates is None else sweep.samples_seen(history, updates)
     return SeedRun(
         seed=config.seed,
@@ -191,14 +197,16 @@ def seed_runs(study_config: SweepConfig, batch_size: int, lr: float) -> list[See
     """The batch size at its best lr over the seeds: each draws its own noise and, shuffled, its own order."""
     runs = []
     for offset in range(study_config.seeds):
-        config = replace(study_config.train, batch_size=batch_size, lr=lr, seed=study_config.train.seed + offset)
+        config = replace(
+            study_config.train, batch_size=batch_size, lr=lr, seed=study_config.train.seed + offset
+        )
         data = training_view(load_data(config.data, config.seed))
         runs.append(run_to_target(config, data, study_config.target_ratio))
     return runs
 
 
 def fit_critical_batch(batch_sizes: Sequence[int], updates: Sequence[float]) -> CriticalBatchFit:
-    """Least squares of updates(B) = s_min + e_min / B in relative error (each point weighs by 1 / its updates),
+    """Least squares of updates(B) = s_min + e_min / B in relative error (each point weighs 1 / its updates),
     both coefficients kept >= 0; points that are nan (never reached) are left out."""
     pairs = [(b, u) for b, u in zip(batch_sizes, updates, strict=True) if math.isfinite(u) and u > 0]
     if not pairs:
@@ -257,9 +265,12 @@ def measure_scaling(
                 points.append(point)
                 if progress:
                     updates, _ = point.stat("updates")
-                    reached = f"{updates:.4g} updates to target" if point.reached else "never reached the target"
+                    reached = (
+                        f"{updates:.4g} updates to target" if point.reached else "never reached the target"
+                    )
                     progress(
-                        f"{order:>8} {REGIMES[targets]:>13} batch size {batch_size:>4}: best lr {best_lr:.4g}, "
+                        f"{order:>8} {REGIMES[targets]:>13} batch size {batch_size:>4}: "
+                        f"best lr {best_lr:.4g}, "
                         f"{reached} ({point.reached}/{len(point.runs)} seeds reached it)"
                     )
             fit = fit_critical_batch([p.batch_size for p in points], [p.stat("updates")[0] for p in points])
@@ -268,7 +279,7 @@ def measure_scaling(
 
 
 def open_studies(config: ScalingConfig, storage: optuna.storages.BaseStorage) -> None:
-    """Create or check every study first, so that mismatched settings fail before anything is trained or logged."""
+    """Create or check every study first: mismatched settings fail before anything is trained or logged."""
     for order in config.orders:
         for targets in config.targets:
             study_config = config.study_config(order, targets)
@@ -282,7 +293,7 @@ def _number(value: float) -> float | None:
 
 
 def curve_noise_scale(curve: ScalingCurve) -> float:
-    """The median over the grid of B_simple where each batch size's runs reached the target; nan if none did."""
+    """The median over the grid of B_simple where each batch size's runs reached the target; nan if none."""
     values = [p.noise_scale_at_target for p in curve.points if math.isfinite(p.noise_scale_at_target)]
     return statistics.median(values) if values else math.nan
 
@@ -310,13 +321,19 @@ def summarize(result: ScalingResult) -> dict:
         }
         for point in curve.points:
             row = {"best_lr": point.best_lr, "best_value": point.best_value, "eta_star": point.eta_star}
-            for name, key in (("updates", "updates_to_target"), ("samples", "samples_to_target"), ("epochs", "epochs_to_target")):
+            for name, key in (
+                ("updates", "updates_to_target"),
+                ("samples", "samples_to_target"),
+                ("epochs", "epochs_to_target"),
+            ):
                 mean, sd = point.stat(name)
                 row[key], row[f"{key}_sd"] = _number(mean), _number(sd)
             row["seeds_reached"] = point.reached
             row["target_loss"] = statistics.fmean(run.target for run in point.runs)
             row["noise_scale_at_target"] = _number(point.noise_scale_at_target)
-            by_batch_size.setdefault(str(point.batch_size), {}).setdefault(curve.order_key, {})[curve.regime] = row
+            by_batch_size.setdefault(str(point.batch_size), {}).setdefault(curve.order_key, {})[
+                curve.regime
+            ] = row
     by_order = noise_scale_at_target(result.curves)
     return {
         "name": config.sweep.name,
