@@ -73,6 +73,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server(
     env.pop("MLFLOW_EXPERIMENT_NAME", None)
     args = sweep_command(
         "--workers", "3", "--batch-sizes", "1,10", "--n-trials", "12", "--population", "2", "--epochs", "5",
+        "--lr-max", "0.05",  # no trial diverges, so every loss curve has all 6 points
         "--storage", fresh_postgres_url, "--experiment", mlflow_experiment, "--name", "scale",
     )
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)

@@ -149,7 +149,11 @@ def log_trial_run(
         *tracking.scalars({"objective": record.value, "trial": record.number, "diverged": float(record.history.diverged)}),
     ]
     params = {"lr": repr(record.lr), "batch_size": batch_size, "trial": record.number, "study_name": study_name}
-    tracking.log_values(client, run_id, params=params, metrics=metrics)
+    try:
+        tracking.log_values(client, run_id, params=params, metrics=metrics)
+    except BaseException:  # interrupted while logging: the run may lack values, and says so
+        client.set_terminated(run_id, "KILLED")
+        raise
     client.set_terminated(run_id, TRIAL_RUN_STATUS[record.state])
     return run_id
 

@@ -26,7 +26,7 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
     A worker that dies (kill -9) leaves its trials to the others, which fail and retry them; the sweep fails
     only when the studies are not finished once every worker has ended.
     """
-    from mbgd import sweep
+    from mbgd import sweep, tracking
 
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch or sqlite state is forked
     processes = [
@@ -45,6 +45,9 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
             time.sleep(POLL_S)
     finally:
         stop(processes)
+        # A worker stopped between creating a trial's run and ending it leaves that run RUNNING; its process is
+        # gone now, so this marks it KILLED.
+        tracking.end_orphaned_runs(tracking.client(), sweep_run.experiment_id)
     finished = {b: sweep.finished_count(sweep.open_study(config, b, storage)) for b in config.batch_sizes}
     unfinished = {b: n for b, n in finished.items() if n < config.n_trials}
     failed = [f"{p.name} exited with {describe_exit(p.exitcode)}" for p in processes if p.exitcode != 0]
