@@ -56,6 +56,15 @@ class Result:
         return f"{text} (goal {sign} {self.goal:g}{self.unit}: {verdict})"
 
 
+def machine_line() -> str:
+    """What the numbers depend on: other load on the machine skews the ratios (torch's threads wait for cores)."""
+    import torch
+
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    threads = torch.get_num_threads()
+    return f"machine: {os.cpu_count()} cores, torch {torch.__version__} with {threads} threads, load {load}"
+
+
 def use_tracking_store(uri: str) -> None:
     """Point both MLflow entry points at `uri`: mbgd's MlflowClient() reads the environment, but a URI set
     with mlflow.set_tracking_uri (the fluent API the references use) would take precedence over it."""
@@ -75,10 +84,14 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
     return statistics.median(timed(function)[0] for _ in range(repeats))
 
 
-def interleaved_medians(sides: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each side, the sides taking turns so that drift in the machine hits all of them."""
+def interleaved_fastest(sides: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Fastest seconds of each side, the sides taking turns so that drift in the machine hits all of them.
+
+    The fastest, not the median, as timeit advises: other load on the machine only ever adds time, so the
+    fastest repeat is the one it disturbed least.
+    """
     samples: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeats):
         for name, function in sides.items():
             samples[name].append(timed(function)[0])
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: min(values) for name, values in samples.items()}

@@ -21,15 +21,16 @@ import time
 import warnings
 from pathlib import Path
 
-from harness import OUTPUT_DIR, PROJECT_ROOT, Context, Result
+from harness import OUTPUT_DIR, PROJECT_ROOT, Context, Result, machine_line
 
 BENCHMARKS = {  # id -> module with run(context) -> list[Result]
     "P1": "p1_train",
     "P2": "p2_sweep",
     "P3": "p3_loader",
     "P4": "p4_help",
-    "S1": "scaling",
-    "M1": "memory",
+    "S1": "s1_epoch_time",
+    "M1": "m1_memory",
+    "PR": "pr_pruning",
 }
 
 
@@ -60,6 +61,7 @@ def main(argv: list[str]) -> int:
     quiet_libraries()
     OUTPUT_DIR.mkdir(exist_ok=True)
     start = time.perf_counter()
+    print(machine_line(), flush=True)
     results: list[Result] = []
     if args.quick:
         print("quick smoke run: workloads reduced, the ratios below are not comparable with the goals")
@@ -74,7 +76,7 @@ def main(argv: list[str]) -> int:
                     print(result.line(quick=args.quick), flush=True)
         finally:
             os.chdir(PROJECT_ROOT)
-    print(f"\nsummary ({time.perf_counter() - start:.0f} s in all):")
+    print(f"\nsummary ({time.perf_counter() - start:.0f} s in all; {machine_line()}):")
     for result in results:
         print(result.line(quick=args.quick))
     return 0 if args.quick or all(result.met for result in results) else 1

@@ -150,10 +150,12 @@ class BatchIndexSampler(Sampler):
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
     def __iter__(self) -> Iterator[slice | torch.Tensor]:
-        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
+        # int32 holds the same permutation in half the memory of int64 (40 MB less at 10^7 points); each
+        # batch goes back to int64, which torch indexes faster.
+        order = torch.randperm(self.n, generator=self.generator, dtype=torch.int32) if self.shuffle else None
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             stop = min(start + self.batch_size, self.n)
-            yield slice(start, stop) if order is None else order[start:stop]
+            yield slice(start, stop) if order is None else order[start:stop].long()
 
 
 def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -195,16 +195,17 @@ def regime(batch_size: int, n: int) -> str:
     return "sgd" if batch_size == 1 else "mini-batch"
 
 
+@torch.no_grad()
 def full_dataset_loss(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """MSE of each of the K models (rows of w, entries of b) on all n points: shape (K,)."""
     k, n = w.shape[0], x.shape[0]
     chunk = max(1, _FULL_LOSS_CHUNK // k)
     if n <= chunk:
-        return ((w @ x.T + b[:, None] - y) ** 2).mean(dim=1)
+        return (w @ x.T).add_(b[:, None]).sub_(y).square_().mean(dim=1)  # in place: one (K, n) temporary
     total = torch.zeros(k, dtype=w.dtype)
     for start in range(0, n, chunk):
         xs, ys = x[start : start + chunk], y[start : start + chunk]
-        total += ((w @ xs.T + b[:, None] - ys) ** 2).sum(dim=1)
+        total += (w @ xs.T).add_(b[:, None]).sub_(ys).square_().sum(dim=1)
     return total / n
 
 

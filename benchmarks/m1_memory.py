@@ -52,8 +52,8 @@ def measure(n: int) -> dict:
     data = load_data(config.data, config.seed)
     history = fit(config, data)
     peak = rss_bytes("VmHWM")
-    tensors = {id(t.untyped_storage()): t for t in (data.x, data.y_train, data.y_eval, data.y_line) if t is not None}
-    raw = sum(t.untyped_storage().nbytes() for t in tensors.values())
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (data.x, data.y_train, data.y_eval)}
+    raw = sum(storages.values())
     return {
         "n": n,
         "baseline_rss": baseline,
@@ -70,11 +70,11 @@ def run(context: Context) -> list[Result]:
     completed = subprocess.run(command, check=True, capture_output=True, text=True)
     numbers = json.loads(completed.stdout.strip().splitlines()[-1])
     growth = numbers["peak_rss"] - numbers["baseline_rss"]
-    megabytes = 1 << 20
+    mib = 1 << 20
     context.note(
-        f"n={n:.0e}: baseline RSS {numbers['baseline_rss'] / megabytes:.0f} MB, peak {numbers['peak_rss'] / megabytes:.0f} MB"
-        f" (peak reset after imports: {numbers['peak_was_reset']}), growth {growth / megabytes:.0f} MB,"
-        f" raw tensors {numbers['raw_tensor_bytes'] / megabytes:.0f} MB"
+        f"n={n:.0e}: baseline RSS {numbers['baseline_rss'] / mib:.0f} MiB, peak {numbers['peak_rss'] / mib:.0f} MiB"
+        f" (peak reset after imports: {numbers['peak_was_reset']}), growth {growth / mib:.0f} MiB,"
+        f" raw tensors {numbers['raw_tensor_bytes'] / mib:.0f} MiB"
     )
     ratio = growth / numbers["raw_tensor_bytes"]
     return [Result("M1", f"memory n={n:.0e}, peak growth ÷ raw tensors", ratio, goal=GOAL)]
