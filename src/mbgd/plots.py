@@ -14,6 +14,20 @@ from matplotlib.figure import Figure
 from mbgd.train import History, regime
 
 Y_LABEL = "Cost/total loss"  # the tutorial's label for the full-dataset loss
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _plain_log_labels(axes) -> None:
+    """Log-axis ticks labelled 10², 10⁻¹ in plain text: matplotlib's default labels are math text, parsed anew
+    for every figure, which made a one-run figure a third slower to draw."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def label(value: float, _position) -> str:
+        exponent = round(math.log10(value)) if value > 0 else 0
+        return f"10{str(exponent).translate(_SUPERSCRIPTS)}" if value > 0 and math.isclose(value, 10.0**exponent) else ""
+
+    axes.yaxis.set_major_formatter(FuncFormatter(label))
+    axes.yaxis.set_minor_formatter(NullFormatter())
 
 
 def loss_curve_figure(history: History, *, title: str) -> Figure:
@@ -28,6 +42,7 @@ def loss_curve_figure(history: History, *, title: str) -> Figure:
         axes.plot(epochs_axis, history.batch_losses, color="0.75", linewidth=0.8, label="mini-batch loss")
     axes.plot(range(len(history.epoch_losses)), history.epoch_losses, marker="o", markersize=3, label="full-dataset loss")
     axes.set_yscale("log")
+    _plain_log_labels(axes)
     axes.set_xlabel("epoch")
     axes.set_ylabel(Y_LABEL)
     axes.set_title(title + (" (diverged)" if history.diverged else ""))
@@ -55,6 +70,7 @@ def comparison_figure(histories: Mapping[int, History], *, highlight: int, n: in
         by_update.plot([e * history.updates_per_epoch for e in epochs], history.epoch_losses, **style)
     for axes, x_label in ((by_epoch, "epoch"), (by_update, "parameter updates")):
         axes.set_yscale("log")
+        _plain_log_labels(axes)
         axes.set_xlabel(x_label)
         axes.set_ylabel(Y_LABEL)
         axes.grid(True, which="major", alpha=0.3)

@@ -54,12 +54,12 @@ def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> 
     histories: dict[int, History] = {}
     child_run_ids: dict[int, str] = {}
 
-    def train_and_log(run_id: str, batch_config: TrainConfig) -> History:
+    def train_and_log(run_id: str, batch_config: TrainConfig, extra_params: dict[str, str] | None = None) -> History:
         history = fit(batch_config, data)
         tracking.log_values(
             client,
             run_id,
-            params=run_params(batch_config, data),
+            params={**run_params(batch_config, data), **(extra_params or {})},
             metrics=tracking.history_metrics(history, weight_names=data.feature_names),
         )
         tracking.log_dataset(client, run_id, data)
@@ -78,8 +78,8 @@ def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> 
         parent=parent,
         adopt_run_id="" if parent else tracking.run_id_from_mlflow_run(),
     ) as own:
-        client.log_param(own.run_id, "compare_with", ",".join(map(str, train_run.compare_with)))
-        histories[config.batch_size] = train_and_log(own.run_id, config)
+        compare_with = {"compare_with": ",".join(map(str, train_run.compare_with))}
+        histories[config.batch_size] = train_and_log(own.run_id, config, compare_with)
         for batch_size in train_run.batch_sizes[1:]:
             batch_config = config.with_batch_size(batch_size)
             with tracking.run_scope(
