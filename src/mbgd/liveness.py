@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+from collections.abc import Callable, Iterator
 
 HOST = socket.gethostname()
 
@@ -19,3 +22,26 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
+
+
+@contextlib.contextmanager
+def heartbeat(beat: Callable[[], None], interval_s: float, *, now: bool) -> Iterator[None]:
+    """Call `beat` every interval_s seconds in a background thread while the block runs (first at once when
+    `now`). A failing beat is skipped: a missed heartbeat only brings the deadline for declaring us dead closer."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        if now:
+            with contextlib.suppress(Exception):
+                beat()
+        while not stop.wait(interval_s):
+            with contextlib.suppress(Exception):
+                beat()
+
+    thread = threading.Thread(target=loop, name="mbgd-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -10,7 +10,6 @@ import contextlib
 import math
 import os
 import statistics
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ import torch
 from mbgd import theory
 from mbgd.config import ConfigError, SweepConfig, TrainConfig, redact
 from mbgd.data import RegressionData, load_data
+from mbgd import liveness
 from mbgd.liveness import HOST, process_alive
 from mbgd.train import EpochHook, History, fit_population
 
@@ -406,23 +406,13 @@ def heartbeats(study: optuna.Study, trials: Sequence[optuna.trial.Trial]):
         yield
         return
     trial_ids = [trial._trial_id for trial in trials]
-    stop = threading.Event()
 
     def beat() -> None:
-        while True:
-            for trial_id in trial_ids:
-                with contextlib.suppress(Exception):  # a missed beat only shortens the grace period
-                    storage.record_heartbeat(trial_id)
-            if stop.wait(HEARTBEAT_INTERVAL_S):
-                return
+        for trial_id in trial_ids:
+            storage.record_heartbeat(trial_id)
 
-    thread = threading.Thread(target=beat, name="mbgd-heartbeat", daemon=True)
-    thread.start()
-    try:
+    with liveness.heartbeat(beat, HEARTBEAT_INTERVAL_S, now=True):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def fail_abandoned_trials(study: optuna.Study) -> list[int]:

@@ -7,7 +7,6 @@ works the same under `mlflow run` (which hands us its run in MLFLOW_RUN_ID) and 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -19,6 +18,7 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, Ru
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 from mbgd.data import RegressionData
+from mbgd import liveness
 from mbgd.liveness import HOST, process_alive
 
 if TYPE_CHECKING:
@@ -130,20 +130,10 @@ def liveness_tags() -> dict[str, str]:
 @contextmanager
 def heartbeat(mlflow_client: MlflowClient, run_id: str) -> Iterator[None]:
     """Refresh the run's heartbeat tag every RUN_HEARTBEAT_S while it is active."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(RUN_HEARTBEAT_S):
-            with suppress(Exception):  # a missed beat only brings the orphan deadline closer
-                mlflow_client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time())))
-
-    thread = threading.Thread(target=beat, name="mbgd-run-heartbeat", daemon=True)
-    thread.start()
-    try:
+    with liveness.heartbeat(
+        lambda: mlflow_client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time()))), RUN_HEARTBEAT_S, now=False
+    ):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def end_orphaned_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[str]:

@@ -19,7 +19,7 @@ from mbgd.data import RegressionData, RegressionDataset, make_loader
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Above this many (model, sample) pairs the full-dataset loss is summed in chunks to bound memory.
-_FULL_LOSS_CHUNK = 1 << 22
+_FULL_LOSS_CHUNK = 1 << 20
 
 
 @dataclass
