@@ -7,6 +7,7 @@ Pure of MLflow: what a sweep trains is reported through the `on_trials` and `pro
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import os
 import statistics
@@ -416,15 +417,34 @@ def heartbeats(study: optuna.Study, trials: Sequence[optuna.trial.Trial]):
 
 
 def fail_abandoned_trials(study: optuna.Study) -> list[int]:
-    """Fail the running trials whose worker is gone: on this host, a dead process; anywhere, a stale heartbeat."""
+    """Fail the running trials whose worker is gone: on this host, a dead process; anywhere, a stale heartbeat;
+    and a trial that never got its owner's attributes (its worker died right after asking) once it is older
+    than the grace period.
+
+    Reads and writes go past the storage's cache, straight to the database: another process's trials are what
+    this is about, and the cache is this process's view.
+    """
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDB storage
+    now = datetime.datetime.now()
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if trial.user_attrs.get("host") == HOST and not process_alive(int(trial.user_attrs.get("pid", 0))):
-            # Another worker may fail it first: then there is nothing left to do.
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
-                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "its worker process died")
-                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    for trial in backend.get_all_trials(study._study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if "pid" in attrs:
+            abandoned = attrs.get("host") == HOST and not process_alive(int(attrs["pid"]))
+            reason = "its worker process died"
+        else:
+            started = trial.datetime_start or now
+            abandoned = (now - started).total_seconds() > GRACE_PERIOD_S
+            reason = "its worker died before taking it"
+        if not abandoned:
+            continue
+        try:
+            backend.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            if backend.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL):
                 failed.append(trial.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it first
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
