@@ -341,21 +341,36 @@ def run_study(
         if wanted <= 0:  # the rest of the budget is with other workers: wait in case one of them dies
             time.sleep(WAIT_POLL_S)
             continue
-        trials = ask_within_budget(study, wanted, config.n_trials)
-        if trials:
-            records = train_population(config, train_config, data, study, trials, floor)
-            if on_trials:
-                on_trials(batch_size, study.study_name, records)
+        asked: list[optuna.trial.Trial] = []
+        try:
+            trials = ask_within_budget(study, wanted, config.n_trials, asked)
+            if trials:
+                records = train_population(config, train_config, data, study, trials, floor)
+        except BaseException:  # interrupted anywhere between ask and tell: nothing of ours stays RUNNING
+            fail_unfinished(study, asked)
+            raise
+        if trials and on_trials:
+            on_trials(batch_size, study.study_name, records)
 
 
-def ask_within_budget(study: optuna.Study, wanted: int, n_trials: int) -> list[optuna.trial.Trial]:
-    """Ask `wanted` trials; those another worker's concurrent asks pushed past the budget are failed at once."""
+def fail_unfinished(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) -> None:
+    for trial in trials:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def ask_within_budget(
+    study: optuna.Study, wanted: int, n_trials: int, asked: list[optuna.trial.Trial] | None = None
+) -> list[optuna.trial.Trial]:
+    """Ask `wanted` trials (each also appended to `asked` at once, so that an interruption can fail it); those
+    another worker's concurrent asks pushed past the budget are failed at once."""
+    trials = asked if asked is not None else []
     with warnings.catch_warnings():  # we record the heartbeats ourselves (see `heartbeats`)
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-        trials = [study.ask() for _ in range(wanted)]
-    for trial in trials:
-        trial.set_user_attr("host", HOST)
-        trial.set_user_attr("pid", os.getpid())
+        for _ in range(wanted):
+            trials.append(study.ask())
+            trials[-1].set_user_attr("host", HOST)
+            trials[-1].set_user_attr("pid", os.getpid())
     held = sorted(
         t.number for t in study.get_trials(deepcopy=False, states=(*FINISHED_STATES, *LIVE_STATES))
     )[:n_trials]
