@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mbgd.config import ConfigError, DataSpec, TrainConfig
-from mbgd.data import load_data
-from mbgd.train import fit, fit_population
+from mbgd.data import RegressionData, RegressionDataset, load_data, make_loader
+from mbgd.train import fit, fit_population, predict
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -64,6 +64,54 @@ def test_population_member_equals_training_that_lr_alone(dtype: str, rel: float,
         alone = fit_population(replace(config, lr=lr), DATA, [lr])[0]
         assert member.diverged == alone.diverged
         assert member.epoch_losses == pytest.approx(alone.epoch_losses, rel=rel)
+
+
+def autograd_epoch_losses(config: TrainConfig, data: RegressionData, lrs: list[float]) -> list[list[float]]:
+    """The same population trained the tutorial's way: loss.backward(), then a step under no_grad."""
+    dtype = getattr(torch, config.dtype)
+    data = data.to(dtype)
+    loader = make_loader(RegressionDataset(data.x, data.y_train), config.batch_size, shuffle=config.shuffle,
+                         drop_last=config.drop_last, seed=config.seed)
+    lr = torch.tensor(lrs, dtype=dtype)
+    w = torch.full((len(lrs), data.n_features), config.init_w, dtype=dtype, requires_grad=True)
+    b = torch.full((len(lrs),), config.init_b, dtype=dtype, requires_grad=True)
+    curves = []
+    for epoch in range(config.epochs + 1):
+        with torch.no_grad():
+            curves.append(((predict(w, b, data.x) - data.y_eval) ** 2).mean(dim=1).tolist())
+        if epoch == config.epochs:
+            break
+        for xb, yb in loader:
+            ((predict(w, b, xb) - yb) ** 2).mean(dim=1).sum().backward()
+            with torch.no_grad():
+                w -= lr[:, None] * w.grad
+                b -= lr * b.grad
+            w.grad = None
+            b.grad = None
+    return [list(curve) for curve in zip(*curves, strict=True)]
+
+
+THREE_FEATURES = RegressionData(
+    x=torch.linspace(-3, 3, 37).reshape(-1, 1) * torch.tensor([[1.0, -0.5, 0.25]]) + torch.tensor([[0.0, 1.0, -2.0]]),
+    y_train=torch.linspace(-10, 8, 37),
+    y_eval=torch.linspace(-10, 8, 37),
+    feature_names=("a", "b", "c"), target_name="y", name="three-features", source="test",
+)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("batch_size", "shuffle"), [(1, False), (7, True), (20, False), (100, True)])
+@pytest.mark.parametrize("data", [DATA, THREE_FEATURES], ids=["tutorial", "three-features"])
+def test_closed_form_updates_equal_autograd_to_the_bit(dtype, batch_size, shuffle, data) -> None:
+    # lr 0.1 at batch size 1 in float32 is the tutorial's run that rounding blows up: any reordering shows
+    config = replace(TUTORIAL, batch_size=batch_size, dtype=dtype, shuffle=shuffle, epochs=8)
+    lrs = [1e-3, 0.02, 0.05, 0.1] if data is DATA else [1e-3, 0.01, 0.03]
+    histories = fit_population(config, data, lrs)
+    expected = autograd_epoch_losses(config, data, lrs)
+    for history, curve in zip(histories, expected, strict=True):
+        finite = [loss for loss in curve if math.isfinite(loss)]
+        assert history.epoch_losses == finite[: len(history.epoch_losses)]
+        assert len(history.epoch_losses) == len(finite) or history.diverged
 
 
 def test_stopped_member_keeps_its_curve_and_the_others_go_on() -> None:
