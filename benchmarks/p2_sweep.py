@@ -5,8 +5,9 @@ objective auc (mean log10 full-dataset loss over the epochs, the worst value whe
 trial a child run of one parent run with its params and its per-epoch `loss` series plus `objective`.
 
 mbgd side: what `tracked_sweep` does before its analysis: open the storage and studies, the parent run with its
-params and dataset, then `run_study` per batch size with an `on_trials` callback that logs each trial with
-`runs.log_trial_run` (population trials: 16 learning rates trained at once).
+params and dataset, then `runs.run_studies` (population trials: 16 learning rates trained at once; the trial runs
+written meanwhile by the helper process that `mbgd sweep` starts before its own imports, and all of them written
+before the timing ends). The helper is started before the warm-up, as the command starts it before importing.
 Reference: one trial at a time, `study.optimize(objective)`, where the objective opens
 `mlflow.start_run(nested=True)`, logs its params, trains its one lr with a plain torch loop (tensor slices,
 autograd, manual update: no DataLoader, so the reference is not slowed by per-sample fetching) and calls
@@ -31,29 +32,20 @@ N_TRIALS = 64
 WORST_AUC = 40.0  # mbgd's value for a diverged trial (float32's largest finite loss is about 10^38.5)
 
 
-def mbgd_study_phase(config, data) -> int:
+def mbgd_study_phase(config, data, writer) -> int:
     """The first half of mbgd.runs.tracked_sweep, on mbgd's default storage; returns the trial runs logged."""
     from mbgd import runs, sweep, tracking
 
-    storage = sweep.open_storage(config.storage or sweep.default_storage())
-    for batch_size in config.batch_sizes:
-        sweep.open_study(config, batch_size, storage)
+    storage_url = config.storage or sweep.default_storage()
+    storage = sweep.open_storage(storage_url)
+    sweep.remaining_trials(config, storage)  # opens (creates) the studies, as tracked_sweep does
+    written_before = len(writer.run_ids)
     client = tracking.client()
-    logged = []
-
-    def on_trials(batch_size: int, study_name: str, records) -> None:
-        for record in records:
-            run_id = runs.log_trial_run(
-                client, parent, batch_size, study_name, record, n=data.n, dtype=config.train.dtype
-            )
-            logged.append(run_id)
-
     with tracking.run_scope(client, experiment_name=config.experiment, run_name=f"sweep-{config.name}") as parent:
         tracking.log_values(client, parent.run_id, params=config.as_params())
         tracking.log_dataset(client, parent.run_id, data)
-        for batch_size in config.batch_sizes:
-            sweep.run_study(config, data, batch_size, storage, on_trials=on_trials)
-    return len(logged)
+        _, trial_run_ids = runs.run_studies(config, data, storage, storage_url, parent, writer=writer)
+    return len(trial_run_ids) - written_before
 
 
 def reference_study_phase(x, y_train, y_eval, *, name: str, storage_url: str, config) -> int:
@@ -116,6 +108,7 @@ def run(context: Context) -> list[Result]:
 
     from mbgd.config import SweepConfig
     from mbgd.data import load_data
+    from mbgd.trial_runs import trial_run_writer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = 8 if context.quick else N_TRIALS
@@ -126,7 +119,7 @@ def run(context: Context) -> list[Result]:
 
     def mbgd(name: str, **changes) -> tuple[float, int]:
         use_tracking_store(mbgd_store)  # mbgd's default Optuna storage goes beside it
-        return timed(lambda: mbgd_study_phase(replace(config, name=name, **changes), data))
+        return timed(lambda: mbgd_study_phase(replace(config, name=name, **changes), data, writer))
 
     def reference(name: str, **changes) -> tuple[float, int]:
         use_tracking_store(reference_store)
@@ -137,14 +130,16 @@ def run(context: Context) -> list[Result]:
             )
         )
 
-    # Warm-up on each side's own stores: tables of both databases, TPE's imports, a few trials.
-    mbgd("warm-up", batch_sizes=(20,), n_trials=4, population=2)
-    reference("warm-up", batch_sizes=(20,), n_trials=4)
-    # mbgd runs before and after the long reference and the two are averaged, so that a change in the
-    # machine's load or disk latency during the run does not favour either side.
-    mbgd_before, trials = mbgd("bench-before")
-    reference_seconds, reference_trials = reference("bench")
-    mbgd_after, _ = mbgd("bench-after")
+    use_tracking_store(mbgd_store)  # the helper writes to the store it finds in the environment
+    with trial_run_writer(expected_trials=len(BATCH_SIZES) * n_trials) as writer:
+        # Warm-up on each side's own stores: tables of both databases, TPE's imports, a few trials.
+        mbgd("warm-up", batch_sizes=(20,), n_trials=4, population=2)
+        reference("warm-up", batch_sizes=(20,), n_trials=4)
+        # mbgd runs before and after the long reference and the two are averaged, so that a change in the
+        # machine's load or disk latency during the run does not favour either side.
+        mbgd_before, trials = mbgd("bench-before")
+        reference_seconds, reference_trials = reference("bench")
+        mbgd_after, _ = mbgd("bench-after")
     mbgd_seconds = (mbgd_before + mbgd_after) / 2
 
     context.note(f"mbgd study phase: {trials} trial runs, {mbgd_before:.2f} s before, {mbgd_after:.2f} s after")

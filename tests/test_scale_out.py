@@ -65,7 +65,7 @@ def worker_pids(parent_pid: int) -> list[int]:
 def training_worker(storage: str, pids: list[int]) -> int | None:
     """A worker pid that holds RUNNING trials of the study, if any."""
     study = optuna.load_study(study_name="faults-b1", storage=storage)
-    holders = {t.user_attrs.get("pid") for t in study.get_trials(deepcopy=False, states=(STATE.RUNNING,))}
+    holders = {t.user_attrs.get("worker", {}).get("pid") for t in study.get_trials(deepcopy=False, states=(STATE.RUNNING,))}
     return next((pid for pid in pids if pid in holders), None)
 
 
@@ -95,7 +95,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server(
         trials = study.get_trials(deepcopy=False)
         assert sum(t.state == STATE.COMPLETE for t in trials) == 12
         assert not [t for t in trials if t.state == STATE.RUNNING]
-        pids |= {t.user_attrs["pid"] for t in trials}
+        pids |= {t.user_attrs["worker"]["pid"] for t in trials}
     assert len(pids) >= 2, "the trials should come from several workers"
 
     client = MlflowClient(mlflow_server_uri)  # the REST API of the server

@@ -35,6 +35,15 @@ def _default(cls: type, name: str) -> str:
     return f"[default: {cls.__dataclass_fields__[name].default}]"
 
 
+def trial_runs_writer(config: SweepConfig, *, studies: int = 0):
+    """The writer of a sweep's trial runs, started before the command imports its libraries: a helper process
+    for long sweeps (mbgd.trial_runs) gets its own imports done meanwhile. Workers write their own runs."""
+    from mbgd.trial_runs import trial_run_writer
+
+    trials = config.n_trials * (studies or len(config.batch_sizes)) if config.workers == 1 else 0
+    return trial_run_writer(expected_trials=trials)
+
+
 def _raise_interrupted(signum: int, frame: Any) -> None:
     from mbgd.tracking import Interrupted
 
@@ -195,13 +204,13 @@ def sweep(preset: str | None, **options: Any) -> None:
     --lr is the fixed learning rate of the tutorial's comparison, shown beside the tuned one.
     """
     config = build_sweep_config(collect(preset, options))
+    with trial_runs_writer(config) as writer:
+        from mbgd.data import load_data
+        from mbgd.runs import tracked_sweep
+        from mbgd.tracking import runs_link
 
-    from mbgd.data import load_data
-    from mbgd.runs import tracked_sweep
-    from mbgd.tracking import runs_link
-
-    data = load_data(config.train.data, config.train.seed)
-    outcome = tracked_sweep(config, data, progress=progress_bars())
+        data = load_data(config.train.data, config.train.seed)
+        outcome = tracked_sweep(config, data, progress=progress_bars(), writer=writer)
     for batch_size, row in outcome.summary["by_batch_size"].items():
         click.echo(
             f"batch size {batch_size:>5}: best lr {row['best_lr']:.4g}, {config.objective} {row['best_value']:.4g}, "
@@ -222,13 +231,13 @@ def report(preset: str | None, output_dir: str, **options: Any) -> None:
     values = collect(preset, options)
     values.setdefault("name", "report")
     config = build_sweep_config(values)
+    with trial_runs_writer(config) as writer:
+        from mbgd.data import load_data
+        from mbgd.runs import tracked_report
+        from mbgd.tracking import runs_link
 
-    from mbgd.data import load_data
-    from mbgd.runs import tracked_report
-    from mbgd.tracking import runs_link
-
-    data = load_data(config.train.data, config.train.seed)
-    outcome = tracked_report(config, data, output_dir, progress=progress_bars())
+        data = load_data(config.train.data, config.train.seed)
+        outcome = tracked_report(config, data, output_dir, progress=progress_bars(), writer=writer)
     click.echo(f"ranking at lr {config.train.lr:g}: {outcome.summary['ranking_fixed_lr']}; tuned: {outcome.summary['ranking_tuned']}")
     click.echo(f"wrote {os.path.join(output_dir, 'report.md')}")
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
@@ -388,19 +397,20 @@ def scaling(preset: str | None, output_dir: str, regimes: str | None, scaling_ep
     from mbgd.config import build_scaling_config
 
     config = build_scaling_config(collect(preset, {**options, "targets": regimes, "epochs": scaling_epochs}))
+    studies = len(config.orders) * len(config.targets) * len(config.sweep.batch_sizes)
+    with trial_runs_writer(config.sweep, studies=studies) as writer:
+        from mbgd import scaling as scaling_study
+        from mbgd.data import load_data
+        from mbgd.runs import tracked_scaling
+        from mbgd.tracking import runs_link
 
-    from mbgd import scaling as scaling_study
-    from mbgd.data import load_data
-    from mbgd.runs import tracked_scaling
-    from mbgd.tracking import runs_link
-
-    data = load_data(config.sweep.train.data, config.sweep.train.seed)
-    config = scaling_study.resolve_lr_range(config, data.x)
-    click.echo(
-        f"{len(config.orders) * len(config.targets) * len(config.sweep.batch_sizes)} studies of {config.sweep.n_trials} "
-        f"trials, lr in [{config.sweep.lr_min:.3g}, {config.sweep.lr_max:.3g}]"
-    )
-    outcome = tracked_scaling(config, data, output_dir=output_dir, progress=click.echo)
+        data = load_data(config.sweep.train.data, config.sweep.train.seed)
+        config = scaling_study.resolve_lr_range(config, data.x)
+        click.echo(
+            f"{studies} studies of {config.sweep.n_trials} trials, "
+            f"lr in [{config.sweep.lr_min:.3g}, {config.sweep.lr_max:.3g}]"
+        )
+        outcome = tracked_scaling(config, data, output_dir=output_dir, progress=click.echo, writer=writer)
     summary = outcome.summary
     line = f"predicted critical batch size m* = {summary['critical_batch_size_theory']:.3g}"
     if summary["noise_scale_at_target"] is not None:

@@ -123,81 +123,88 @@ class SweepOutcome:
 TRIAL_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
-def log_trial_run(
-    client, parent, batch_size: int, study_name: str, record, *, n: int, dtype: str, label: str = ""
-) -> str:
-    """One trial as a nested child run: create, one log_batch, end with the status of its Optuna state.
+def trial_run(parent, batch_size: int, study_name: str, record, *, n: int, dtype: str, label: str = ""):
+    """One told trial as a child run of `parent`: lr, batch size, trial and study as params, the `loss` per epoch,
+    `objective`, `trial` and `diverged`; it ends with the status of its Optuna state (pruned: KILLED).
 
     `label` prefixes the run's name where one parent holds several studies per batch size (mbgd scaling)."""
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-    from mbgd import tracking
+    from mbgd.trial_runs import TrialRun
 
-    name = f"{label}b{batch_size}-trial{record.number}-lr{record.lr:.3g}"
-    tags = {
-        MLFLOW_PARENT_RUN_ID: parent.run_id,
-        **tracking.liveness_tags(),
-        "optuna.state": record.state,
-        "regime": regime(batch_size, n),
-        "dtype": dtype,
-        "diverged": str(record.history.diverged).lower(),
-    }
-    run = client.create_run(parent.experiment_id, tags=tags, run_name=name)
-    run_id = run.info.run_id
-    metrics = [
-        *tracking.series("loss", record.history.epoch_losses),
-        *tracking.scalars({"objective": record.value, "trial": record.number, "diverged": float(record.history.diverged)}),
-    ]
-    params = {"lr": repr(record.lr), "batch_size": batch_size, "trial": record.number, "study_name": study_name}
-    try:
-        tracking.log_values(client, run_id, params=params, metrics=metrics)
-    except BaseException:  # interrupted while logging: the run may lack values, and says so
-        client.set_terminated(run_id, "KILLED")
-        raise
-    client.set_terminated(run_id, TRIAL_RUN_STATUS[record.state])
-    return run_id
+    return TrialRun(
+        study_name=study_name,
+        number=record.number,
+        experiment_id=parent.experiment_id,
+        name=f"{label}b{batch_size}-trial{record.number}-lr{record.lr:.3g}",
+        tags={
+            MLFLOW_PARENT_RUN_ID: parent.run_id,
+            "optuna.state": record.state,
+            "regime": regime(batch_size, n),
+            "dtype": dtype,
+            "diverged": str(record.history.diverged).lower(),
+        },
+        params={"lr": repr(record.lr), "batch_size": str(batch_size), "trial": str(record.number), "study_name": study_name},
+        losses=list(record.history.epoch_losses),
+        results={"objective": record.value, "trial": record.number, "diverged": float(record.history.diverged)},
+        status=TRIAL_RUN_STATUS[record.state],
+    )
 
 
-def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None) -> SweepOutcome:
+def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_run, *, writer, progress=None):
+    """The sweep's study phase: every batch size's study to n_trials, each told trial a child run of `sweep_run`;
+    returns the studies and, once all are written, the trial runs' ids by (study name, trial number).
+
+    One process: `writer` (mbgd.trial_runs) writes the trial runs, in a helper process while the studies go on
+    when it has one. Several workers: each writes its own trials' runs.
+    """
+    from mbgd import sweep, workers
+
+    if config.workers > 1:
+        workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
+        return [sweep.open_study(config, b, storage) for b in config.batch_sizes], {}
+
+    def on_trials(batch_size: int, study_name: str, records) -> None:
+        writer.submit([trial_run(sweep_run, batch_size, study_name, r, n=data.n, dtype=config.train.dtype) for r in records])
+
+    studies = [sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress) for b in config.batch_sizes]
+    return studies, writer.flush()
+
+
+def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, writer=None) -> SweepOutcome:
     """Run the studies with every trial a child run, then log the seeds' figures and summaries on the parent.
 
-    With `parent` (a RunRef) the sweep's run nests under it, as in the report.
+    With `parent` (a RunRef) the sweep's run nests under it, as in the report. `writer` writes the trial runs
+    (mbgd.trial_runs; a command starts it first); without one the sweep makes its own.
     """
-    from mbgd import plots, report, sweep, tracking, workers
+    from contextlib import ExitStack
+
+    from mbgd import plots, report, sweep, tracking, trial_runs
 
     storage_url = config.storage or sweep.default_storage()
     storage = sweep.open_storage(storage_url)
-    for batch_size in config.batch_sizes:  # refuse mismatched settings before any MLflow run exists
-        sweep.open_study(config, batch_size, storage)
+    remaining = sweep.remaining_trials(config, storage)  # refuses mismatched settings before any MLflow run exists
     client = tracking.client()
-    trial_run_ids: dict[tuple[str, int], str] = {}
-
-    def on_trials(batch_size: int, study_name: str, records) -> None:
-        for record in records:
-            trial_run_ids[(study_name, record.number)] = log_trial_run(
-                client, sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype
-            )
-
     experiment_id = parent.experiment_id if parent else tracking.experiment_id_for(client, config.experiment)
     tracking.end_orphaned_runs(client, experiment_id)
-    with tracking.run_scope(
-        client,
-        experiment_name=config.experiment,
-        run_name=f"sweep-{config.name}",
-        tags={"sweep": config.name, "objective": config.objective, "dtype": config.train.dtype},
-        parent=parent,
-        adopt_run_id="" if parent else tracking.run_id_from_mlflow_run(),
-    ) as sweep_run:
+    with ExitStack() as stack:
+        sweep_run = stack.enter_context(
+            tracking.run_scope(
+                client,
+                experiment_name=config.experiment,
+                run_name=f"sweep-{config.name}",
+                tags={"sweep": config.name, "objective": config.objective, "dtype": config.train.dtype},
+                parent=parent,
+                adopt_run_id="" if parent else tracking.run_id_from_mlflow_run(),
+            )
+        )
+        if writer is None:  # inside the run's scope: its trial runs are written before it ends
+            writer = stack.enter_context(trial_runs.trial_run_writer(expected_trials=remaining))
         tracking.log_values(client, sweep_run.run_id, params={**config.as_params(), "storage": redact(storage_url)})
         tracking.log_dataset(client, sweep_run.run_id, data)
-        if config.workers == 1:
-            studies = [
-                sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress)
-                for b in config.batch_sizes
-            ]
-        else:
-            workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
-            studies = [sweep.open_study(config, b, storage) for b in config.batch_sizes]
+        studies, trial_run_ids = run_studies(
+            config, data, storage, storage_url, sweep_run, writer=writer, progress=progress
+        )
         results = [sweep.analyse_batch_size(config, study, data) for study in studies]
         summary = sweep.summarize(config, results)
         markdown = report.summary_markdown(summary)
@@ -247,7 +254,7 @@ class ReportOutcome:
     summary: dict
 
 
-def tracked_report(config, data: RegressionData, output_dir: str, *, progress=None) -> ReportOutcome:
+def tracked_report(config, data: RegressionData, output_dir: str, *, progress=None, writer=None) -> ReportOutcome:
     """The tutorial in float32 and float64, then the sweep, all nested under one report run; writes report.md."""
     from dataclasses import replace
 
@@ -272,7 +279,7 @@ def tracked_report(config, data: RegressionData, output_dir: str, *, progress=No
             figures[figure_name] = plots.comparison_figure(
                 outcome.histories, highlight=config.train.batch_size, n=data.n, title=title
             )
-        swept = tracked_sweep(config, data, progress=progress, parent=report_run)
+        swept = tracked_sweep(config, data, progress=progress, parent=report_run, writer=writer)
         figures.update(sweep_figures(config, swept.results, swept.summary))
         markdown = report.report_markdown(swept.summary, histories_by_dtype, config.train.lr)
         markdown += report.scaling_section(output_dir)  # from `mbgd scaling --output-dir` with the same folder
@@ -290,28 +297,29 @@ class ScalingOutcome:
     markdown: str
 
 
-def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progress=None) -> ScalingOutcome:
+def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progress=None, writer=None) -> ScalingOutcome:
     """mbgd scaling: every study's trials as child runs of one run, which gets the scaling figures, scaling.json,
     scaling.md (also its description), the measured curves as metrics (step = batch size) and B_simple along
     each best-lr run (step = update). With `output_dir`, the figures, scaling.json and scaling.md go there too."""
+    import contextlib
     import json
     from pathlib import Path
 
-    from mbgd import plots, report, scaling, sweep, tracking
+    from mbgd import plots, report, scaling, sweep, tracking, trial_runs
 
     config = scaling.resolve_lr_range(config, data.x)
     storage_url = config.sweep.storage or sweep.default_storage()
     storage = sweep.open_storage(storage_url)
-    scaling.open_studies(config, storage)  # refuse mismatched settings before any MLflow run exists
+    remaining = scaling.open_studies(config, storage)  # refuses mismatched settings before any MLflow run exists
     client = tracking.client()
     prefix = f"{config.sweep.name}-"
 
     def on_trials(batch_size: int, study_name: str, records) -> None:
         label = study_name.removeprefix(prefix).rsplit("-b", 1)[0] + "-"  # <order>-<regime>-
-        for record in records:
-            log_trial_run(
-                client, scaling_run, batch_size, study_name, record, n=data.n, dtype=config.sweep.train.dtype, label=label
-            )
+        writer.submit([
+            trial_run(scaling_run, batch_size, study_name, r, n=data.n, dtype=config.sweep.train.dtype, label=label)
+            for r in records
+        ])
 
     with tracking.run_scope(
         client,
@@ -322,7 +330,11 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
     ) as scaling_run:
         tracking.log_values(client, scaling_run.run_id, params={**config.as_params(), "storage": redact(storage_url)})
         tracking.log_dataset(client, scaling_run.run_id, data)
-        result = scaling.measure_scaling(config, storage, on_trials=on_trials, progress=progress)
+        with contextlib.ExitStack() as stack:
+            if writer is None:
+                writer = stack.enter_context(trial_runs.trial_run_writer(expected_trials=remaining))
+            result = scaling.measure_scaling(config, storage, on_trials=on_trials, progress=progress)
+            writer.flush()
         summary = scaling.summarize(result)
         markdown = report.scaling_markdown(summary, heading="#")
         tracking.log_values(client, scaling_run.run_id, metrics=scaling_metrics(result, summary))

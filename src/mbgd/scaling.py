@@ -278,13 +278,14 @@ def measure_scaling(
     return ScalingResult(config, base_data, scaling_theory(base_data.x, config.sweep.batch_sizes), curves)
 
 
-def open_studies(config: ScalingConfig, storage: optuna.storages.BaseStorage) -> None:
-    """Create or check every study first: mismatched settings fail before anything is trained or logged."""
-    for order in config.orders:
-        for targets in config.targets:
-            study_config = config.study_config(order, targets)
-            for batch_size in study_config.batch_sizes:
-                sweep.open_study(study_config, batch_size, storage)
+def open_studies(config: ScalingConfig, storage: optuna.storages.BaseStorage) -> int:
+    """Create or check every study first: mismatched settings fail before anything is trained or logged.
+    Returns the trials still to run in all of them."""
+    return sum(
+        sweep.remaining_trials(config.study_config(order, targets), storage)
+        for order in config.orders
+        for targets in config.targets
+    )
 
 
 def _number(value: float) -> float | None:

@@ -35,6 +35,7 @@ HEARTBEAT_INTERVAL_S = 5
 GRACE_PERIOD_S = 20
 WAIT_POLL_S = 1.0  # how often a worker with nothing to ask checks whether other workers' trials ended
 SETTINGS_ATTR = "mbgd_settings"
+WORKER_ATTR = "worker"  # {"host", "pid"} of the process that asked the trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -248,6 +249,13 @@ def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.Ba
 FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
+def remaining_trials(config: SweepConfig, storage: optuna.storages.BaseStorage) -> int:
+    """Open (create or check) every batch size's study; returns the trials they still need to reach n_trials."""
+    return sum(
+        max(0, config.n_trials - finished_count(open_study(config, b, storage))) for b in config.batch_sizes
+    )
+
+
 def finished_count(study: optuna.Study) -> int:
     """Trials that count against --n-trials: COMPLETE ones, and PRUNED ones when a pruner is on."""
     return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
@@ -341,9 +349,9 @@ def run_study(
         if wanted <= 0:  # the rest of the budget is with other workers: wait in case one of them dies
             time.sleep(WAIT_POLL_S)
             continue
-        asked: list[optuna.trial.Trial] = []
+        asked: list[AskedTrial] = []
         try:
-            trials = ask_within_budget(study, wanted, config.n_trials, asked)
+            trials = ask_within_budget(study, config, wanted, asked)
             if trials:
                 records = train_population(config, train_config, data, study, trials, floor)
         except BaseException:  # interrupted anywhere between ask and tell: nothing of ours stays RUNNING
@@ -353,75 +361,113 @@ def run_study(
             on_trials(batch_size, study.study_name, records)
 
 
-def fail_unfinished(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) -> None:
+@dataclass
+class AskedTrial:
+    """A RUNNING trial of the study, created with its learning rate; its number is known once read back."""
+
+    trial_id: int
+    lr: float
+    number: int | None = None
+
+
+def fail_unfinished(study: optuna.Study, trials: Sequence[AskedTrial]) -> None:
     for trial in trials:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            study._storage.set_trial_state_values(trial.trial_id, state=optuna.trial.TrialState.FAIL)
+
+
+def lr_distribution(config: SweepConfig) -> optuna.distributions.FloatDistribution:
+    return optuna.distributions.FloatDistribution(config.lr_min, config.lr_max, log=True)
+
+
+def propose_lrs(study: optuna.Study, count: int, distribution: optuna.distributions.FloatDistribution) -> list[float]:
+    """The study's sampler's next `count` learning rates, proposed on an in-memory copy of the study.
+
+    The same proposals as asking `count` trials of the study and then suggesting each one's lr (other workers'
+    running trials included, and with TPE's constant liar the earlier proposals too), without the storage round
+    trips: on a database every ask and suggest re-reads every running trial, so a population of K costs K^2 reads.
+    """
+    mirror = optuna.create_study(direction="minimize", sampler=study.sampler)
+    mirror.add_trials(study.get_trials(deepcopy=False))
+    proposals = [mirror.ask() for _ in range(count)]
+    return [trial.suggest_float("lr", distribution.low, distribution.high, log=True) for trial in proposals]
 
 
 def ask_within_budget(
-    study: optuna.Study, wanted: int, n_trials: int, asked: list[optuna.trial.Trial] | None = None
-) -> list[optuna.trial.Trial]:
-    """Ask `wanted` trials (each also appended to `asked` at once, so that an interruption can fail it); those
-    another worker's concurrent asks pushed past the budget are failed at once."""
+    study: optuna.Study, config: SweepConfig, wanted: int, asked: list[AskedTrial] | None = None
+) -> list[AskedTrial]:
+    """Create `wanted` RUNNING trials with the sampler's learning rates, each in one storage write with its
+    owner's attributes (each also appended to `asked` at once, so that an interruption can fail it); those another
+    worker's concurrent asks pushed past the budget are failed at once."""
     trials = asked if asked is not None else []
-    with warnings.catch_warnings():  # we record the heartbeats ourselves (see `heartbeats`)
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-        for _ in range(wanted):
-            trials.append(study.ask())
-            trials[-1].set_user_attr("host", HOST)
-            trials[-1].set_user_attr("pid", os.getpid())
-    held = sorted(
-        t.number for t in study.get_trials(deepcopy=False, states=(*FINISHED_STATES, *LIVE_STATES))
-    )[:n_trials]
-    within = set(held)
+    storage = study._storage  # trials are created from templates, an operation of the storage
+    study_id = storage.get_study_id_from_name(study.study_name)
+    distribution = lr_distribution(config)
+    owner = {"host": HOST, "pid": os.getpid()}
+    for lr in propose_lrs(study, wanted, distribution):
+        template = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING,
+            params={"lr": lr},
+            distributions={"lr": distribution},
+            user_attrs={WORKER_ATTR: owner},
+        )
+        trials.append(AskedTrial(storage.create_new_trial(study_id, template_trial=template), lr))
+    held = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, *LIVE_STATES))
+    numbers = {t._trial_id: t.number for t in held}
+    within = set(sorted(numbers.values())[: config.n_trials])
     for trial in trials:
+        trial.number = numbers.get(trial.trial_id)
         if trial.number not in within:
-            trial.set_user_attr("fail_reason", "asked beyond the budget by concurrent workers; not run")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            storage.set_trial_user_attr(
+                trial.trial_id, "fail_reason", "asked beyond the budget by concurrent workers; not run"
+            )
+            storage.set_trial_state_values(trial.trial_id, state=optuna.trial.TrialState.FAIL)
     return [trial for trial in trials if trial.number in within]
 
 
-def train_population(config, train_config, data, study, trials, floor) -> list[TrialRecord]:
+def train_population(config, train_config, data, study, trials: Sequence[AskedTrial], floor) -> list[TrialRecord]:
     """Train the trials' learning rates together (heartbeats on), then tell each its value or its pruning."""
-    lrs = [trial.suggest_float("lr", config.lr_min, config.lr_max, log=True) for trial in trials]
-    on_epoch = pruning_hook(config.objective, trials, train_config.epochs) if config.pruner != "none" else None
+    storage = study._storage
+    on_epoch = None
+    if config.pruner != "none":  # reports and pruning decisions go through Optuna's Trial
+        on_epoch = pruning_hook(
+            config.objective, [optuna.trial.Trial(study, t.trial_id) for t in trials], train_config.epochs
+        )
     try:
-        with heartbeats(study, trials):
+        with heartbeats(storage, [t.trial_id for t in trials]):
             histories = fit_population(
-                train_config, data, lrs, on_epoch=on_epoch, record_updates=config.objective == "updates_to"
+                train_config, data, [t.lr for t in trials], on_epoch=on_epoch,
+                record_updates=config.objective == "updates_to",
             )
     except BaseException:
-        for trial in trials:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        fail_unfinished(study, trials)
         raise
     records = []
     for trial, history in zip(trials, histories, strict=True):
         value = objective_value(
             config.objective, history, epochs=train_config.epochs, floor=floor, target_ratio=config.target_ratio
         )
-        trial.set_user_attr("diverged", history.diverged)
-        if history.diverged:
-            trial.set_user_attr("diverged_reason", history.diverged_reason)
+        if history.diverged:  # one storage write each: set only where they say something
+            storage.set_trial_user_attr(trial.trial_id, "diverged", True)
+            storage.set_trial_user_attr(trial.trial_id, "diverged_reason", history.diverged_reason)
         if history.stopped_epoch is not None and not history.diverged:
             value = intermediate_value(config.objective, history.epoch_losses)
-            trial.set_user_attr("pruned_at_epoch", history.stopped_epoch)
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            storage.set_trial_user_attr(trial.trial_id, "pruned_at_epoch", history.stopped_epoch)
+            study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
             records.append(TrialRecord(trial.number, history.lr, value, "PRUNED", history))
         else:
-            study.tell(trial, value)
+            # Straight to the storage: study.tell would read the trial back twice to validate a finite float.
+            storage.set_trial_state_values(trial.trial_id, state=optuna.trial.TrialState.COMPLETE, values=[value])
             records.append(TrialRecord(trial.number, history.lr, value, "COMPLETE", history))
     return records
 
 
 @contextlib.contextmanager
-def heartbeats(study: optuna.Study, trials: Sequence[optuna.trial.Trial]):
+def heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]):
     """Record the trials' heartbeats every HEARTBEAT_INTERVAL_S while they train (RDB storages only)."""
-    storage = study._storage  # Optuna's heartbeat API works on trial ids, which only the storage knows
     if not isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat):
         yield
         return
-    trial_ids = [trial._trial_id for trial in trials]
 
     def beat() -> None:
         for trial_id in trial_ids:
@@ -444,9 +490,9 @@ def fail_abandoned_trials(study: optuna.Study) -> list[int]:
     now = datetime.datetime.now()
     failed = []
     for trial in backend.get_all_trials(study._study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        attrs = trial.user_attrs
-        if "pid" in attrs:
-            abandoned = attrs.get("host") == HOST and not process_alive(int(attrs["pid"]))
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        if worker:
+            abandoned = worker["host"] == HOST and not process_alive(int(worker["pid"]))
             reason = "its worker process died"
         else:
             started = trial.datetime_start or now

@@ -17,13 +17,13 @@ from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
-from mbgd.data import RegressionData
 from mbgd import liveness
 from mbgd.liveness import HOST, process_alive
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from mbgd.data import RegressionData
     from mbgd.train import History
 
 # MLflow's limits for one log_batch call.

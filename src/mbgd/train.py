@@ -20,6 +20,7 @@ from mbgd.data import RegressionData, RegressionDataset, make_loader
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Above this many (model, sample) pairs the full-dataset loss is summed in chunks to bound memory.
 _FULL_LOSS_CHUNK = 1 << 20
+_CACHED_BATCHES = 1 << 12
 
 
 @dataclass
@@ -113,6 +114,9 @@ def fit_population(
     b = torch.full((k,), config.init_b, dtype=dtype)
     batch_losses: list[torch.Tensor] = []
     update_params: list[torch.Tensor] = []  # (rows, d + 1) after each update of the current epoch
+    # A fixed order has the same batches every epoch (views of the data): fetched once, unless there are so many
+    # that keeping them would cost memory.
+    batches = list(loader) if not config.shuffle and len(loader) <= _CACHED_BATCHES else None
     start = time.perf_counter()
 
     for epoch in range(config.epochs + 1):
@@ -152,7 +156,7 @@ def fit_population(
             break
         if not keep.all():
             members, lr, w, b = members[keep], lr[keep], w[keep], b[keep]
-        for xb, yb in loader:
+        for xb, yb in batches if batches is not None else loader:
             residual = predict(w, b, xb) - yb
             per_model = (residual**2).mean(dim=1)
             grad_w, grad_b = mse_gradient(residual, xb)

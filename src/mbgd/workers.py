@@ -85,7 +85,7 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
     """One worker: every batch size's study in turn, each told trial logged as a child run of the sweep's run."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        from mbgd import runs, sweep, tracking
+        from mbgd import runs, sweep, tracking, trial_runs
         from mbgd.data import load_data
 
         data = load_data(config.train.data, config.train.seed)
@@ -94,7 +94,9 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
 
         def on_trials(batch_size: int, study_name: str, records) -> None:
             for record in records:
-                runs.log_trial_run(client, sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype)
+                trial_runs.write(
+                    client, runs.trial_run(sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype)
+                )
 
         for batch_size in config.batch_sizes:
             sweep.run_study(config, data, batch_size, storage, on_trials=on_trials)
