@@ -138,7 +138,11 @@ def test_interrupted_population_marks_its_trials_failed(tmp_path: Path, monkeypa
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
 
 
-def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(tracking_store: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("helper_from_trials", [10**6, 1], ids=["written-here", "written-by-helper"])
+def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
+    tracking_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper_from_trials: int
+) -> None:
+    monkeypatch.setattr("mbgd.trial_runs.HELPER_FROM_TRIALS", helper_from_trials)
     args = [
         "sweep", "--batch-sizes", "1,10", "--n-trials", "4", "--population", "3", "--seeds", "2", "--epochs", "3",
         "--name", "tiny",

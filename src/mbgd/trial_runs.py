@@ -139,13 +139,12 @@ class TrialRunWriter:
         code = self._process.exitcode
         self._connection.close()
         self._process = self._connection = None
-        if not self._unconfirmed:
-            return
-        print(
-            f"mbgd: the trial-run writer process ended ({_describe_exit(code)}); "
-            f"writing its {len(self._unconfirmed)} remaining trial runs here",
-            file=sys.stderr,
-        )
+        if code != 0:
+            print(
+                f"mbgd: the trial-run writer process ended ({_describe_exit(code)}); this process writes the "
+                f"trial runs from now on, {len(self._unconfirmed)} it had not confirmed first",
+                file=sys.stderr,
+            )
         from mbgd import tracking
 
         for key, run in list(self._unconfirmed.items()):

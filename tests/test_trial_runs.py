@@ -1,0 +1,120 @@
+"""Trial runs written by the helper process: every run once, with its values, whatever happens to either process."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from mbgd.trial_runs import TrialRun, TrialRunWriter
+
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
+
+
+def trial_runs(experiment_id: str, parent_id: str, numbers: range, study: str = "s-b1") -> list[TrialRun]:
+    return [
+        TrialRun(
+            study_name=study,
+            number=n,
+            experiment_id=experiment_id,
+            name=f"b1-trial{n}",
+            tags={MLFLOW_PARENT_RUN_ID: parent_id, "optuna.state": "PRUNED" if n % 3 == 2 else "COMPLETE"},
+            params={"lr": str(0.01 * (n + 1)), "batch_size": "1", "trial": str(n), "study_name": study},
+            losses=[100.0 / (epoch + 1) + n for epoch in range(5)],
+            results={"objective": float(n) / 10, "trial": float(n)},
+            status=STATUS["PRUNED" if n % 3 == 2 else "COMPLETE"],
+        )
+        for n in numbers
+    ]
+
+
+def check_written(client: MlflowClient, runs: list[TrialRun], run_ids: dict | None = None) -> None:
+    """Each run exactly once, ended with its status, with its params and loss series."""
+    found = client.search_runs([runs[0].experiment_id], filter_string="params.study_name = 's-b1'", max_results=1000)
+    by_trial = {}
+    for run in found:
+        assert run.data.params["trial"] not in by_trial, f"trial {run.data.params['trial']} written twice"
+        by_trial[run.data.params["trial"]] = run
+    assert set(by_trial) == {str(run.number) for run in runs}
+    for expected in runs:
+        run = by_trial[str(expected.number)]
+        assert run.info.status == expected.status
+        assert run.data.params["lr"] == expected.params["lr"]
+        assert run.data.tags[MLFLOW_PARENT_RUN_ID] == expected.tags[MLFLOW_PARENT_RUN_ID]
+        assert run.data.metrics["objective"] == pytest.approx(expected.results["objective"])
+        losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
+        assert losses == pytest.approx(expected.losses)
+        if run_ids is not None:
+            assert run_ids[expected.key] == run.info.run_id
+
+
+@pytest.fixture
+def parent(tracking_store: str) -> tuple[MlflowClient, str, str]:
+    client = MlflowClient(tracking_store)
+    run = client.create_run("0", run_name="sweep")
+    return client, "0", run.info.run_id
+
+
+@pytest.mark.parametrize("helper", [False, True], ids=["written-here", "written-by-helper"])
+def test_every_run_submitted_is_written_once_and_confirmed(parent, helper: bool) -> None:
+    client, experiment_id, parent_id = parent
+    runs = trial_runs(experiment_id, parent_id, range(8))
+    writer = TrialRunWriter(helper=helper)
+    assert (writer.helper_pid is not None) == helper
+    writer.submit(runs[:5])
+    writer.submit(runs[5:])
+    run_ids = writer.flush()
+    assert len(run_ids) == 8
+    check_written(client, runs, run_ids)
+    writer.close()
+    assert writer.helper_pid is None
+
+
+def test_runs_a_killed_helper_did_not_confirm_are_written_here(parent, capsys: pytest.CaptureFixture) -> None:
+    client, experiment_id, parent_id = parent
+    runs = trial_runs(experiment_id, parent_id, range(9))
+    writer = TrialRunWriter(helper=True)
+    writer.submit(runs[:4])
+    writer.flush()
+    os.kill(writer.helper_pid, signal.SIGKILL)
+    writer._process.join(30)
+    writer.submit(runs[4:7])
+    writer.submit(runs[7:])  # after the take-over: written here directly
+    run_ids = writer.close()
+    check_written(client, runs, run_ids)
+    assert "the trial-run writer process ended (killed by SIGKILL)" in capsys.readouterr().err
+
+
+SWEEP_PROCESS = """
+import os, signal, sys
+from mbgd.trial_runs import TrialRunWriter
+sys.path.insert(0, {tests!r})
+from test_trial_runs import trial_runs
+
+if __name__ == "__main__":
+    writer = TrialRunWriter(helper=True)
+    writer.submit(trial_runs("0", {parent_id!r}, range(12)))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+def test_runs_handed_to_the_helper_are_written_after_the_sweep_is_killed(parent, tmp_path: Path) -> None:
+    client, experiment_id, parent_id = parent
+    script = tmp_path / "killed_sweep.py"
+    script.write_text(textwrap.dedent(SWEEP_PROCESS.format(tests=str(Path(__file__).parent), parent_id=parent_id)))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        finished = client.search_runs([experiment_id], filter_string="params.study_name = 's-b1'", max_results=100)
+        if len(finished) == 12 and all(r.info.status != "RUNNING" for r in finished):
+            break
+        time.sleep(0.5)
+    check_written(client, trial_runs(experiment_id, parent_id, range(12)))
