@@ -212,6 +212,37 @@ def test_a_signal_to_the_sweep_ends_its_runs_killed_and_its_trials_failed(local_
     assert running_runs(client, ["0"]) == []
 
 
+@pytest.mark.parametrize("to_group", [False, True], ids=["to-the-sweep", "ctrl-c-to-the-group"])
+def test_ctrl_c_with_the_trial_run_helper_leaves_every_written_trial_run_once(tracking_store, tmp_path, to_group) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    # 48 trials: the sweep writes its trial runs through the helper process (mbgd.trial_runs.HELPER_FROM_TRIALS)
+    args = sweep_command("--batch-sizes", "1", "--n-trials", "48", "--population", "2", "--epochs", "40", "--name", "helper")
+    process = start(args, {**os.environ, "MLFLOW_TRACKING_URI": tracking_store})
+    try:
+        wait_for(lambda: states(storage, "helper-b1")[STATE.COMPLETE] >= 6, what="the first trials")
+        (helper,) = worker_pids(process.pid)
+        if to_group:  # a terminal's Ctrl-C reaches the helper too, which goes on writing what it was handed
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "trial-run writer" not in stderr, stderr[-3000:]
+    wait_for(lambda: not Path(f"/proc/{helper}").exists() or "Z" in Path(f"/proc/{helper}/stat").read_text().split()[2],
+             timeout_s=30, what="the helper to end")
+    study = optuna.load_study(study_name="helper-b1", storage=storage)
+    told = {t.number for t in study.trials if t.state == STATE.COMPLETE}
+    client = MlflowClient(tracking_store)
+    assert running_runs(client, ["0"]) == []
+    trial_numbers = [int(r.data.params["trial"]) for r in client.search_runs(["0"], max_results=1000) if "trial" in r.data.params]
+    assert len(trial_numbers) == len(set(trial_numbers))  # none twice
+    assert set(trial_numbers) <= told
+    assert len(trial_numbers) >= len(told) - 2  # all but, at most, the population told as the signal came
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_train_ends_its_runs_killed(tracking_store: str, sig, code) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}

@@ -44,19 +44,12 @@ class TrialRun:
 
 
 def write(client, run: TrialRun) -> str:
-    """Create the run, log everything in one log_batch, end it with its status; returns the run id."""
     from mbgd import tracking
 
-    tags = {**run.tags, **tracking.liveness_tags()}
-    run_id = client.create_run(run.experiment_id, tags=tags, run_name=run.name).info.run_id
-    metrics = [*tracking.series("loss", run.losses), *tracking.scalars(run.results)]
-    try:
-        tracking.log_values(client, run_id, params=run.params, metrics=metrics)
-    except BaseException:  # interrupted while logging: the run may lack values, and says so
-        client.set_terminated(run_id, "KILLED")
-        raise
-    client.set_terminated(run_id, run.status)
-    return run_id
+    return tracking.log_finished_run(
+        client, run.experiment_id, run.name, tags=run.tags, params=run.params,
+        metrics=[*tracking.series("loss", run.losses), *tracking.scalars(run.results)], status=run.status,
+    )
 
 
 class TrialRunWriter:
