@@ -1,6 +1,7 @@
 """The learning-rate sweep: objectives, studies, resume, divergence, tracking, bad input."""
 
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mbgd.sweep import (
     noise_floor,
     objective_value,
     open_storage,
+    propose_lrs,
     run_study,
 )
 from mbgd.train import History
@@ -124,6 +126,30 @@ def test_resuming_under_other_settings_is_refused(tmp_path: Path) -> None:
     changed = small_sweep(tmp_path, train=replace(TUTORIAL, epochs=4))
     with pytest.raises(ConfigError, match="epochs"):
         run_study(changed, DATA, 10, open_storage(changed.storage))
+
+
+def test_population_proposals_equal_asking_and_suggesting_on_the_study(tmp_path: Path) -> None:
+    lr = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
+
+    def study_with_history(file: str) -> optuna.Study:
+        study = optuna.create_study(
+            storage=open_storage(f"sqlite:///{tmp_path / file}"), study_name="s",
+            sampler=optuna.samplers.TPESampler(seed=7, constant_liar=True),
+        )
+        for i, (value, loss) in enumerate([(0.001, 2.0), (0.01, 1.0), (0.05, 0.5), (0.2, 3.0)] * 3):
+            study.add_trial(optuna.trial.create_trial(params={"lr": value}, distributions={"lr": lr}, value=loss + i / 100))
+        # another worker's trial in flight
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={"lr": 0.03}, distributions={"lr": lr}))
+        return study
+
+    on_the_study = study_with_history("asked.db")
+    with warnings.catch_warnings():  # mbgd's storages have heartbeats, which Optuna expects with optimize()
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        asked = [on_the_study.ask() for _ in range(6)]
+    expected = [trial.suggest_float("lr", lr.low, lr.high, log=True) for trial in asked]
+    proposed = propose_lrs(study_with_history("proposed.db"), 6, lr)
+    assert proposed == expected
+    assert len(set(proposed)) == 6
 
 
 def test_interrupted_population_marks_its_trials_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
