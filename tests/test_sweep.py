@@ -1,6 +1,8 @@
 """The learning-rate sweep: objectives, studies, resume, divergence, tracking, bad input."""
 
 import json
+import os
+import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +22,9 @@ from mbgd.sweep import (
     epochs_to_floor,
     noise_floor,
     objective_value,
+    ask_within_budget,
     open_storage,
+    open_study,
     propose_lrs,
     run_study,
 )
@@ -150,6 +154,32 @@ def test_population_proposals_equal_asking_and_suggesting_on_the_study(tmp_path:
     proposed = propose_lrs(study_with_history("proposed.db"), 6, lr)
     assert proposed == expected
     assert len(set(proposed)) == 6
+
+
+def test_an_enqueued_trial_is_run_with_its_lr_and_counts_in_the_budget(tmp_path: Path) -> None:
+    config = small_sweep(tmp_path)
+    storage = open_storage(config.storage)
+    open_study(config, 10, storage).enqueue_trial({"lr": 0.0421})
+    study = run_study(config, DATA, 10, storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 5 and len(states) == 5
+    assert study.trials[0].params["lr"] == 0.0421
+    assert study.trials[0].user_attrs["worker"]["pid"] == os.getpid()
+
+
+def test_a_trial_has_a_heartbeat_from_its_creation(tmp_path: Path) -> None:
+    """So that a worker killed before training it leaves a trial that the others find stale."""
+    config = small_sweep(tmp_path)
+    study = open_study(config, 10, open_storage(config.storage))
+    (trial,) = ask_within_budget(study, config, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        impatient = optuna.storages.RDBStorage(config.storage, heartbeat_interval=1, grace_period=1)
+    time.sleep(2.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(optuna.load_study(study_name=study.study_name, storage=impatient))
+    assert impatient.get_trial(trial.trial_id).state == optuna.trial.TrialState.FAIL
 
 
 def test_interrupted_population_marks_its_trials_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from mbgd.trial_runs import TrialRun, TrialRunWriter
+from mbgd.trial_runs import TrialRun, TrialRunWriter, signals_deferred, write_once
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
 
@@ -76,19 +76,47 @@ def test_every_run_submitted_is_written_once_and_confirmed(parent, helper: bool)
     assert writer.helper_pid is None
 
 
-def test_runs_a_killed_helper_did_not_confirm_are_written_here(parent, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("confirmed_first", [True, False], ids=["after-a-flush", "while-writing"])
+def test_runs_a_killed_helper_did_not_confirm_are_written_here(parent, capsys, confirmed_first: bool) -> None:
     client, experiment_id, parent_id = parent
     runs = trial_runs(experiment_id, parent_id, range(9))
     writer = TrialRunWriter(helper=True)
     writer.submit(runs[:4])
-    writer.flush()
+    if confirmed_first:
+        writer.flush()
+    else:  # killed with runs in its hands, maybe in the middle of one
+        time.sleep(1.5)
     os.kill(writer.helper_pid, signal.SIGKILL)
     writer._process.join(30)
     writer.submit(runs[4:7])
-    writer.submit(runs[7:])  # after the take-over: written here directly
+    writer.submit(runs[7:])
     run_ids = writer.close()
     check_written(client, runs, run_ids)
     assert "the trial-run writer process ended (killed by SIGKILL)" in capsys.readouterr().err
+
+
+def test_write_once_keeps_a_finished_run_and_replaces_a_half_written_one(parent) -> None:
+    client, experiment_id, parent_id = parent
+    finished, half_written = trial_runs(experiment_id, parent_id, range(2))
+    kept = write_once(client, finished)
+    # a writer killed between creating a run and ending it leaves it RUNNING without values
+    partial = client.create_run(experiment_id, tags=half_written.tags, run_name=half_written.name).info.run_id
+    assert write_once(client, finished) == kept
+    replacement = write_once(client, half_written)
+    assert replacement != partial
+    assert client.get_run(partial).info.lifecycle_stage == "deleted"
+    assert client.get_run(partial).info.status == "KILLED"
+    check_written(client, [finished, half_written], {finished.key: kept, half_written.key: replacement})
+
+
+def test_a_signal_during_a_hand_over_is_handled_after_it() -> None:
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            reached.append("the end of the block")
+    assert reached == ["the end of the block"]
 
 
 SWEEP_PROCESS = """

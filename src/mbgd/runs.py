@@ -199,7 +199,8 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, w
             )
         )
         if writer is None:  # inside the run's scope: its trial runs are written before it ends
-            writer = stack.enter_context(trial_runs.trial_run_writer(expected_trials=remaining))
+            in_process = remaining if config.workers == 1 else 0  # workers write their own
+            writer = stack.enter_context(trial_runs.trial_run_writer(expected_trials=in_process))
         tracking.log_values(client, sweep_run.run_id, params={**config.as_params(), "storage": redact(storage_url)})
         tracking.log_dataset(client, sweep_run.run_id, data)
         studies, trial_run_ids = run_studies(

@@ -315,7 +315,13 @@ def pruning_hook(objective: str, trials: Sequence[optuna.trial.Trial], epochs: i
     return on_epoch
 
 
-LIVE_STATES = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+def live_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that hold budget without being finished: RUNNING ones, and WAITING ones that a worker will run
+    (enqueued with an lr; see claim_waiting)."""
+    return [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING))
+        if t.state == optuna.trial.TrialState.RUNNING or enqueued_lr(t) is not None
+    ]
 
 
 def run_study(
@@ -344,7 +350,7 @@ def run_study(
             progress(batch_size, done, config.n_trials)
         if done >= config.n_trials:
             return study
-        live = len(study.get_trials(deepcopy=False, states=LIVE_STATES))
+        live = len(live_trials(study))
         wanted = min(config.population, config.n_trials - done - live)
         if wanted <= 0:  # the rest of the budget is with other workers: wait in case one of them dies
             time.sleep(WAIT_POLL_S)
@@ -388,7 +394,8 @@ def propose_lrs(study: optuna.Study, count: int, distribution: optuna.distributi
     trips: on a database every ask and suggest re-reads every running trial, so a population of K costs K^2 reads.
     """
     mirror = optuna.create_study(direction="minimize", sampler=study.sampler)
-    mirror.add_trials(study.get_trials(deepcopy=False))
+    # WAITING trials (enqueued) are claimed as they are (claim_waiting), not proposed again
+    mirror.add_trials(t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING)
     proposals = [mirror.ask() for _ in range(count)]
     return [trial.suggest_float("lr", distribution.low, distribution.high, log=True) for trial in proposals]
 
@@ -404,7 +411,9 @@ def ask_within_budget(
     study_id = storage.get_study_id_from_name(study.study_name)
     distribution = lr_distribution(config)
     owner = {"host": HOST, "pid": os.getpid()}
-    for lr in propose_lrs(study, wanted, distribution):
+    already = len(trials)
+    claim_waiting(study, wanted, owner, distribution, trials)
+    for lr in propose_lrs(study, wanted - (len(trials) - already), distribution):
         template = optuna.trial.create_trial(
             state=optuna.trial.TrialState.RUNNING,
             params={"lr": lr},
@@ -412,17 +421,54 @@ def ask_within_budget(
             user_attrs={WORKER_ATTR: owner},
         )
         trials.append(AskedTrial(storage.create_new_trial(study_id, template_trial=template), lr))
-    held = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, *LIVE_STATES))
+        record_heartbeat(storage, trials[-1].trial_id)  # at once: a trial with none is never found stale
+    held = [*study.get_trials(deepcopy=False, states=FINISHED_STATES), *live_trials(study)]
     numbers = {t._trial_id: t.number for t in held}
     within = set(sorted(numbers.values())[: config.n_trials])
     for trial in trials:
         trial.number = numbers.get(trial.trial_id)
         if trial.number not in within:
-            storage.set_trial_user_attr(
-                trial.trial_id, "fail_reason", "asked beyond the budget by concurrent workers; not run"
-            )
-            storage.set_trial_state_values(trial.trial_id, state=optuna.trial.TrialState.FAIL)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # failed by another worker
+                storage.set_trial_user_attr(
+                    trial.trial_id, "fail_reason", "asked beyond the budget by concurrent workers; not run"
+                )
+                storage.set_trial_state_values(trial.trial_id, state=optuna.trial.TrialState.FAIL)
     return [trial for trial in trials if trial.number in within]
+
+
+def claim_waiting(
+    study: optuna.Study,
+    wanted: int,
+    owner: dict,
+    distribution: optuna.distributions.FloatDistribution,
+    claimed: list[AskedTrial],
+) -> None:
+    """Run enqueued (WAITING) trials first, as Study.ask does: up to `wanted` of those with an lr, appended to
+    `claimed`, each taken RUNNING by one worker only (the storage refuses a second claim)."""
+    storage = study._storage
+    limit = len(claimed) + wanted
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        if len(claimed) >= limit:
+            return
+        lr = enqueued_lr(trial)
+        if lr is None:
+            continue
+        if storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.RUNNING):
+            claimed.append(AskedTrial(trial._trial_id, lr, trial.number))
+            storage.set_trial_param(trial._trial_id, "lr", distribution.to_internal_repr(lr), distribution)
+            storage.set_trial_user_attr(trial._trial_id, WORKER_ATTR, owner)
+            record_heartbeat(storage, trial._trial_id)
+
+
+def enqueued_lr(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The lr a WAITING trial was enqueued with (Study.enqueue_trial keeps it as a fixed param), if any."""
+    lr = trial.params.get("lr", trial.system_attrs.get("fixed_params", {}).get("lr"))
+    return None if lr is None else float(lr)
+
+
+def record_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    if isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat):
+        storage.record_heartbeat(trial_id)
 
 
 def train_population(config, train_config, data, study, trials: Sequence[AskedTrial], floor) -> list[TrialRecord]:
@@ -455,10 +501,13 @@ def train_population(config, train_config, data, study, trials: Sequence[AskedTr
             storage.set_trial_user_attr(trial.trial_id, "pruned_at_epoch", history.stopped_epoch)
             study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
             records.append(TrialRecord(trial.number, history.lr, value, "PRUNED", history))
-        else:
+        elif math.isfinite(value):
             # Straight to the storage: study.tell would read the trial back twice to validate a finite float.
             storage.set_trial_state_values(trial.trial_id, state=optuna.trial.TrialState.COMPLETE, values=[value])
             records.append(TrialRecord(trial.number, history.lr, value, "COMPLETE", history))
+        else:  # no objective has one today; Optuna fails such a trial
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            records.append(TrialRecord(trial.number, history.lr, value, "FAIL", history))
     return records
 
 
@@ -473,14 +522,14 @@ def heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]):
         for trial_id in trial_ids:
             storage.record_heartbeat(trial_id)
 
-    with liveness.heartbeat(beat, HEARTBEAT_INTERVAL_S, now=True):
+    with liveness.heartbeat(beat, HEARTBEAT_INTERVAL_S, now=False):  # the first is recorded when a trial is made
         yield
 
 
 def fail_abandoned_trials(study: optuna.Study) -> list[int]:
-    """Fail the running trials whose worker is gone: on this host, a dead process; anywhere, a stale heartbeat;
-    and a trial that never got its owner's attributes (its worker died right after asking) once it is older
-    than the grace period.
+    """Fail the running trials whose worker is gone: on this host, a dead process; anywhere, a stale heartbeat
+    (mbgd creates every trial with its owner's attributes and records a first heartbeat at once); and a trial
+    without an owner (not made by this mbgd) once it is older than the grace period.
 
     Reads and writes go past the storage's cache, straight to the database: another process's trials are what
     this is about, and the cache is this process's view.

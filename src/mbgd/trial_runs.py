@@ -13,12 +13,15 @@ only MLflow, is ready while the command is still importing its own libraries.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # mlflow.utils.mlflow_tags', without importing MLflow here
 # From this many trials on, a command starts the helper: its start costs a second or two of imports (on the other
 # core, while the command imports its own libraries), against about 25 ms per run written here.
 HELPER_FROM_TRIALS = 48
@@ -52,6 +55,61 @@ def write(client, run: TrialRun) -> str:
     )
 
 
+def write_once(client, run: TrialRun) -> str:
+    """Write the run unless a process that died wrote it already: a finished run of this trial under the same
+    parent is kept; one it left unfinished (killed between create and end) is deleted and written anew."""
+    parent = run.tags[MLFLOW_PARENT_RUN_ID]
+    found = client.search_runs(
+        [run.experiment_id],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}' and attributes.run_name = '{run.name}'",
+    )
+    kept = None
+    for existing in found:
+        if kept is None and existing.info.status == run.status and existing.data.params.get("trial") == str(run.number):
+            kept = existing.info.run_id
+        else:
+            if existing.info.status == "RUNNING":
+                client.set_terminated(existing.info.run_id, "KILLED")
+            client.delete_run(existing.info.run_id)
+    return kept or write(client, run)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM received while the block runs are handled when it ends, as they would have been."""
+    if threading.current_thread() is not threading.main_thread():  # handlers run in the main thread only
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            if callable(previous[signum]):
+                previous[signum](signum, None)
+            elif previous[signum] == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+
+@contextmanager
+def signals_blocked_for_children() -> Iterator[None]:
+    """A child started in the block starts with SIGINT and SIGTERM blocked (it inherits this thread's mask)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class TrialRunWriter:
     """Writes trial runs, through a helper process when `helper` is set, else in this process.
 
@@ -69,7 +127,8 @@ class TrialRunWriter:
             context = multiprocessing.get_context("spawn")  # not fork: this process has threads and open databases
             self._connection, helper_end = context.Pipe()
             self._process = context.Process(target=_helper_main, args=(helper_end,), name="mbgd-trial-runs")
-            self._process.start()
+            with signals_blocked_for_children():  # until the helper ignores them: see _helper_main
+                self._process.start()
             helper_end.close()  # ours closed, the helper sees end-of-file when this process ends, however it ends
 
     @property
@@ -78,14 +137,16 @@ class TrialRunWriter:
 
     def submit(self, runs: Sequence[TrialRun]) -> None:
         if self._process is not None:
+            # Unconfirmed before they are sent: whatever stops the sending, close() writes what the helper did not.
+            self._unconfirmed.update((run.key, run) for run in runs)
             try:
-                self._connection.send(list(runs))
+                with signals_deferred():  # a message is in the pipe whole or not at all (it may wait for room there)
+                    self._connection.send(list(runs))
             except OSError:  # the helper is gone
                 self._take_over()
             else:
-                self._unconfirmed.update((run.key, run) for run in runs)
                 self._collect(until_confirmed=False)
-                return
+            return
         for run in runs:
             self.run_ids[run.key] = write(self.client(), run)
 
@@ -123,9 +184,8 @@ class TrialRunWriter:
 
     def _take_over(self) -> None:
         """Let the helper end (it does once it has written all it received and the pipe is closed or broken),
-        then write here what it did not confirm: a run it wrote without confirming is found by its params rather
-        than written twice."""
-        with suppress(OSError):
+        then write here what it did not confirm (write_once: not twice, and no half-written run left)."""
+        with suppress(OSError), signals_deferred():
             self._connection.send(None)
         self._collect(until_confirmed=True)
         self._process.join()
@@ -138,11 +198,8 @@ class TrialRunWriter:
                 f"trial runs from now on, {len(self._unconfirmed)} it had not confirmed first",
                 file=sys.stderr,
             )
-        from mbgd import tracking
-
         for key, run in list(self._unconfirmed.items()):
-            found = tracking.find_trial_run(self.client(), run.experiment_id, run.study_name, run.number)
-            self.run_ids[key] = found or write(self.client(), run)
+            self.run_ids[key] = write_once(self.client(), run)
             del self._unconfirmed[key]
 
 
@@ -166,8 +223,10 @@ def _describe_exit(code: int | None) -> str:
 def _helper_main(connection) -> None:
     # Ctrl-C and a SIGTERM to the process group reach the helper too: it ignores them and ends when the
     # sweep's process, which handles them, closes the pipe; until then it writes what it was handed.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the sweep while it started us
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
     from mbgd import tracking
 
     client = None
