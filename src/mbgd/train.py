@@ -19,7 +19,7 @@ from mbgd.data import RegressionData, RegressionDataset, make_loader
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Above this many (model, sample) pairs the full-dataset loss is summed in chunks to bound memory.
-_FULL_LOSS_CHUNK = 1 << 20
+_FULL_LOSS_CHUNK = 1 << 18
 _CACHED_BATCHES = 1 << 12
 
 
@@ -112,7 +112,9 @@ def fit_population(
     lr = torch.tensor(list(lrs), dtype=dtype)
     w = torch.full((k, d), config.init_w, dtype=dtype)
     b = torch.full((k,), config.init_b, dtype=dtype)
-    batch_losses: list[torch.Tensor] = []
+    # The batch losses of the current epoch, one row per update (one preallocated tensor: at 10^7 points a list
+    # of per-update tensors would hold some 10^4 small tensors, about 4 MB).
+    batch_losses: torch.Tensor | None = None
     update_params: list[torch.Tensor] = []  # (rows, d + 1) after each update of the current epoch
     # A fixed order has the same batches every epoch (views of the data): fetched once, unless there are so many
     # that keeping them would cost memory.
@@ -124,9 +126,9 @@ def fit_population(
         train_loss = eval_loss if data.y_train is data.y_eval else full_dataset_loss(w, b, data.x, data.y_train)
         elapsed = time.perf_counter() - start
         rows = members.tolist()
-        if record_batch_loss and batch_losses:
-            _append_batch_losses(histories, rows, torch.stack(batch_losses))
-            batch_losses.clear()
+        if batch_losses is not None:
+            _append_batch_losses(histories, rows, batch_losses)
+            batch_losses = None
         if record_updates and update_params:
             _append_updates(histories, rows, torch.stack(update_params), data)
             update_params.clear()
@@ -156,14 +158,16 @@ def fit_population(
             break
         if not keep.all():
             members, lr, w, b = members[keep], lr[keep], w[keep], b[keep]
-        for xb, yb in batches if batches is not None else loader:
+        if record_batch_loss:
+            batch_losses = torch.empty((len(loader), len(members)), dtype=dtype)
+        for update, (xb, yb) in enumerate(batches if batches is not None else loader):
             residual = predict(w, b, xb) - yb
             per_model = (residual**2).mean(dim=1)
             grad_w, grad_b = mse_gradient(residual, xb)
             w -= lr[:, None] * grad_w
             b -= lr * grad_b
-            if record_batch_loss:
-                batch_losses.append(per_model)
+            if batch_losses is not None:
+                batch_losses[update] = per_model
             if record_updates:
                 update_params.append(torch.cat([w, b[:, None]], dim=1))
 
