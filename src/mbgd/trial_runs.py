@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # mlflow.utils.mlflow_tags', without importing MLflow here
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # as in mlflow.utils.mlflow_tags; named here so as not to import MLflow
 # From this many trials on, a command starts the helper: its start costs a second or two of imports (on the other
 # core, while the command imports its own libraries), against about 25 ms per run written here.
 HELPER_FROM_TRIALS = 48
