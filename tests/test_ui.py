@@ -17,7 +17,9 @@ def test_links_open_on_the_training_runs_and_their_charts() -> None:
     assert charts_link("http://127.0.0.1:5000", "7") == (
         "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning&compareRunsMode=CHART"
     )
-    assert runs_link("sqlite:///mlflow.db", "3", "abc") == "http://127.0.0.1:5000/#/experiments/3/runs/abc"
+    assert runs_link("sqlite:///mlflow.db", "3", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
 
 
 class Health(BaseHTTPRequestHandler):

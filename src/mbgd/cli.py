@@ -130,7 +130,8 @@ def train(preset: str | None, **options: Any) -> None:
 
     from mbgd.data import load_data
     from mbgd.runs import tracked_train
-    from mbgd.tracking import runs_link
+    from mbgd.tracking import charts_link, runs_link
+    from mbgd.ui_views import comparison_view_key
 
     data = load_data(train_run.train.data, train_run.train.seed)
     outcome = tracked_train(train_run, data)
@@ -139,6 +140,9 @@ def train(preset: str | None, **options: Any) -> None:
         click.echo(f"batch size {batch_size:>5}: {result} after {history.updates} updates")
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
+    if outcome.child_run_ids:
+        view = comparison_view_key(outcome.run_id)
+        click.echo(f"comparison: {charts_link(tracking_uri, outcome.experiment_id, view)}")
     click.echo("open the MLflow UI with: mbgd ui")
 
 
@@ -254,16 +258,22 @@ def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
     import subprocess
 
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    from mbgd.tracking import charts_link, client, experiment_id_for, runs_link, ui_base
+
     if tracking_uri.startswith("http"):
-        raise click.UsageError(f"MLFLOW_TRACKING_URI is a server already ({tracking_uri}); open it in a browser")
-    from mbgd.tracking import charts_link, client, experiment_id_for, runs_link
+        raise click.UsageError(f"MLFLOW_TRACKING_URI is a server already: open {ui_base(tracking_uri)} in a browser")
+    from mbgd.ui_views import latest_comparison_view_key
 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    experiment_id = experiment_id_for(client(), experiment) if experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") else "0"
+    mlflow_client = client()
+    experiment_id = experiment_id_for(mlflow_client, experiment) if experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") else "0"
+    view = latest_comparison_view_key(mlflow_client.get_experiment(experiment_id).tags)
     server = f"http://{host}:{port}"
     link = runs_link(server, experiment_id)
     click.echo(f"runs: {link}")
-    click.echo(f"charts: {charts_link(server, experiment_id)}", nl=True)
+    click.echo(f"charts: {charts_link(server, experiment_id)}")
+    if view:
+        click.echo(f"comparison: {charts_link(server, experiment_id, view)}")
     sys.stdout.flush()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port)]
     # The server gets its own process group: MLflow starts worker processes that a plain terminate() of the

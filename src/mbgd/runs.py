@@ -93,8 +93,11 @@ def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> 
 
 
 def log_comparison(client, run_id: str, histories: dict[int, History], config: TrainConfig, data: RegressionData):
-    """The comparison figure, one `compare/loss_b<B>` chart per batch size, and a one-line description."""
-    from mbgd import plots, tracking
+    """The comparison figure, `compare/loss_b<B>` per batch size, a one-line description and a saved UI view.
+
+    The view (`ui_views`) shows the compared runs' `loss` overlaid in one log-scale chart.
+    """
+    from mbgd import plots, tracking, ui_views
 
     own = config.batch_size
     title = f"lr {config.lr}, {config.dtype}, seed {config.seed}, {data.name}"
@@ -109,6 +112,7 @@ def log_comparison(client, run_id: str, histories: dict[int, History], config: T
         f"Batch size {own} ({regime(own, data.n)}, this run) compared with {others}: full-dataset loss per epoch "
         f"at lr {config.lr} over {config.epochs} epochs ({title}). See `comparison.png` and the `compare` charts.",
     )
+    ui_views.save_comparison_view(client, run_id)
 
 
 @dataclass(frozen=True)
