@@ -37,6 +37,8 @@ def fake(outcome):
 
 def invoke(monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", SECRET_URI)
+    # The server in the URI does not exist: the commands' up-front check of the store is skipped.
+    monkeypatch.setattr(cli, "require_tracking_store", lambda: SECRET_URI, raising=False)
     result = CliRunner().invoke(cli.main, list(args))
     assert result.exit_code == 0, result.output
     assert "s3cret" not in result.output
