@@ -63,6 +63,11 @@ def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> 
             metrics=tracking.history_metrics(history, weight_names=data.feature_names),
         )
         tracking.log_dataset(client, run_id, data)
+        if not history.diverged:
+            tracking.log_model(
+                client, run_id, history.w, history.b, data.feature_names,
+                target_name=data.target_name, example=data.x[:2].tolist(),
+            )
         name = run_name(batch_config.batch_size, data.n)
         figure = plots.loss_curve_figure(history, title=f"{name}, lr {batch_config.lr}")
         tracking.log_figure(client, run_id, figure, "loss_curve.png")

@@ -6,16 +6,26 @@ works the same under `mlflow run` (which hands us its run in MLFLOW_RUN_ID) and 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_GIT_BRANCH,
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_GIT_REPO_URL,
+    MLFLOW_PARENT_RUN_ID,
+    MLFLOW_RUN_NAME,
+    MLFLOW_RUN_NOTE,
+)
 
 from mbgd import liveness
 from mbgd.liveness import HOST, process_alive
@@ -76,7 +86,14 @@ def experiment_id_for(mlflow_client: MlflowClient, name: str = "") -> str:
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return mlflow_client.create_experiment(name)
+    try:
+        return mlflow_client.create_experiment(name)
+    except MlflowException as error:
+        # Another worker created it between our look-up and create: use theirs.
+        experiment = mlflow_client.get_experiment_by_name(name) if error.error_code == "RESOURCE_ALREADY_EXISTS" else None
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def run_id_from_mlflow_run() -> str:
@@ -96,7 +113,9 @@ def run_scope(
 ) -> Iterator[RunRef]:
     """Create a run (or adopt the one `mlflow run` made) and end it FINISHED, FAILED or KILLED.
 
-    An adopted run is renamed and tagged but left for `mlflow run` to finish, as it expects to.
+    An adopted run is renamed and tagged but left for `mlflow run` to finish, as it expects to; the source, user
+    and git tags `mlflow run` gave it are kept. A run ended KILLED is listed in the interruption's
+    `killed_run_ids`, so that the command can say whether it left any.
     """
     all_tags = {MLFLOW_RUN_NAME: run_name, **liveness_tags(), **(tags or {})}
     if parent is not None:
@@ -104,16 +123,19 @@ def run_scope(
     if adopt_run_id:
         run = mlflow_client.get_run(adopt_run_id)
         ref = RunRef(adopt_run_id, run.info.experiment_id)
+        provenance = {k: v for k, v in provenance_tags().items() if k not in run.data.tags}
+        all_tags = {**provenance, **all_tags}
         mlflow_client.log_batch(adopt_run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
     else:
         experiment_id = parent.experiment_id if parent else experiment_id_for(mlflow_client, experiment_name)
-        run = mlflow_client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+        run = mlflow_client.create_run(experiment_id, tags={**provenance_tags(), **all_tags}, run_name=run_name)
         ref = RunRef(run.info.run_id, experiment_id)
     try:
         with heartbeat(mlflow_client, ref.run_id):
             yield ref
-    except (KeyboardInterrupt, Interrupted):
+    except (KeyboardInterrupt, Interrupted) as error:
         mlflow_client.set_terminated(ref.run_id, RunStatus.to_string(RunStatus.KILLED))
+        _note_killed(error, ref.run_id)
         raise
     except BaseException:
         mlflow_client.set_terminated(ref.run_id, RunStatus.to_string(RunStatus.FAILED))
@@ -134,14 +156,54 @@ def log_finished_run(
 ) -> str:
     """A run that is complete when made: create it, log everything in one log_batch, end it with `status`;
     returns its id. Three calls, the fewest MLflow allows (a sweep makes one per trial)."""
-    run_id = mlflow_client.create_run(experiment_id, tags={**tags, **liveness_tags()}, run_name=run_name).info.run_id
+    all_tags = {**provenance_tags(), **tags, **liveness_tags()}
+    run_id = mlflow_client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
     try:
         log_values(mlflow_client, run_id, params=params, metrics=metrics)
-    except BaseException:  # interrupted while logging: the run may lack values, and says so
+    except BaseException as error:  # interrupted while logging: the run may lack values, and says so
         mlflow_client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        _note_killed(error, run_id)
         raise
     mlflow_client.set_terminated(run_id, status)
     return run_id
+
+
+def _note_killed(error: BaseException, run_id: str) -> None:
+    error.killed_run_ids = [*getattr(error, "killed_run_ids", []), run_id]
+
+
+@functools.cache
+def provenance_tags() -> Mapping[str, str]:
+    """What made a run: the source, user and git tags `mlflow.start_run` would set (MLflow's context registry),
+    and the versions of mbgd, torch, MLflow and Optuna (`mbgd.version`, `mbgd.torch_version`, ...).
+
+    Resolved once per process: git is not free. MLflow looks for git beside the command's main file; a console
+    script in an ignored .venv has none, so the commit is then the one mbgd's own source is checked out at.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils.git_utils import get_git_branch, get_git_commit, get_git_repo_url
+
+    import mbgd
+
+    tags = dict(resolve_tags())
+    if MLFLOW_GIT_COMMIT not in tags:
+        source = os.path.dirname(os.path.abspath(mbgd.__file__))
+        found = {
+            MLFLOW_GIT_COMMIT: get_git_commit(source),
+            MLFLOW_GIT_BRANCH: get_git_branch(source),
+            MLFLOW_GIT_REPO_URL: get_git_repo_url(source),
+        }
+        if found[MLFLOW_GIT_COMMIT]:
+            tags.update({key: value for key, value in found.items() if value})
+    try:
+        tags["mbgd.version"] = version("mbgd")
+    except PackageNotFoundError:  # run from the source tree (`mlflow run` with a conda or virtualenv env)
+        tags["mbgd.version"] = mbgd.__version__
+    for package in ("torch", "mlflow", "optuna"):
+        tags[f"mbgd.{package}_version"] = version(package)
+    return MappingProxyType(tags)
 
 
 def liveness_tags() -> dict[str, str]:
@@ -185,7 +247,12 @@ def log_values(
     metrics: Iterable[Metric] = (),
     tags: Mapping[str, str] | None = None,
 ) -> int:
-    """Log everything in as few log_batch calls as MLflow's limits allow; returns the number of calls."""
+    """Log everything in as few log_batch calls as MLflow's limits allow; returns the number of calls.
+
+    On the run `mlflow run` made, the params it logged already keep its values (see params_not_logged_by_mlflow_run).
+    """
+    if params and run_id == run_id_from_mlflow_run():
+        params = params_not_logged_by_mlflow_run(mlflow_client, run_id, params)
     pending_params = [Param(k, str(v)) for k, v in (params or {}).items()]
     pending_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
     pending_metrics = list(metrics)
@@ -200,6 +267,16 @@ def log_values(
             mlflow_client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
         calls += 1
     return calls
+
+
+def params_not_logged_by_mlflow_run(
+    mlflow_client: MlflowClient, run_id: str, params: Mapping[str, object]
+) -> dict[str, object]:
+    """The params the run lacks. `mlflow run` logs each entry point parameter on the run it makes as typed
+    (`-P lr=1e-3` gives "1e-3", `-P compare_with=""` gives "''"), and MLflow refuses a second value for a key:
+    mbgd's own spelling of the same value ("0.001", "") is not logged."""
+    logged = mlflow_client.get_run(run_id).data.params
+    return {key: value for key, value in params.items() if key not in logged}
 
 
 def series(key: str, values: Sequence[float], *, first_step: int = 0, timestamp: int | None = None) -> list[Metric]:
@@ -242,9 +319,104 @@ def log_dataset(mlflow_client: MlflowClient, run_id: str, data: RegressionData) 
     if data.source.startswith("synthetic"):
         dataset = mlflow.data.from_numpy(features, targets=targets, name=data.name)
     else:
-        dataset = mlflow.data.from_numpy(features, targets=targets, name=data.name, source=data.source)
+        dataset = _csv_dataset(data, features, targets)
     entity = dataset._to_mlflow_entity()
     mlflow_client.log_inputs(run_id, [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
+
+
+def _csv_dataset(data: RegressionData, features, targets):
+    """A CSV as MLflow's pandas dataset, whose schema names the columns.
+
+    The source is made from the file's path, not resolved from it: a local path matches two of MLflow's source
+    types, and resolving it warns "can be interpreted in multiple ways". The digest is the numpy one: MLflow's
+    pandas digest applies Python to every cell (a second per million rows).
+    """
+    import json
+
+    import pandas as pd
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.digest_utils import compute_numpy_digest
+    from mlflow.data.pandas_dataset import from_pandas
+
+    frame = pd.DataFrame(features, columns=list(data.feature_names))
+    frame[data.target_name] = targets
+    source = get_dataset_source_from_json(json.dumps({"uri": data.source}), source_type="local")
+    digest = compute_numpy_digest(features, targets)
+    return from_pandas(frame, source=source, targets=data.target_name, name=data.name, digest=digest)
+
+
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas")  # what line_model.py needs to load and predict
+
+
+def log_model(
+    mlflow_client: MlflowClient,
+    run_id: str,
+    w: Sequence[float],
+    b: float,
+    feature_names: Sequence[str],
+    *,
+    target_name: str = "y",
+    example: Sequence[Sequence[float]] = (),
+    artifact_path: str = "model",
+) -> str:
+    """Log the fitted line y = x · w + b as the run's pyfunc model; returns its URI, runs:/<run_id>/<artifact_path>.
+
+    The model (mbgd/line_model.py, "from code") takes a DataFrame with the feature names as columns. It has an
+    explicit signature, an input example (`example`'s rows, else 0 and 1 for every feature) and pinned pip
+    requirements, so MLflow infers nothing. The folder is saved here and logged as run artifacts, not through
+    `mlflow.pyfunc.log_model`, whose LoggedModel entity costs three times as long (about 45 ms against 15).
+    """
+    import logging
+    import tempfile
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    names = list(feature_names)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("double", name) for name in names]),
+        outputs=Schema([ColSpec("double", target_name)]),
+    )
+    rows = [list(map(float, row)) for row in example] or [[0.0] * len(names), [1.0] * len(names)]
+    config = {"feature_names": names, "w": [float(v) for v in w], "b": float(b)}
+    pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_logger.level
+    pyfunc_logger.setLevel(logging.WARNING)  # not "Validating input example against model signature" every run
+    try:
+        with tempfile.TemporaryDirectory(prefix="mbgd-model-") as folder:
+            path = Path(folder) / artifact_path.rsplit("/", 1)[-1]
+            mlflow.pyfunc.save_model(
+                path,
+                python_model=str(Path(__file__).with_name("line_model.py")),
+                model_config=config,
+                signature=signature,
+                input_example=pd.DataFrame(rows, columns=names),
+                pip_requirements=[f"{package}=={version(package)}" for package in MODEL_PACKAGES],
+                mlflow_model=Model(run_id=run_id, artifact_path=artifact_path),
+            )
+            mlflow_client.log_artifacts(run_id, str(path), artifact_path)
+    finally:
+        pyfunc_logger.setLevel(level)
+    return f"runs:/{run_id}/{artifact_path}"
+
+
+def register_model(mlflow_client: MlflowClient, model_uri: str, name: str, *, tags: Mapping[str, str] | None = None):
+    """A new version of the registered model `name` (created if missing, by whichever process gets there first)
+    from a runs:/<run_id>/<path> model; returns the ModelVersion."""
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+    try:
+        mlflow_client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    run_id, path = RunsArtifactRepository.parse_runs_uri(model_uri)
+    source = f"{mlflow_client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
+    return mlflow_client.create_model_version(name, source, run_id=run_id, tags=dict(tags or {}))
 
 
 def describe(mlflow_client: MlflowClient, run_id: str, markdown: str) -> None:

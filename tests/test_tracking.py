@@ -1,0 +1,186 @@
+"""The tracking layer: what made each run, the fitted models, CSV datasets, experiments made by several workers."""
+
+import getpass
+import json
+import os
+import subprocess
+import sys
+import warnings
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import mlflow.data.pandas_dataset  # noqa: F401  imported here: the warnings check below is about the call alone
+import mlflow.pyfunc
+import optuna
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+import mbgd
+from mbgd import tracking
+from mbgd.cli import main
+from mbgd.config import DataSpec
+from mbgd.data import load_data
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TWO_FEATURES = PROJECT_ROOT / "tests" / "data" / "two_features.csv"
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def runs_by_name(tracking_store: str) -> dict:
+    client = MlflowClient(tracking_store)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return {run.info.run_name: run for run in client.search_runs(experiments, max_results=1000)}
+
+
+def is_a_commit_of_this_repository(commit: str) -> bool:
+    """HEAD or one of its ancestors (others may commit while the tests run)."""
+    check = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=PROJECT_ROOT, check=False)
+    return len(commit) == 40 and check.returncode == 0
+
+
+def assert_provenance(run) -> None:
+    tags = run.data.tags
+    assert tags["mlflow.user"] == getpass.getuser()
+    assert tags["mlflow.source.type"] == "LOCAL"
+    assert tags["mlflow.source.name"] == sys.argv[0]  # the main file of the process, pytest's here
+    assert is_a_commit_of_this_repository(tags["mlflow.source.git.commit"])
+    assert tags["mbgd.version"] == mbgd.__version__
+    assert tags["mbgd.torch_version"] == torch.__version__
+    assert tags["mbgd.mlflow_version"] == mlflow.__version__
+    assert tags["mbgd.optuna_version"] == optuna.__version__
+
+
+def test_train_run_and_its_child_carry_source_user_git_and_version_tags(tracking_store: str) -> None:
+    invoke("train", "--epochs", "1", "--compare-with", "1")
+    runs = runs_by_name(tracking_store)
+    assert set(runs) == {"mini-batch-b20", "sgd-b1"}
+    for run in runs.values():
+        assert_provenance(run)
+
+
+def test_sweep_trial_runs_carry_source_user_git_and_version_tags(
+    tracking_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mbgd.trial_runs.HELPER_FROM_TRIALS", 1)  # the helper process writes the trial runs
+    invoke(
+        "sweep", "--batch-sizes", "1", "--n-trials", "2", "--population", "2", "--seeds", "1", "--epochs", "2",
+        "--name", "prov",
+    )
+    runs = runs_by_name(tracking_store)
+    trials = [run for run in runs.values() if "trial" in run.data.params]
+    assert len(trials) == 2
+    for run in [runs["sweep-prov"], *trials]:
+        assert_provenance(run)
+
+
+def test_provenance_is_resolved_once_per_process(tracking_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking.context import registry
+
+    calls = []
+    resolve = registry.resolve_tags
+    monkeypatch.setattr(registry, "resolve_tags", lambda *args: calls.append(1) or resolve(*args))
+    tracking.provenance_tags.cache_clear()
+    client = tracking.client()
+    with tracking.run_scope(client, run_name="one") as one:
+        with tracking.run_scope(client, run_name="two", parent=one):
+            pass
+    tracking.log_finished_run(client, one.experiment_id, "three", tags={}, params={}, metrics=[], status="FINISHED")
+    assert len(calls) == 1
+    assert all("mlflow.source.name" in run.data.tags for run in runs_by_name(tracking_store).values())
+
+
+def test_an_experiment_another_worker_creates_meanwhile_is_used(tracking_store: str) -> None:
+    client = tracking.client()
+    other_worker = MlflowClient(tracking_store)
+    look_up = client.get_experiment_by_name
+    created = []
+
+    def first_look_up_misses(name: str):
+        if not created:  # the other worker creates it between this look-up and our create
+            created.append(other_worker.create_experiment(name))
+            return None
+        return look_up(name)
+
+    client.get_experiment_by_name = first_look_up_misses
+    assert tracking.experiment_id_for(client, "shared") == created[0]
+
+
+def test_csv_dataset_is_logged_with_its_column_names_and_no_source_warning(tracking_store: str) -> None:
+    data = load_data(DataSpec(csv=str(TWO_FEATURES)), seed=0)
+    client = tracking.client()
+    run_id = client.create_run("0").info.run_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "The specified dataset source can be interpreted in multiple ways"
+        tracking.log_dataset(client, run_id, data)
+    (dataset_input,) = client.get_run(run_id).inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    columns = json.loads(dataset.schema)["mlflow_colspec"]
+    assert [column["name"] for column in columns] == ["a", "b", "y"]
+    assert dataset.source_type == "local"
+    assert json.loads(dataset.source) == {"uri": str(TWO_FEATURES)}
+    assert json.loads(dataset.profile)["num_rows"] == len(TWO_FEATURES.read_text().splitlines()) - 1
+
+
+def test_train_and_compared_runs_log_models_that_predict_w_x_plus_b(tracking_store: str) -> None:
+    invoke("train", "--data", str(TWO_FEATURES), "--lr", "0.01", "--epochs", "3", "--batch-size", "2", "--compare-with", "1")
+    runs = runs_by_name(tracking_store)
+    assert len(runs) == 2
+    inputs = pd.DataFrame({"b": [1.0, -2.5, 0.0], "a": [3.0, 0.5, 0.0]})  # columns taken by name, not position
+    for run in runs.values():
+        metrics = run.data.metrics
+        expected = [a * metrics["w_a"] + b * metrics["w_b"] + metrics["b"] for a, b in zip(inputs["a"], inputs["b"])]
+        model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+        assert list(model.predict(inputs)) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+        assert [spec.name for spec in model.metadata.get_input_schema().inputs] == ["a", "b"]
+        assert list(model.input_example.columns) == ["a", "b"]
+        folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model"))
+        pins = [f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas")]
+        assert (folder / "requirements.txt").read_text().split() == pins
+
+
+def test_a_diverged_run_logs_no_model(tracking_store: str) -> None:
+    invoke("train", "--lr", "1000", "--epochs", "3", "--compare-with", "")
+    (run,) = runs_by_name(tracking_store).values()
+    assert run.data.metrics["diverged"] == 1
+    assert "model" not in {a.path for a in MlflowClient(tracking_store).list_artifacts(run.info.run_id)}
+
+
+def test_registered_versions_come_from_the_run_and_load(tracking_store: str) -> None:
+    client = tracking.client()
+    run_id = client.create_run("0").info.run_id
+    model_uri = tracking.log_model(client, run_id, [2.0], -1.0, ["x"])
+    assert model_uri == f"runs:/{run_id}/model"
+    first = tracking.register_model(client, model_uri, "line", tags={"batch_size": "20"})
+    second = tracking.register_model(client, model_uri, "line")
+    assert (str(first.version), str(second.version)) == ("1", "2")
+    assert first.run_id == run_id
+    assert client.get_model_version("line", "1").tags == {"batch_size": "20"}
+    model = mlflow.pyfunc.load_model("models:/line/2")
+    assert list(model.predict(pd.DataFrame({"x": [0.0, 3.0]}))) == [-1.0, 5.0]
+
+
+@pytest.mark.slow
+def test_mlflow_models_predict_serves_the_logged_model(tracking_store: str, tmp_path: Path) -> None:
+    invoke("train", "--epochs", "2", "--compare-with", "")
+    (run,) = runs_by_name(tracking_store).values()
+    (tmp_path / "in.csv").write_text("x\n1.5\n-2\n")
+    result = subprocess.run(
+        [str(BIN / "mlflow"), "models", "predict", "-m", f"runs:/{run.info.run_id}/model", "-i", "in.csv", "-t", "csv",
+         "-o", "out.json", "--env-manager", "local"],
+        cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    w, b = run.data.metrics["w"], run.data.metrics["b"]
+    predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
+    assert predictions == pytest.approx([1.5 * w + b, -2 * w + b], rel=1e-12)
