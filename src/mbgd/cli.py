@@ -27,6 +27,7 @@ from mbgd.config import (
     build_train_run,
     load_preset,
 )
+from mbgd.tracking_store import StoreUnavailable, require_tracking_store
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default store, named here for `mbgd ui`
 
@@ -61,20 +62,29 @@ def user_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except ConfigError as error:
             raise click.UsageError(str(error)) from None
-        except KeyboardInterrupt:
-            click.echo("mbgd: interrupted; the active MLflow runs were marked KILLED", err=True)
+        except StoreUnavailable as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt as error:
+            click.echo(f"mbgd: interrupted; {_killed_runs_note(error)}", err=True)
             sys.exit(130)
         except BaseException as error:
             if type(error).__name__ == "WorkerError":
                 raise click.ClickException(str(error)) from None
             if type(error).__name__ != "Interrupted":
                 raise
-            click.echo(f"mbgd: stopped by {error}; the active MLflow runs were marked KILLED", err=True)
+            click.echo(f"mbgd: stopped by {error}; {_killed_runs_note(error)}", err=True)
             sys.exit(143)
         finally:
             signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _killed_runs_note(error: BaseException) -> str:
+    """What an interruption did to the MLflow runs: tracking.run_scope lists on the exception those it marked KILLED."""
+    if getattr(error, "killed_run_ids", None):
+        return "the active MLflow runs were marked KILLED"
+    return "no MLflow run was in progress"
 
 
 def collect(preset: str | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +137,7 @@ def main() -> None:
 def train(preset: str | None, **options: Any) -> None:
     """Train y = w*x + b by gradient descent and track it in MLflow."""
     train_run = build_train_run(collect(preset, options))
+    require_tracking_store()
 
     from mbgd.data import load_data
     from mbgd.runs import tracked_train
@@ -208,6 +219,7 @@ def sweep(preset: str | None, **options: Any) -> None:
     --lr is the fixed learning rate of the tutorial's comparison, shown beside the tuned one.
     """
     config = build_sweep_config(collect(preset, options))
+    require_tracking_store()
     with trial_runs_writer(config) as writer:
         from mbgd.data import load_data
         from mbgd.runs import tracked_sweep
@@ -235,6 +247,7 @@ def report(preset: str | None, output_dir: str, **options: Any) -> None:
     values = collect(preset, options)
     values.setdefault("name", "report")
     config = build_sweep_config(values)
+    require_tracking_store()
     with trial_runs_writer(config) as writer:
         from mbgd.data import load_data
         from mbgd.runs import tracked_report
@@ -408,6 +421,7 @@ def scaling(preset: str | None, output_dir: str, regimes: str | None, scaling_ep
 
     config = build_scaling_config(collect(preset, {**options, "targets": regimes, "epochs": scaling_epochs}))
     studies = len(config.orders) * len(config.targets) * len(config.sweep.batch_sizes)
+    require_tracking_store()
     with trial_runs_writer(config.sweep, studies=studies) as writer:
         from mbgd import scaling as scaling_study
         from mbgd.data import load_data

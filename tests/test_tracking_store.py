@@ -1,0 +1,154 @@
+"""The tracking store is checked once, before any work: an unreachable or unusable store is a one-line error."""
+
+import http.server
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from mbgd import tracking
+from mbgd.cli import user_errors
+from mbgd.tracking_store import StoreUnavailable, check
+
+BIN = Path(sys.executable).parent
+COMMANDS = ["train", "sweep", "scaling", "report"]
+GUARD_S = 60  # a guard against a hang only: a refused connection fails at once
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_mbgd(command: str, tracking_uri: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    env.pop("MLFLOW_RUN_ID", None)
+    return subprocess.run(
+        [str(BIN / "mbgd"), command], cwd=cwd, env=env, capture_output=True, text=True, timeout=GUARD_S, check=False
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unreachable_server_is_one_line_naming_it_and_exit_1_before_any_work(command: str, tmp_path: Path) -> None:
+    uri = f"http://alice:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    result = run_mbgd(command, uri, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""  # nothing trained, nothing printed
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: cannot use the MLflow tracking store {uri.replace('s3cret', '***')} ")
+    assert "s3cret" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no local store, results or Optuna storage made meanwhile
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unusable_sqlite_path_is_one_line_and_exit_1(command: str, tmp_path: Path) -> None:
+    result = run_mbgd(command, "sqlite:////proc/nope/mlflow.db", tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "Error: cannot use the MLflow tracking store sqlite:////proc/nope/mlflow.db (MLFLOW_TRACKING_URI): "
+        "[Errno 2] No such file or directory: '/proc/nope'"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@contextmanager
+def http_server(status: int) -> Iterator[str]:
+    """A local HTTP server that answers every GET with `status`; yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [200, 401, 403])
+def test_a_server_that_answers_health_is_reachable(status: int) -> None:
+    with http_server(status) as url:
+        check(url)
+
+
+@pytest.mark.parametrize("status", [404, 502])
+def test_a_server_without_mlflow_behind_it_is_unavailable(status: int) -> None:
+    with http_server(status) as url, pytest.raises(StoreUnavailable, match=f"answered HTTP {status}"):
+        check(url)
+
+
+def test_ctrl_c_while_the_server_does_not_answer_claims_no_killed_runs(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(GUARD_S)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        process = subprocess.Popen(
+            [str(BIN / "mbgd"), "train"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        connection, _ = silent.accept()  # mbgd is probing the server now
+        with connection:
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=GUARD_S)
+    assert process.returncode == 130
+    assert stdout == ""
+    assert stderr.splitlines()[-1] == "mbgd: interrupted; no MLflow run was in progress"
+    assert "KILLED" not in stderr
+
+
+@click.command()
+@click.option("--open-run", is_flag=True)
+@user_errors
+def interrupted(open_run: bool) -> None:
+    if open_run:
+        with tracking.run_scope(tracking.client(), run_name="interrupted"):
+            raise KeyboardInterrupt
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_says_runs_were_marked_killed_only_when_there_were(tracking_store: str) -> None:
+    without = CliRunner().invoke(interrupted, [])
+    assert without.exit_code == 130
+    assert without.output.strip() == "mbgd: interrupted; no MLflow run was in progress"
+    assert MlflowClient(tracking_store).search_runs(["0"]) == []
+
+    with_run = CliRunner().invoke(interrupted, ["--open-run"])
+    assert with_run.exit_code == 130
+    assert with_run.output.strip() == "mbgd: interrupted; the active MLflow runs were marked KILLED"
+    (run,) = MlflowClient(tracking_store).search_runs(["0"])
+    assert run.info.status == "KILLED"
+
+
+def test_mlflow_prints_no_view_run_lines_against_a_server(
+    mlflow_server_uri: str, mlflow_experiment: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server_uri}
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [str(BIN / "mbgd"), "train", "--epochs", "1", "--compare-with", "1", "--experiment", mlflow_experiment],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch size     1" in result.stdout  # it ran, with a child run
+    assert "View run" not in result.stdout + result.stderr
+    assert "View experiment" not in result.stdout + result.stderr
