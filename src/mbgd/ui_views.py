@@ -2,9 +2,9 @@
 
 MLflow 3.17's UI keeps chart layouts in the browser (localStorage), which a project cannot write; what it
 reads from the store is the experiment's saved views, experiment tags `mlflow.sharedViewState.<key>` that a
-link opens with `viewStateShareKey=<key>`. The state format is the UI's internal one, undocumented: MLflow is
-pinned and a browser test (tests/test_browser.py) checks that the view renders. See
-/work/shared/MLFLOW_UI_NOTES.md for what the UI lets a project set.
+link opens with `viewStateShareKey=<key>` (the link must add `compareRunsMode=CHART`: a view cannot carry it).
+The state format is the UI's internal one (read from MLflow's TypeScript sources), undocumented: MLflow is
+pinned and a browser test (tests/test_browser.py) checks that the view renders.
 """
 
 from __future__ import annotations
