@@ -44,7 +44,7 @@ def mbgd_study_phase(config, data, writer) -> int:
     with tracking.run_scope(client, experiment_name=config.experiment, run_name=f"sweep-{config.name}") as parent:
         tracking.log_values(client, parent.run_id, params=config.as_params())
         tracking.log_dataset(client, parent.run_id, data)
-        _, trial_run_ids = runs.run_studies(config, data, storage, storage_url, parent, writer=writer)
+        _, _, trial_run_ids = runs.run_studies(config, data, storage, storage_url, parent, writer=writer)
     return len(trial_run_ids) - written_before
 
 

@@ -3,8 +3,9 @@
 from dataclasses import replace
 
 import pytest
+import torch
 
-from mbgd.config import TrainConfig
+from mbgd.config import TrainConfig, build_train_config, load_preset
 from mbgd.data import load_data
 from mbgd.train import fit
 
@@ -46,3 +47,21 @@ def test_mini_batches_reach_the_noise_floor_by_epoch_19(batch_size: int) -> None
 def test_sgd_does_not_settle_at_lr_0_1() -> None:
     curve = tutorial_curve(1)
     assert min(curve[10:]) > 10 * NOISE_FLOOR
+
+
+
+def test_float64_batch_size_1_at_lr_01_reaches_the_floor_only_with_float64_targets() -> None:
+    preset = build_train_config(load_preset("experiments/tutorial-float64-targets.toml"))
+    config = replace(preset, batch_size=1)
+    assert (config.dtype, config.data.targets_dtype, config.lr) == ("float64", "float64", 0.1)
+    float32_targets = replace(config, data=replace(config.data, targets_dtype="float32"))
+    exact = load_data(config.data, config.seed)
+    rounded = load_data(float32_targets.data, config.seed)
+    # The same x and noise; only the targets' arithmetic differs (by float32 rounding).
+    assert torch.equal(exact.x, rounded.x)
+    assert 0 < float((exact.y_train - rounded.y_train.double()).abs().max()) < 1e-5
+    noise_floor = float(((exact.y_eval - exact.y_line) ** 2).mean())
+    assert noise_floor == pytest.approx(0.15468, abs=1e-4)
+    assert fit(config, exact).final_loss == pytest.approx(noise_floor, rel=1e-4)
+    assert fit(float32_targets, rounded).final_loss == pytest.approx(0.1708, abs=5e-4)
+    assert TrainConfig().data.targets_dtype == "float32"  # the tutorial's

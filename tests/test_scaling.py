@@ -23,6 +23,8 @@ from mbgd.sweep import (
     run_study,
     samples_seen,
     study_settings,
+    ended_diverged,
+    first_touch_updates,
     updates_target,
     updates_to_target,
 )
@@ -50,15 +52,34 @@ def history(
 # --- counting updates, samples and epochs -----------------------------------------------------------------
 
 
-def test_updates_to_counts_the_first_update_whose_loss_reaches_the_target() -> None:
-    # Update 3 reaches 1.0 first; update 5 dips below again but the first passage counts.
-    h = history([100.0, 2.0], [50.0, 9.0, 1.0, 3.0, 0.5, 2.0, 2.0, 2.0])
-    assert updates_to_target(h, 1.0) == 3
+def test_updates_to_counts_from_where_the_loss_stays_at_the_target_to_the_end() -> None:
+    # Losses at the start, then after updates 1..8: 100, 50, 9, 1, 3, 0.5, 0.9, 1.0, 0.2.
+    # Update 3 touches 1.0 first, update 4 leaves it again; from update 5 on it stays at or below 1.0.
+    h = history([100.0, 0.2], [50.0, 9.0, 1.0, 3.0, 0.5, 0.9, 1.0, 0.2])
+    assert updates_to_target(h, 1.0) == 5
+    assert first_touch_updates(h, 1.0) == 3
     assert updates_to_target(h, 0.1) is None
+    assert first_touch_updates(h, 0.1) is None
 
 
-def test_updates_to_is_zero_when_training_starts_at_the_target() -> None:
-    assert updates_to_target(history([0.5], [0.6]), 1.0) == 0
+def test_a_run_that_touches_the_target_and_ends_above_it_never_reached_it() -> None:
+    h = history([100.0, 2.0], [50.0, 9.0, 1.0, 3.0, 0.5, 2.0, 2.0, 2.0])
+    assert updates_to_target(h, 1.0) is None
+    assert first_touch_updates(h, 1.0) == 3
+
+
+def test_a_run_that_ends_above_its_initial_loss_is_diverged_whatever_it_touched() -> None:
+    # Finite all along (a float32 loss near 1e33 is), below the target at update 2, above the start at the end.
+    h = history([100.0, 1e33], [50.0, 0.5, 0.4, 1e33])
+    assert ended_diverged(h)
+    assert updates_to_target(h, 1e34) is None  # even a target the final loss is under: the run failed
+    assert first_touch_updates(h, 1.0) == 2
+    assert not ended_diverged(history([100.0, 99.0], [99.0]))
+
+
+def test_updates_to_is_zero_when_training_starts_and_stays_at_the_target() -> None:
+    assert updates_to_target(history([0.5, 0.4], [0.6, 0.4]), 1.0) == 0
+    assert updates_to_target(history([0.5, 0.4], [1.5, 0.4]), 1.0) == 2
 
 
 def test_samples_count_the_last_partial_batch_as_it_is() -> None:

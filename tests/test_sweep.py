@@ -229,7 +229,7 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     assert set(summary["by_batch_size"]) == {"1", "10"}
     row = summary["by_batch_size"]["1"]
     assert {"best_lr", "best_value", "epochs_to_floor_mean", "epochs_to_floor_sd"} <= set(row)
-    assert row["theory_max_stable_lr"] == pytest.approx(theory.max_stable_lr(DATA.x, 1), rel=1e-9)
+    assert row["theory_first_instability_lr"] == pytest.approx(theory.first_instability_lr(DATA.x, 1), rel=1e-9)
     assert sorted(summary["ranking_fixed_lr"]) == sorted(summary["ranking_tuned"]) == [1, 10]
     study = optuna.load_study(study_name="tiny-b1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert parent.data.metrics["best_lr_b1"] == pytest.approx(study.best_params["lr"])

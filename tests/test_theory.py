@@ -81,7 +81,7 @@ def test_two_point_batch1_radius_by_hand():
 def test_two_point_batch1_stability_edge_and_best_lr():
     # |lambda| = 1 only at lr = 3/4 (det = (1-2lr)(1-4lr) = 1); radius 0 at lr = 1/2.
     theory = T.epoch_map_theory(t([0.0, 1.0]), 1)
-    assert theory.max_stable_lr == pytest.approx(0.75, rel=1e-6)
+    assert theory.first_instability_lr == pytest.approx(0.75, rel=1e-6)
     assert theory.best_lr == pytest.approx(0.5, rel=1e-4)
     assert theory.min_spectral_radius < 1e-2
     assert theory.transient_at_best_lr == pytest.approx(1.0)  # |P1| = |F1| = 1, |M| = 1
@@ -97,11 +97,11 @@ def test_full_batch_radius_is_max_abs_one_minus_lr_lambda():
 
 def test_full_batch_max_stable_lr_is_two_over_lambda_max():
     x = TUTORIAL_X
-    assert T.max_stable_lr(x, 100) == pytest.approx(T.full_batch_max_stable_lr(x), rel=1e-5)
+    assert T.first_instability_lr(x, 100) == pytest.approx(T.full_batch_max_stable_lr(x), rel=1e-5)
     # x = [-1, 1]: H_full = 2 I -> stable iff lr < 1, best lr 1/2 with radius 0.
     theory = T.epoch_map_theory(t([-1.0, 1.0]), 2)
     assert T.full_batch_max_stable_lr(t([-1.0, 1.0])) == pytest.approx(1.0)
-    assert theory.max_stable_lr == pytest.approx(1.0, rel=1e-5)
+    assert theory.first_instability_lr == pytest.approx(1.0, rel=1e-5)
     assert theory.best_lr == pytest.approx(0.5, rel=1e-4)
     assert theory.min_spectral_radius < 1e-3
 
@@ -111,7 +111,7 @@ def test_full_batch_best_lr_is_two_over_eigen_sum():
     # max stable 2/(3+sqrt5), best lr 2/6, min radius (2 sqrt5)/6.
     x = t([0.0, 2.0])
     theory = T.epoch_map_theory(x, 2)
-    assert theory.max_stable_lr == pytest.approx(2 / (3 + math.sqrt(5)), rel=1e-5)
+    assert theory.first_instability_lr == pytest.approx(2 / (3 + math.sqrt(5)), rel=1e-5)
     assert T.full_batch_max_stable_lr(x) == pytest.approx(2 / (3 + math.sqrt(5)), rel=1e-12)
     assert theory.best_lr == pytest.approx(1 / 3, rel=1e-4)
     assert theory.min_spectral_radius == pytest.approx(math.sqrt(5) / 3, rel=1e-6)
@@ -129,10 +129,10 @@ def test_tutorial_batch20_lr01_converges():
     assert T.spectral_radius(TUTORIAL_X, 20, 0.1) < 1
 
 
-def test_tutorial_max_stable_lr_is_first_crossing_of_one():
+def test_tutorial_first_instability_is_first_crossing_of_one():
     x = TUTORIAL_X
     for bs in (1, 10, 20, 100):
-        lr_max = T.max_stable_lr(x, bs)
+        lr_max = T.first_instability_lr(x, bs)
         below = T.spectral_radius(x, bs, torch.linspace(1e-4, lr_max * (1 - 1e-4), 400, dtype=F64))
         assert bool((below < 1).all())
         assert T.spectral_radius(x, bs, lr_max * (1 + 1e-4)) > 1
@@ -143,24 +143,38 @@ def test_tutorial_max_stable_lr_is_first_crossing_of_one():
 def test_tutorial_theory_numbers():
     x = TUTORIAL_X
     t1, t100 = T.epoch_map_theory(x, 1), T.epoch_map_theory(x, 100)
-    assert t1.max_stable_lr == pytest.approx(0.10443, rel=1e-4)
-    assert t100.max_stable_lr == pytest.approx(0.119971, rel=1e-5)
+    assert t1.first_instability_lr == pytest.approx(0.10443, rel=1e-4)
+    assert t100.first_instability_lr == pytest.approx(0.119971, rel=1e-5)
     assert t1.min_spectral_radius < 1e-6 < t100.min_spectral_radius
     for theory in (t1, t100):
-        assert 0 < theory.best_lr < theory.max_stable_lr
+        assert 0 < theory.best_lr < theory.first_instability_lr
         assert T.spectral_radius(x, theory.batch_size, theory.best_lr) == pytest.approx(
             theory.min_spectral_radius, rel=1e-6
         )
 
 
+def test_batch_size_10_is_stable_again_above_its_first_instability():
+    x = TUTORIAL_X
+    intervals = T.stable_intervals(x, 10)
+    assert len(intervals) == 2
+    (start, first), (low, high) = intervals
+    assert start == 0.0 and first == pytest.approx(T.first_instability_lr(x, 10), rel=1e-6)
+    assert (low, high) == pytest.approx((0.1462, 0.1519), abs=2e-4)
+    # Checked against the radius itself on both sides of each edge, and inside the window.
+    for edge, inside in ((low, +1), (high, -1)):
+        assert T.spectral_radius(x, 10, edge * (1 + inside * 1e-4)) < 1 < T.spectral_radius(x, 10, edge * (1 - inside * 1e-4))
+    assert T.spectral_radius(x, 10, 0.14) > 1 > T.spectral_radius(x, 10, 0.149)
+    assert T.stable_intervals(x, 20) == [(0.0, pytest.approx(T.first_instability_lr(x, 20), rel=1e-6))]
+
+
 def test_constant_x_has_no_contracting_lr():
     with pytest.raises(ValueError):
-        T.max_stable_lr(t([2.0, 2.0, 2.0]), 1)
+        T.first_instability_lr(t([2.0, 2.0, 2.0]), 1)
 
 
 def test_theory_as_dict_is_json_ready():
     d = T.epoch_map_theory(t([0.0, 2.0]), 2).as_dict()
-    assert set(d) == {"batch_size", "max_stable_lr", "best_lr", "min_spectral_radius", "transient_at_best_lr"}
+    assert set(d) == {"batch_size", "first_instability_lr", "best_lr", "min_spectral_radius", "transient_at_best_lr"}
     assert isinstance(d["batch_size"], int) and all(type(v) is float for k, v in d.items() if k != "batch_size")
     json.dumps(d)
 

@@ -110,6 +110,7 @@ def training_options(command: Callable) -> Callable:
         click.option("--features", type=str, help="CSV feature columns, comma-separated. [default: all but the target]"),
         click.option("--target", type=str, help="CSV target column. [default: the last column]"),
         click.option("--targets", type=click.Choice(TARGETS), help="Synthetic data: train on the noise-free line (the tutorial) or the noisy Y. [default: clean]"),
+        click.option("--targets-dtype", type=click.Choice(DTYPES), help="Synthetic data: precision the targets are computed in from the float32 x (the tutorial: float32). [default: float32]"),
         click.option("--n-points", type=int, help=f"Synthetic data: number of points (up to 10^7). {_default(DataSpec, 'n_points')}"),
         click.option("--x-min", type=float, help=f"Synthetic data: first x. {_default(DataSpec, 'x_min')}"),
         click.option("--x-max", type=float, help=f"Synthetic data: end of the x range (excluded). {_default(DataSpec, 'x_max')}"),
@@ -170,8 +171,10 @@ def sweep_options(command: Callable) -> Callable:
             type=click.Choice(OBJECTIVES),
             help="What a trial minimises: auc = mean over the epochs of log10 full-dataset loss (rewards fast "
             "convergence); final = the last full-dataset loss; epochs_to = first epoch within 5% of the noise "
-            "floor (epochs+1 if never); updates_to = updates until the training loss falls to target_ratio (1e-4) "
-            "x its initial value (see mbgd scaling). Diverged trials score the worst value. [default: auc]",
+            "floor (epochs+1 if never); updates_to = the updates from which the training loss stays at or below "
+            "target_ratio (1e-4) x its initial value until the end of the budget (see mbgd scaling; the first touch "
+            "is reported beside it). Diverged trials (a non-finite loss, or one that ends above where it started) "
+            "score the worst value. [default: auc]",
         ),
         click.option(
             "--pruner",
@@ -181,6 +184,8 @@ def sweep_options(command: Callable) -> Callable:
         ),
         click.option("--sampler-seed", type=int, help=f"Seed of the TPE sampler. {_default(SweepConfig, 'sampler_seed')}"),
         click.option("--population", type=int, help=f"Trials asked at once and trained in one vectorised pass. {_default(SweepConfig, 'population')}"),
+        click.option("--scan", type=int, help=f"A dense scan of this many log-spaced lrs over [lr-min, lr-max] starts each study; the trials then refine around its best (0: no scan). {_default(SweepConfig, 'scan')}"),
+        click.option("--tuning-cost-seeds", type=int, help=f"Sampler seeds over which to count the TPE trials a study without the scan needs to come within 5% of the optimum (trials_to_5pct; 0: not measured). {_default(SweepConfig, 'tuning_cost_seeds')}"),
         click.option("--workers", type=int, help=f"Local processes asking and telling against the same studies. {_default(SweepConfig, 'workers')}"),
         click.option("--seeds", type=int, help=f"Seeds each best lr (and the fixed lr) is re-trained over. {_default(SweepConfig, 'seeds')}"),
         click.option("--storage", type=str, help="Optuna storage URL. [default: sqlite:///optuna.db beside the tracking store]"),
@@ -384,12 +389,13 @@ def scaling_options(command: Callable) -> Callable:
     options = [
         click.option("--name", type=str, help=f"Scaling name; studies are <name>-<order>-<regime>-b<batch size>. {default('name')}"),
         click.option("--batch-sizes", type=str, help=f"Batch sizes of the grid, comma-separated. {default('batch_sizes')}"),
-        click.option("--target-ratio", type=float, help=f"The target: the training loss falls to this fraction of its initial value (noisy targets: within 5% of the least-squares optimum's loss, when higher); in (0, 1). {_default(SweepConfig, 'target_ratio')}"),
+        click.option("--target-ratio", type=float, help=f"The target: the training loss falls to this fraction of its initial value (noisy targets: within 5% of the least-squares optimum's loss, when higher); in (0, 1). Updates to the target count from where the loss stays at or below it until the end of the budget ({default('epochs')} epochs); the first touch is reported beside it. {_default(SweepConfig, 'target_ratio')}"),
         click.option("--order", type=click.Choice((*ORDERS, BOTH)), help="Batch order: the tutorial's fixed one, reshuffled every epoch, or both. [default: both]"),
         click.option("--targets", "regimes", type=click.Choice((*TARGETS, BOTH)), help="Training targets: the noise-free line (interpolation), the noisy Y, or both regimes. [default: both]"),
         click.option("--epochs", "scaling_epochs", type=int, help=f"Passes over the data a trial has to reach the target. {default('epochs')}"),
         click.option("--n-trials", type=int, help=f"Trials per study (per batch size, order and regime). {default('n_trials')}"),
         click.option("--population", type=int, help=f"Trials asked at once and trained in one vectorised pass. {default('population')}"),
+        click.option("--scan", type=int, help=f"A dense scan of this many log-spaced lrs over [lr-min, lr-max] starts each study; the trials then refine around its best (0: no scan). {_default(SweepConfig, 'scan')}"),
         click.option("--lr-min", type=float, help="Lower end of the log-uniform lr range. [default: 1/(2 beta), half SGD's theoretical step]"),
         click.option("--lr-max", type=float, help="Upper end of the log-uniform lr range. [default: 4/lambda_1, twice full-batch descent's stability limit]"),
         click.option("--sampler-seed", type=int, help=f"Seed of the TPE sampler. {_default(SweepConfig, 'sampler_seed')}"),

@@ -61,9 +61,11 @@ def make_synthetic(spec: DataSpec, seed: int) -> RegressionData:
     x = torch.arange(spec.x_min, spec.x_max, step, dtype=torch.float32)[: spec.n_points].view(-1, 1)
     # In place where it changes no value (a + b == b + a in floating point): at 10^7 points each temporary is
     # another 40 MB at the peak.
-    line = (spec.slope * x).add_(spec.intercept)
+    # targets_dtype float64: the same x and noise draws, the arithmetic of the targets in float64.
+    targets_x = x if spec.targets_dtype == "float32" else x.double()
+    line = (spec.slope * targets_x).add_(spec.intercept)
     torch.manual_seed(seed)
-    y_noisy = torch.randn(x.size()).mul_(spec.noise).add_(line)
+    y_noisy = torch.randn(x.size()).to(line.dtype).mul_(spec.noise).add_(line)
     # The tutorial's Dataset builds its targets from the noise-free line; the noisy Y is only used for the
     # recorded loss. targets="noisy" trains on the noisy Y instead.
     y_train = y_noisy if spec.targets == "noisy" else line

@@ -169,10 +169,10 @@ def lr_sensitivity_figure(results, *, objective: str) -> Figure:
         if diverged:
             axes.plot([p[0] for p in diverged], [max(v for _, v in finite) if finite else p[1] for p in diverged],
                       "x", color=color, markersize=7)
-        axes.axvline(r.theory["theory_max_stable_lr"], color=color, linestyle="--", linewidth=1)
+        axes.axvline(r.theory["theory_first_instability_lr"], color=color, linestyle="--", linewidth=1)
         axes.axvline(r.theory["theory_best_lr"], color=color, linestyle=":", linewidth=1)
     axes.plot([], [], "kx", label="diverged (drawn at the worst finite value)")
-    axes.plot([], [], "k--", linewidth=1, label="theory: largest stable lr")
+    axes.plot([], [], "k--", linewidth=1, label="theory: first instability")
     axes.plot([], [], "k:", linewidth=1, label="theory: lr of the fastest contraction")
     axes.set_xscale("log")
     axes.set_xlabel("learning rate")
@@ -183,16 +183,17 @@ def lr_sensitivity_figure(results, *, objective: str) -> Figure:
     return figure
 
 
-def best_lr_figure(results, *, exponent: float) -> Figure:
+def best_lr_figure(results, *, exponent: float | None, exponent_se: float | None = None) -> Figure:
     """(d) Best lr vs batch size, log-log, with the fitted exponent and the linear and square-root rules."""
     figure = Figure(figsize=(7, 4.8))
     figure.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.9)
     axes = figure.subplots()
     sizes = [r.batch_size for r in results]
     best = [r.best_lr for r in results]
-    axes.plot(sizes, best, "o-", color="C0", label=f"tuned (fitted exponent {exponent:.2f})")
+    fitted = f"log-log slope {exponent:.2f} ± {exponent_se:.2f}" if exponent_se is not None else "too few to fit"
+    axes.plot(sizes, best, "o-", color="C0", label=f"tuned ({fitted})")
     axes.plot(sizes, [r.theory["theory_best_lr"] for r in results], "s:", color="C2", label="theory: fastest contraction")
-    axes.plot(sizes, [r.theory["theory_max_stable_lr"] for r in results], "^--", color="C3", label="theory: largest stable lr")
+    axes.plot(sizes, [r.theory["theory_first_instability_lr"] for r in results], "^--", color="C3", label="theory: first instability")
     smallest, anchor = sizes[0], best[0]
     axes.plot(sizes, [anchor * b / smallest for b in sizes], color="0.5", linewidth=1, label="linear rule (lr ∝ B)")
     axes.plot(sizes, [anchor * (b / smallest) ** 0.5 for b in sizes], color="0.5", linewidth=1, linestyle="-.",
@@ -367,3 +368,74 @@ def scaling_lr_figure(summary: dict) -> Figure:
         axes.set_ylabel("learning rate")
         axes.legend(fontsize="x-small", loc="lower right")
     return figure
+
+
+def lr_scan_figure(scans, trials: Mapping[str, list[tuple[float, float]]], *, title: str) -> Figure:
+    """Objective vs lr of each study's dense scan, the Optuna trials that refined it on top, the scan's best and the
+    tuned best marked. Per study two panels: the whole range (diverged runs as crosses at the top of the finite
+    values) and a zoom on the scan points around the best, where the refinement searched."""
+    count = len(scans)
+    columns = min(count, 5)
+    rows = math.ceil(count / columns)
+    height = 5.6 * rows + 0.6
+    figure = Figure(figsize=(3.6 * columns, height))
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.6 / height, top=1 - 0.55 / height, hspace=0.55, wspace=0.32)
+    grid = figure.subplots(2 * rows, columns, squeeze=False)
+    for index, scan in enumerate(scans):
+        whole = grid[2 * (index // columns), index % columns]
+        zoom = grid[2 * (index // columns) + 1, index % columns]
+        _scan_panel(whole, scan, trials.get(scan.study_name, []), range(len(scan.lrs)), log_x=True)
+        whole.set_title(scan.study_name, fontsize="small")
+        best = scan.best_index
+        around = range(max(best - 12, 0), min(best + 13, len(scan.lrs)))
+        _scan_panel(zoom, scan, trials.get(scan.study_name, []), around, log_x=False)  # a narrow range: linear
+        zoom.set_title("around the scan's best", fontsize="x-small")
+    for index in range(count, rows * columns):
+        grid[2 * (index // columns), index % columns].set_visible(False)
+        grid[2 * (index // columns) + 1, index % columns].set_visible(False)
+    grid[0, 0].legend(fontsize="x-small")
+    figure.suptitle(title)
+    return figure
+
+
+def _scan_panel(axes, scan, refined: list[tuple[float, float]], indices: range, *, log_x: bool) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    lrs = [scan.lrs[i] for i in indices]
+    finite = [scan.values[i] for i in indices if not scan.diverged[i]]
+    top = max(finite) if finite else scan.worst
+    low, high = lrs[0], lrs[-1]
+    ok = [(scan.lrs[i], scan.values[i]) for i in indices if not scan.diverged[i]]
+    bad = [scan.lrs[i] for i in indices if scan.diverged[i]]
+    axes.plot([p[0] for p in ok], [p[1] for p in ok], ".-", color="C0", linewidth=0.8, markersize=2,
+              label=f"scan ({len(scan.lrs)} lrs)")
+    if bad:
+        axes.plot(bad, [top] * len(bad), "x", color="C3", markersize=3, label="diverged (drawn at the top)")
+    inside = [(lr, v) for lr, v in refined if low <= lr <= high]
+    if inside:
+        axes.plot([p[0] for p in inside], [min(v, top) for _, v in inside], "o", color="C1", markersize=3,
+                  label="Optuna trials")
+    if refined:
+        best_lr, best_value = min(refined, key=lambda p: p[1])
+        if low <= best_lr <= high:
+            axes.plot([best_lr], [best_value], "*", color="C1", markersize=11, markeredgecolor="k", label="tuned best")
+    if scan.reached:
+        axes.plot([scan.best_lr], [scan.best_value], "D", color="C0", markersize=6, markerfacecolor="none",
+                  label="scan's best")
+        if scan.at_edge:
+            axes.text(0.5, 0.95, f"best at {scan.at_edge}: widen the range", transform=axes.transAxes,
+                      ha="center", va="top", color="C3", fontsize="x-small")
+    else:
+        axes.text(0.5, 0.95, "no lr reached the target", transform=axes.transAxes, ha="center", va="top",
+                  color="C3", fontsize="x-small")
+    if log_x:
+        axes.set_xscale("log")
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(3))
+    if scan.objective != "auc" and all(v > 0 for _, v in ok):  # counts and losses span decades; auc is a log
+        axes.set_yscale("log")
+        _plain_log_labels(axes)
+    axes.set_xlabel("learning rate", fontsize="small")
+    axes.set_ylabel(scan.objective, fontsize="small")
+    axes.tick_params(labelsize="x-small")
+    axes.grid(True, alpha=0.3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def _format_ranking(ranking: list[int]) -> str:
     return " < ".join(str(b) for b in ranking) if ranking else "-"
@@ -20,7 +22,7 @@ def summary_markdown(summary: dict) -> str:
         f"each best lr and the tutorial's lr {summary['fixed_lr']:g} re-trained over seeds {seeds[0]}..{seeds[-1]}.",
         "",
         "| batch size | best lr | best value | epochs to floor (mean ± sd) | at lr "
-        f"{summary['fixed_lr']:g}: epochs to floor | theory: largest stable lr | theory: fastest lr "
+        f"{summary['fixed_lr']:g}: epochs to floor | theory: first instability | theory: fastest lr "
         "| radius per epoch at best lr | diverged trials |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -28,7 +30,7 @@ def summary_markdown(summary: dict) -> str:
         lines.append(
             f"| {batch_size} | {row['best_lr']:.4g} | {row['best_value']:.4g} | "
             f"{row['epochs_to_floor_mean']:.3g} ± {row['epochs_to_floor_sd']:.2g} | "
-            f"{row['epochs_to_floor_fixed_lr_mean']:.3g} | {row['theory_max_stable_lr']:.4g} | "
+            f"{row['epochs_to_floor_fixed_lr_mean']:.3g} | {row['theory_first_instability_lr']:.4g} | "
             f"{row['theory_best_lr']:.4g} | {row['spectral_radius_at_best_lr']:.3g} | "
             f"{row['diverged_trials']} of {row['complete_trials']}"
             + (f" (+{row['pruned_trials']} pruned)" if row["pruned_trials"] else "")
@@ -43,7 +45,7 @@ def summary_markdown(summary: dict) -> str:
         "",
         f"- at the tutorial's lr {summary['fixed_lr']:g}: {_format_ranking(summary['ranking_fixed_lr'])}",
         f"- each at its best lr: {_format_ranking(summary['ranking_tuned'])}",
-        f"- best lr ∝ batch size^{summary['best_lr_exponent']:.2f} (least-squares fit on log-log axes)",
+        f"- best lr vs batch size: {exponent_text(summary)}",
         "",
         "Precision: at the tutorial's lr the ranking is "
         + "; ".join(f"{_format_ranking(r)} in {dtype}" for dtype, r in precision.items())
@@ -64,7 +66,7 @@ REPORT_FIGURES = {
     "tutorial_comparison_float64.png": "The same in float64 (the same data, cast)",
     "tuned_comparison.png": "Fixed lr vs each batch size at its own best lr, mean and min-max over the seeds",
     "tuned_cost.png": "Tuned curves against parameter updates, samples seen and wall-clock seconds",
-    "lr_sensitivity.png": "Objective vs lr for every trial; dashed: largest stable lr, dotted: fastest lr (theory)",
+    "lr_sensitivity.png": "Objective vs lr for every trial; dashed: first instability, dotted: fastest lr (theory)",
     "best_lr_vs_batch_size.png": "Best lr vs batch size, with the linear and square-root rules",
 }
 
@@ -113,7 +115,7 @@ def report_markdown(summary: dict, histories_by_dtype: dict[str, dict], fixed_lr
     for batch_size in batch_sizes:
         row = rows[str(batch_size)]
         lines.append(
-            f"- **Batch size {batch_size}, theory.** Stable up to lr {row['theory_max_stable_lr']:.4g}; the fastest "
+            f"- **Batch size {batch_size}, theory.** Stable up to lr {row['theory_first_instability_lr']:.4g}; the fastest "
             f"contraction per epoch is {row['theory_min_spectral_radius']:.3g} at lr {row['theory_best_lr']:.4g} "
             f"(the study found {row['best_lr']:.4g}). At lr {fixed_lr:g} the epoch contracts the error by "
             f"{row['spectral_radius_at_fixed_lr']:.3g} but can amplify it {row['transient_at_fixed_lr']:.3g}x "
@@ -131,10 +133,22 @@ def report_markdown(summary: dict, histories_by_dtype: dict[str, dict], fixed_lr
         + ". A large transient amplification turns rounding errors into a visible difference."
     )
     lines.append(
-        f"- **Best lr vs batch size** grows as batch size^{summary['best_lr_exponent']:.2f} "
-        "(1 would be the linear scaling rule, 0.5 the square-root rule)."
+        f"- **Best lr vs batch size:** {exponent_text(summary)} (1 would be the linear scaling rule, 0.5 the "
+        "square-root rule)."
     )
     return "\n".join(lines) + "\n"
+
+
+def exponent_text(summary: dict) -> str:
+    """The fitted log-log slope with its standard error, or why there is none; never more than the points hold."""
+    n = len(summary["by_batch_size"])
+    slope, error = summary["best_lr_exponent"], summary.get("best_lr_exponent_se")
+    if n < 3 or slope is None or error is None or not math.isfinite(error):
+        return f"no exponent fitted ({n} batch size{'s' if n != 1 else ''}: too few to estimate its uncertainty)"
+    return (
+        f"log-log slope {slope:.2f} ± {error:.2f} (standard error over {n} batch sizes; "
+        f"{'a fit through three points, no scaling law' if n == 3 else 'a fit, not a law'})"
+    )
 
 
 def write_report(folder, markdown: str, figures: dict) -> None:

@@ -160,24 +160,59 @@ def trial_run(parent, batch_size: int, study_name: str, record, *, n: int, dtype
     )
 
 
+def scan_studies(config, data: RegressionData, storage) -> dict:
+    """Every batch size's dense lr scan (mbgd.scan), each study set to refine it; {} with --scan 0."""
+    from mbgd import scan, sweep
+
+    if not config.scan:
+        return {}
+    scans = {}
+    for batch_size in config.batch_sizes:
+        scans[batch_size] = scan.run_scan(config, data, batch_size)
+        sweep.prepare_refinement(sweep.open_study(config, batch_size, storage), scans[batch_size])
+    return scans
+
+
 def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_run, *, writer, progress=None):
-    """The sweep's study phase: every batch size's study to n_trials, each told trial a child run of `sweep_run`;
-    returns the studies and, once all are written, the trial runs' ids by (study name, trial number).
+    """The sweep's study phase: every batch size's scan, then its study to n_trials, each told trial a child run of
+    `sweep_run`; returns the scans by batch size, the studies and, once all are written, the trial runs' ids by
+    (study name, trial number).
 
     One process: `writer` (mbgd.trial_runs) writes the trial runs, in a helper process while the studies go on
-    when it has one. Several workers: each writes its own trials' runs.
+    when it has one. Several workers: each writes its own trials' runs (the scans are made here first).
     """
     from mbgd import sweep, workers
 
+    scans = scan_studies(config, data, storage)
     if config.workers > 1:
         workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
-        return [sweep.open_study(config, b, storage) for b in config.batch_sizes], {}
+        return scans, [sweep.open_study(config, b, storage) for b in config.batch_sizes], {}
 
     def on_trials(batch_size: int, study_name: str, records) -> None:
         writer.submit([trial_run(sweep_run, batch_size, study_name, r, n=data.n, dtype=config.train.dtype) for r in records])
 
     studies = [sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress) for b in config.batch_sizes]
-    return studies, writer.flush()
+    return scans, studies, writer.flush()
+
+
+def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: str) -> None:
+    """Each scan as lr_scan/<study>.csv, and one figure of them all with the studies' trials on them."""
+    from mbgd import plots, tracking
+
+    if not scans:
+        return
+    for lr_scan in scans:
+        client.log_text(run_id, lr_scan.to_csv(), f"lr_scan/{lr_scan.study_name}.csv")
+    trials = {study.study_name: completed_trials(study) for study in studies}
+    tracking.log_figure(client, run_id, plots.lr_scan_figure(scans, trials, title=title), figure_file)
+
+
+def completed_trials(study) -> list[tuple[float, float]]:
+    """(lr, value) of the study's COMPLETE trials."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return [(float(t.params["lr"]), float(t.value)) for t in complete]
 
 
 def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, writer=None) -> SweepOutcome:
@@ -212,10 +247,13 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, w
             writer = stack.enter_context(trial_runs.trial_run_writer(expected_trials=in_process))
         tracking.log_values(client, sweep_run.run_id, params={**config.as_params(), "storage": redact(storage_url)})
         tracking.log_dataset(client, sweep_run.run_id, data)
-        studies, trial_run_ids = run_studies(
+        scans, studies, trial_run_ids = run_studies(
             config, data, storage, storage_url, sweep_run, writer=writer, progress=progress
         )
-        results = [sweep.analyse_batch_size(config, study, data) for study in studies]
+        results = [
+            sweep.analyse_batch_size(config, study, data, scans.get(b))
+            for b, study in zip(config.batch_sizes, studies, strict=True)
+        ]
         summary = sweep.summarize(config, results)
         markdown = report.summary_markdown(summary)
         best_runs = {
@@ -234,6 +272,10 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, w
         )
         for artifact_file, figure in sweep_figures(config, results, summary).items():
             tracking.log_figure(client, sweep_run.run_id, figure, artifact_file)
+        log_scans(
+            client, sweep_run.run_id, list(scans.values()), studies, figure_file="lr_scan.png",
+            title=f"{config.objective} vs learning rate: the dense scan and the Optuna trials that refined it",
+        )
         for study in studies:
             for name, figure in plots.optuna_figures(study).items():
                 tracking.log_figure(client, sweep_run.run_id, figure, f"optuna/{study.study_name}/{name}.png")
@@ -252,7 +294,9 @@ def sweep_figures(config, results, summary: dict) -> dict:
         "tuned_comparison.png": plots.tuned_comparison_figure(results, fixed_lr=config.train.lr, n_seeds=config.seeds),
         "tuned_cost.png": plots.tuned_cost_figure(results),
         "lr_sensitivity.png": plots.lr_sensitivity_figure(results, objective=config.objective),
-        "best_lr_vs_batch_size.png": plots.best_lr_figure(results, exponent=summary["best_lr_exponent"]),
+        "best_lr_vs_batch_size.png": plots.best_lr_figure(
+            results, exponent=summary["best_lr_exponent"], exponent_se=summary["best_lr_exponent_se"]
+        ),
     }
 
 
@@ -355,6 +399,13 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
         }
         for artifact_file, figure in figures.items():
             tracking.log_figure(client, scaling_run.run_id, figure, artifact_file)
+        for curve in result.curves:
+            scans = [point.lr_scan for point in curve.points if point.lr_scan is not None]
+            studies = [sweep.open_study(curve.study_config, p.batch_size, storage) for p in curve.points]
+            log_scans(
+                client, scaling_run.run_id, scans, studies, figure_file=f"lr_scan/{curve.order}-{curve.regime}.png",
+                title=f"updates to the target vs lr, {curve.order} order, {curve.regime}: scan and Optuna trials",
+            )
         client.log_dict(scaling_run.run_id, summary, "scaling.json")
         client.log_text(scaling_run.run_id, markdown, "scaling.md")
         tracking.describe(client, scaling_run.run_id, markdown)

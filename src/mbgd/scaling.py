@@ -25,6 +25,7 @@ import torch
 from mbgd import sweep, theory
 from mbgd.config import REGIMES, ScalingConfig, SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
+from mbgd.scan import LrScan, relative_regret, run_scan
 from mbgd.train import DTYPES, History, fit_population, full_dataset_loss
 
 ORDER_KEYS = {"fixed": "fixed_order", "shuffled": "shuffled"}  # scaling.json's names of the batch orders
@@ -37,7 +38,8 @@ class SeedRun:
 
     seed: int
     target: float  # the training loss to reach (each seed draws its own noise, hence its own optimum)
-    updates: int | None  # None: never within the epochs
+    updates: int | None  # from this update on the loss stays at or below the target; None: never, or diverged
+    first_touch: int | None  # the update at which the loss first touched the target, whatever came after
     samples: int | None
     epochs: float | None  # samples / samples per epoch
     noise_scales: list[float]  # B_simple at the start and after every update
@@ -57,10 +59,18 @@ class ScalingPoint:
     best_value: float
     eta_star: float  # the interpolation theory's step for this batch size
     runs: list[SeedRun]
+    lr_scan: LrScan | None = None  # the study's dense scan (None with --scan 0)
+
+    @property
+    def tuned_regret(self) -> float:
+        """The tuned best's updates relative to the scan's best (0: as good; negative: the refinement did better)."""
+        if self.lr_scan is None:
+            return math.nan
+        return relative_regret("updates_to", self.best_value, self.lr_scan.best_value)
 
     def stat(self, name: str) -> tuple[float, float]:
         """Mean and population sd over the seeds that reached the target; nan when none did."""
-        values = [getattr(run, name) for run in self.runs if run.updates is not None]
+        values = [getattr(run, name) for run in self.runs if run.updates is not None and getattr(run, name) is not None]
         if not values:
             return math.nan, math.nan
         return statistics.fmean(values), statistics.pstdev(values)
@@ -166,17 +176,13 @@ def initial_training_loss(config: TrainConfig, data: RegressionData) -> float:
 
 
 def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float) -> SeedRun:
-    """Train the config's lr until the training loss has reached the target (checked at each epoch's end) or
-    the epochs run out, recording every update; count updates, samples and epochs to the target."""
+    """Train the config's lr for the whole budget, recording every update; count the updates from which the
+    training loss stays at or below the target (and its first touch), and the samples and epochs they used."""
     target = sweep.updates_target(
         initial_training_loss(config, data), theory.least_squares_loss(data.x, data.y_train), target_ratio
     )
-
-    def stop_once_reached(epoch: int, losses: torch.Tensor) -> torch.Tensor:
-        return losses <= target
-
-    (history,) = fit_population(config, data, [config.lr], record_updates=True, on_epoch=stop_once_reached)
-    updates = None if history.diverged else sweep.updates_to_target(history, target)
+    (history,) = fit_population(config, data, [config.lr], record_updates=True)
+    updates = sweep.updates_to_target(history, target)
     start = [[config.init_w] * data.n_features + [config.init_b]]
     noise_scales = theory.gradient_noise_scale_path(
         data.x, data.y_train, start + history.update_params
@@ -186,6 +192,7 @@ def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float
         seed=config.seed,
         target=target,
         updates=updates,
+        first_touch=sweep.first_touch_updates(history, target),
         samples=samples,
         epochs=None if samples is None else samples / history.samples_per_epoch,
         noise_scales=noise_scales,
@@ -240,6 +247,7 @@ def measure_scaling(
     storage: optuna.storages.BaseStorage,
     *,
     on_trials: sweep.OnTrials | None = None,
+    on_scan: Callable[[LrScan], None] | None = None,
     progress: Progress | None = None,
 ) -> ScalingResult:
     """Every (order, regime): the lr study of each batch size, then its best lr over the seeds."""
@@ -253,6 +261,12 @@ def measure_scaling(
             etas = scaling_theory(data.x, study_config.batch_sizes).eta_star
             points = []
             for batch_size in study_config.batch_sizes:
+                lr_scan = None
+                if study_config.scan:
+                    lr_scan = run_scan(study_config, data, batch_size)
+                    sweep.prepare_refinement(sweep.open_study(study_config, batch_size, storage), lr_scan)
+                    if on_scan:
+                        on_scan(lr_scan)
                 study = sweep.run_study(study_config, data, batch_size, storage, on_trials=on_trials)
                 best_lr = float(study.best_trial.params["lr"])
                 point = ScalingPoint(
@@ -261,21 +275,29 @@ def measure_scaling(
                     best_value=float(study.best_value),
                     eta_star=etas[batch_size],
                     runs=seed_runs(study_config, batch_size, best_lr),
+                    lr_scan=lr_scan,
                 )
                 points.append(point)
                 if progress:
-                    updates, _ = point.stat("updates")
-                    reached = (
-                        f"{updates:.4g} updates to target" if point.reached else "never reached the target"
-                    )
-                    progress(
-                        f"{order:>8} {REGIMES[targets]:>13} batch size {batch_size:>4}: "
-                        f"best lr {best_lr:.4g}, "
-                        f"{reached} ({point.reached}/{len(point.runs)} seeds reached it)"
-                    )
+                    progress(progress_line(order, targets, point))
             fit = fit_critical_batch([p.batch_size for p in points], [p.stat("updates")[0] for p in points])
             curves.append(ScalingCurve(order, targets, study_config, points, fit))
     return ScalingResult(config, base_data, scaling_theory(base_data.x, config.sweep.batch_sizes), curves)
+
+
+def progress_line(order: str, targets: str, point: ScalingPoint) -> str:
+    """One finished study, as `mbgd scaling` prints it; a scan whose best lr is an end of the range says so."""
+    updates, _ = point.stat("updates")
+    reached = f"{updates:.4g} updates to target" if point.reached else "never reached the target"
+    line = (
+        f"{order:>8} {REGIMES[targets]:>13} batch size {point.batch_size:>4}: best lr {point.best_lr:.4g}, "
+        f"{reached} ({point.reached}/{len(point.runs)} seeds reached it)"
+    )
+    if point.lr_scan is not None and not point.lr_scan.reached:
+        line += "; no lr of the scan stayed at the target within the budget"
+    elif point.lr_scan is not None and point.lr_scan.at_edge:
+        line += f"; the scan's best lr is at {point.lr_scan.at_edge}: the optimum may lie outside the range"
+    return line
 
 
 def open_studies(config: ScalingConfig, storage: optuna.storages.BaseStorage) -> int:
@@ -308,6 +330,19 @@ def noise_scale_at_target(curves: Sequence[ScalingCurve]) -> dict[str, float]:
     return by_order
 
 
+def scan_summary(point: ScalingPoint) -> dict:
+    """The scan's best and what tuning left on the table; None where there was no scan or no lr reached."""
+    scan = point.lr_scan
+    if scan is None:
+        return {"scan_best_lr": None, "scan_best_updates": None, "tuned_regret": None, "scan_at_edge": None}
+    return {
+        "scan_best_lr": scan.best_lr if scan.reached else None,
+        "scan_best_updates": scan.best_value if scan.reached else None,
+        "tuned_regret": _number(point.tuned_regret) if scan.reached else None,
+        "scan_at_edge": scan.at_edge or None,
+    }
+
+
 def summarize(result: ScalingResult) -> dict:
     """scaling.json's content."""
     config, scaling = result.config, result.theory
@@ -324,11 +359,13 @@ def summarize(result: ScalingResult) -> dict:
             row = {"best_lr": point.best_lr, "best_value": point.best_value, "eta_star": point.eta_star}
             for name, key in (
                 ("updates", "updates_to_target"),
+                ("first_touch", "first_touch_updates"),
                 ("samples", "samples_to_target"),
                 ("epochs", "epochs_to_target"),
             ):
                 mean, sd = point.stat(name)
                 row[key], row[f"{key}_sd"] = _number(mean), _number(sd)
+            row.update(scan_summary(point))
             row["seeds_reached"] = point.reached
             row["target_loss"] = statistics.fmean(run.target for run in point.runs)
             row["noise_scale_at_target"] = _number(point.noise_scale_at_target)
@@ -347,6 +384,7 @@ def summarize(result: ScalingResult) -> dict:
         "epochs": config.sweep.train.epochs,
         "dtype": config.sweep.train.dtype,
         "n_trials": config.sweep.n_trials,
+        "scan": config.sweep.scan,
         "lr_range": [config.sweep.lr_min, config.sweep.lr_max],
         "seeds": [config.sweep.train.seed + i for i in range(config.sweep.seeds)],
         "critical_batch_size_theory": scaling.critical_batch_size,

@@ -35,6 +35,7 @@ HEARTBEAT_INTERVAL_S = 5
 GRACE_PERIOD_S = 20
 WAIT_POLL_S = 1.0  # how often a worker with nothing to ask checks whether other workers' trials ended
 SETTINGS_ATTR = "mbgd_settings"
+REFINEMENT_ATTR = "mbgd_refinement"  # the lr range a scanned study's trials sample, and the scan's best
 WORKER_ATTR = "worker"  # {"host", "pid"} of the process that asked the trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -105,15 +106,39 @@ def updates_target(initial_loss: float, optimum: float, ratio: float) -> float:
     return max(ratio * initial_loss, (1 + FLOOR_TOLERANCE) * optimum)
 
 
-def updates_to_target(history: History, target: float) -> int | None:
-    """Parameter updates until the training loss first falls to the target: 0 if it starts there, None if never.
+def training_loss_path(history: History) -> list[float]:
+    """The full-dataset training loss at the start and after every update (record_updates=True)."""
+    return [history.train_losses[0], *history.update_losses] if history.train_losses else []
 
-    Counted on history.update_losses (fit_population(record_updates=True)): the full-dataset training loss
-    after every update, the last, partial batch of an epoch included as the update it is.
+
+def ended_diverged(history: History) -> bool:
+    """Diverged: the loss became non-finite, or the run ended above the training loss it started from (a float32
+    loss that climbs to 1e33 is still finite, and is no less a failure)."""
+    if history.diverged or not history.train_losses:
+        return True
+    path = training_loss_path(history) if history.update_losses else history.train_losses
+    return not math.isfinite(path[-1]) or path[-1] > path[0]
+
+
+def updates_to_target(history: History, target: float) -> int | None:
+    """Updates from which the training loss stays at or below the target until the end of the budget: 0 if it
+    never leaves it, None if the run ends above it or diverged (ended_diverged).
+
+    Counted on the full-dataset training loss after every update (fit_population(record_updates=True)), the last,
+    partial batch of an epoch included as the update it is. A run that touches the target and climbs away again
+    has not reached it: first_touch_updates counts that touch.
     """
-    if history.train_losses and history.train_losses[0] <= target:
-        return 0
-    for update, loss in enumerate(history.update_losses, start=1):
+    path = training_loss_path(history)
+    if ended_diverged(history) or not path or path[-1] > target:
+        return None
+    above = [index for index, loss in enumerate(path) if loss > target]
+    return above[-1] + 1 if above else 0
+
+
+def first_touch_updates(history: History, target: float) -> int | None:
+    """Updates until the training loss first falls to the target, whatever it does afterwards: 0 if it starts
+    there, None if never (diverged runs count up to their last finite loss)."""
+    for update, loss in enumerate(training_loss_path(history)):
         if loss <= target:
             return update
     return None
@@ -343,6 +368,7 @@ def run_study(
     study = open_study(config, batch_size, storage)
     train_config = config.train.with_batch_size(batch_size)
     floor = objective_floor(config.objective, data)
+    distribution = trial_distribution(study, config)
     while True:
         fail_abandoned_trials(study)
         done = finished_count(study)
@@ -350,14 +376,15 @@ def run_study(
             progress(batch_size, done, config.n_trials)
         if done >= config.n_trials:
             return study
-        live = len(live_trials(study))
-        wanted = min(config.population, config.n_trials - done - live)
+        # Budget held elsewhere: trials other workers run. Enqueued (WAITING) ones are not held: asking claims them first.
+        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+        wanted = min(config.population, config.n_trials - done - running)
         if wanted <= 0:  # the rest of the budget is with other workers: wait in case one of them dies
             time.sleep(WAIT_POLL_S)
             continue
         asked: list[AskedTrial] = []
         try:
-            trials = ask_within_budget(study, config, wanted, asked)
+            trials = ask_within_budget(study, config, wanted, asked, distribution=distribution)
             if trials:
                 records = train_population(config, train_config, data, study, trials, floor)
         except BaseException:  # interrupted anywhere between ask and tell: nothing of ours stays RUNNING
@@ -386,6 +413,34 @@ def lr_distribution(config: SweepConfig) -> optuna.distributions.FloatDistributi
     return optuna.distributions.FloatDistribution(config.lr_min, config.lr_max, log=True)
 
 
+def trial_distribution(study: optuna.Study, config: SweepConfig) -> optuna.distributions.FloatDistribution:
+    """Where the study's trials sample the lr: the range its scan narrowed it to, else [lr_min, lr_max]."""
+    refinement = study.user_attrs.get(REFINEMENT_ATTR)
+    if not refinement:
+        return lr_distribution(config)
+    return optuna.distributions.FloatDistribution(refinement["lr_min"], refinement["lr_max"], log=True)
+
+
+def prepare_refinement(study: optuna.Study, lr_scan) -> None:
+    """Make a new study refine its scan (mbgd.scan.LrScan): record the narrowed range the trials sample (between
+    the best scan point's neighbours) and enqueue the best scan lr as the first trial. A study that already has
+    trials or a range keeps them (a resumed study goes on as it began)."""
+    if study.user_attrs.get(REFINEMENT_ATTR) is not None or study.get_trials(deepcopy=False):
+        return
+    low, high = lr_scan.refinement_range()
+    study.set_user_attr(
+        REFINEMENT_ATTR,
+        {
+            "lr_min": low,
+            "lr_max": high,
+            "scan_points": len(lr_scan.lrs),
+            "scan_best_lr": lr_scan.best_lr,
+            "scan_best_value": lr_scan.best_value,
+        },
+    )
+    study.enqueue_trial({"lr": lr_scan.best_lr})
+
+
 def propose_lrs(study: optuna.Study, count: int, distribution: optuna.distributions.FloatDistribution) -> list[float]:
     """The study's sampler's next `count` learning rates, proposed on an in-memory copy of the study.
 
@@ -401,7 +456,12 @@ def propose_lrs(study: optuna.Study, count: int, distribution: optuna.distributi
 
 
 def ask_within_budget(
-    study: optuna.Study, config: SweepConfig, wanted: int, asked: list[AskedTrial] | None = None
+    study: optuna.Study,
+    config: SweepConfig,
+    wanted: int,
+    asked: list[AskedTrial] | None = None,
+    *,
+    distribution: optuna.distributions.FloatDistribution | None = None,
 ) -> list[AskedTrial]:
     """Create `wanted` RUNNING trials with the sampler's learning rates, each in one storage write with its
     owner's attributes (each also appended to `asked` at once, so that an interruption can fail it); those another
@@ -409,7 +469,7 @@ def ask_within_budget(
     trials = asked if asked is not None else []
     storage = study._storage  # trials are created from templates, an operation of the storage
     study_id = storage.get_study_id_from_name(study.study_name)
-    distribution = lr_distribution(config)
+    distribution = distribution or lr_distribution(config)
     owner = {"host": HOST, "pid": os.getpid()}
     already = len(trials)
     claim_waiting(study, wanted, owner, distribution, trials)
@@ -603,16 +663,38 @@ class BatchSizeResult:
     theory: dict[str, float]
     trials: list[tuple[float, float, bool]]  # (lr, value, diverged) of every COMPLETE trial
     pruned_trials: int
+    lr_scan: object | None = None  # mbgd.scan.LrScan of the study (None with --scan 0)
+    trials_to_5pct_by_seed: list[int | None] | None = None  # TPE without the scan, per sampler seed
+
+    @property
+    def scan_summary(self) -> dict:
+        """scan_best_lr, scan_best_value, scan_at_edge, tuned_regret (the tuned best relative to the scan's)."""
+        from mbgd.scan import relative_regret
+
+        scan = self.lr_scan
+        if scan is None:
+            return {"scan_best_lr": None, "scan_best_value": None, "scan_at_edge": None, "tuned_regret": None}
+        return {
+            "scan_best_lr": scan.best_lr,
+            "scan_best_value": scan.best_value,
+            "scan_at_edge": scan.at_edge or None,
+            "tuned_regret": relative_regret(scan.objective, self.best_value, scan.best_value),
+        }
 
 
-def analyse_batch_size(config: SweepConfig, study: optuna.Study, data: RegressionData) -> BatchSizeResult:
-    """Best trial, its seeds, the fixed-lr seeds in both precisions, and the epoch-map theory."""
+def analyse_batch_size(
+    config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan=None
+) -> BatchSizeResult:
+    """Best trial, its seeds, the fixed-lr seeds in both precisions, the epoch-map theory, and what tuning costs:
+    the scan's best and how many TPE trials without the scan reach 5% of the optimum."""
+    from mbgd import scan
     batch_size = int(study.study_name.rsplit("-b", 1)[1])
     best = study.best_trial
     best_lr = float(best.params["lr"])
     other_dtype = "float64" if config.train.dtype == "float32" else "float32"
     epoch_theory = theory.epoch_map_theory(data.x, batch_size)
     theory_values = {f"theory_{key}": value for key, value in epoch_theory.as_dict().items() if key != "batch_size"}
+    theory_values["theory_stable_intervals"] = [list(pair) for pair in theory.stable_intervals(data.x, batch_size)]
     theory_values["spectral_radius_at_best_lr"] = float(theory.spectral_radius(data.x, batch_size, best_lr))
     theory_values["spectral_radius_at_fixed_lr"] = float(theory.spectral_radius(data.x, batch_size, config.train.lr))
     theory_values["transient_at_fixed_lr"] = theory.max_transient_amplification(data.x, batch_size, config.train.lr)
@@ -620,6 +702,10 @@ def analyse_batch_size(config: SweepConfig, study: optuna.Study, data: Regressio
         (float(t.params["lr"]), float(t.value), bool(t.user_attrs.get("diverged", False)))
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     ]
+    optimum = min(float(best.value), lr_scan.best_value) if lr_scan is not None else float(best.value)
+    cost = None
+    if config.tuning_cost_seeds:
+        cost = scan.tpe_trials_to_within(config, data, batch_size, optimum, seeds=config.tuning_cost_seeds)
     return BatchSizeResult(
         batch_size=batch_size,
         best_lr=best_lr,
@@ -631,7 +717,16 @@ def analyse_batch_size(config: SweepConfig, study: optuna.Study, data: Regressio
         theory=theory_values,
         trials=trials,
         pruned_trials=len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))),
+        lr_scan=lr_scan,
+        trials_to_5pct_by_seed=cost,
     )
+
+
+def median_trials(found: Sequence[int | None]) -> int | None:
+    """The lower median of per-seed trial counts, a seed that never got there (None) ranking above any count;
+    None when the median is such a seed."""
+    ranked = sorted(found, key=lambda n: math.inf if n is None else n)
+    return ranked[(len(ranked) - 1) // 2] if ranked else None
 
 
 def ranking(results: Sequence[BatchSizeResult], pick: Callable[[BatchSizeResult], SeedRuns]) -> list[int]:
@@ -639,15 +734,20 @@ def ranking(results: Sequence[BatchSizeResult], pick: Callable[[BatchSizeResult]
     return [r.batch_size for r in sorted(results, key=lambda r: (pick(r).objective_mean, r.batch_size))]
 
 
-def fitted_exponent(batch_sizes: Sequence[int], lrs: Sequence[float]) -> float:
-    """Slope of log(best lr) against log(batch size), least squares; nan with fewer than two batch sizes."""
+def fitted_exponent(batch_sizes: Sequence[int], lrs: Sequence[float]) -> tuple[float, float]:
+    """Slope of log(best lr) against log(batch size) by least squares, and its standard error (the residuals'
+    spread over n - 2 degrees of freedom); nan with fewer than two (slope) or three (error) batch sizes."""
     if len(batch_sizes) < 2:
-        return math.nan
+        return math.nan, math.nan
     xs = [math.log(b) for b in batch_sizes]
     ys = [math.log(lr) for lr in lrs]
     x_mean, y_mean = statistics.fmean(xs), statistics.fmean(ys)
-    denominator = sum((x - x_mean) ** 2 for x in xs)
-    return sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / denominator
+    sxx = sum((x - x_mean) ** 2 for x in xs)
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sxx
+    if len(xs) < 3:
+        return slope, math.nan
+    residuals = sum((y - y_mean - slope * (x - x_mean)) ** 2 for x, y in zip(xs, ys, strict=True))
+    return slope, math.sqrt(residuals / (len(xs) - 2) / sxx)
 
 
 def summarize(config: SweepConfig, results: Sequence[BatchSizeResult]) -> dict:
@@ -671,6 +771,9 @@ def summarize(config: SweepConfig, results: Sequence[BatchSizeResult]) -> dict:
             "diverged_trials": sum(1 for _, _, diverged in r.trials if diverged),
             "complete_trials": len(r.trials),
             "pruned_trials": r.pruned_trials,
+            **r.scan_summary,
+            "trials_to_5pct": None if r.trials_to_5pct_by_seed is None else median_trials(r.trials_to_5pct_by_seed),
+            "trials_to_5pct_by_seed": r.trials_to_5pct_by_seed,
             **r.theory,
         }
     return {
@@ -678,6 +781,8 @@ def summarize(config: SweepConfig, results: Sequence[BatchSizeResult]) -> dict:
         "objective": config.objective,
         "pruner": config.pruner,
         "n_trials": config.n_trials,
+        "scan": config.scan,
+        "tuning_cost_seeds": config.tuning_cost_seeds,
         "lr_range": [config.lr_min, config.lr_max],
         "fixed_lr": config.train.lr,
         "epochs": config.train.epochs,
@@ -690,5 +795,14 @@ def summarize(config: SweepConfig, results: Sequence[BatchSizeResult]) -> dict:
         "ranking_tuned": ranking(results, lambda r: r.tuned),
         "ranking_fixed_lr_by_dtype": {config.train.dtype: ranking_fixed, other_dtype: ranking_other},
         "ranking_fixed_lr_depends_on_precision": ranking_fixed != ranking_other,
-        "best_lr_exponent": fitted_exponent([r.batch_size for r in results], [r.best_lr for r in results]),
+        **dict(
+            zip(
+                ("best_lr_exponent", "best_lr_exponent_se"),
+                [  # JSON has no nan: None where there are too few batch sizes
+                    v if math.isfinite(v) else None
+                    for v in fitted_exponent([r.batch_size for r in results], [r.best_lr for r in results])
+                ],
+                strict=True,
+            )
+        ),
     }

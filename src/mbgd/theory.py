@@ -25,11 +25,12 @@ __all__ = [
     "gradient_noise_scale_path",
     "interpolation_contraction",
     "least_squares_loss",
-    "max_stable_lr",
+    "first_instability_lr",
     "max_transient_amplification",
     "min_spectral_radius",
     "optimal_lr_interpolation",
     "spectral_radius",
+    "stable_intervals",
 ]
 
 _DTYPE = torch.float64
@@ -159,7 +160,7 @@ def _require_identifiable(x: Tensor) -> None:
         raise ValueError("H_full is singular (e.g. constant x): no lr gives a contracting epoch map")
 
 
-def _max_stable_lr(hessians: Tensor, lr_hi: float, per_decade: int = 100) -> float:
+def _first_instability_lr(hessians: Tensor, lr_hi: float, per_decade: int = 100) -> float:
     # For lr <= lr_safe every factor is a symmetric contraction, and with H_full
     # non-singular their product has radius < 1, so the scan starts at lr_safe.
     lo = _lr_safe(hessians)
@@ -182,10 +183,54 @@ def _max_stable_lr(hessians: Tensor, lr_hi: float, per_decade: int = 100) -> flo
     return lo
 
 
-def max_stable_lr(x: Tensor, batch_size: int, lr_hi: float = 10.0) -> float:
-    """Largest lr (<= lr_hi) with spectral radius < 1 on all of (0, lr]: log-grid scan, then bisection."""
+def first_instability_lr(x: Tensor, batch_size: int, lr_hi: float = 10.0) -> float:
+    """The first instability: the largest lr (<= lr_hi) with spectral radius < 1 on all of (0, lr]; log-grid
+    scan, then bisection. Not the largest stable lr: the fixed-order epoch map can be stable again above it
+    (stable_intervals)."""
     _require_identifiable(x)
-    return _max_stable_lr(_stacked_hessians(x, batch_size), lr_hi)
+    return _first_instability_lr(_stacked_hessians(x, batch_size), lr_hi)
+
+
+def _bisect_boundary(hessians: Tensor, stable_lr: float, unstable_lr: float) -> float:
+    """The lr between a stable and an unstable one where the radius crosses 1 (to 1e-7 relative)."""
+    while abs(unstable_lr - stable_lr) > 1e-7 * stable_lr:
+        mid = 0.5 * (stable_lr + unstable_lr)
+        if float(_radii(hessians, torch.tensor([mid], dtype=_DTYPE))[0]) < 1.0:
+            stable_lr = mid
+        else:
+            unstable_lr = mid
+    return 0.5 * (stable_lr + unstable_lr)
+
+
+def stable_intervals(
+    x: Tensor, batch_size: int, lr_hi: float | None = None, per_decade: int = 2000
+) -> list[tuple[float, float]]:
+    """The lrs in (0, lr_hi] where the fixed-order epoch map is stable (spectral radius < 1), as intervals.
+
+    A log grid of per_decade points per decade from the first instability's decade to lr_hi (default: twice
+    full-batch descent's limit 2/lambda_1, past which no batch size is stable here), each edge bisected. Windows
+    narrower than the grid's step can be missed; the first interval always starts at 0.
+    """
+    _require_identifiable(x)
+    hessians = _stacked_hessians(x, batch_size)
+    lr_hi = 2 * full_batch_max_stable_lr(x) if lr_hi is None else float(lr_hi)
+    first = _first_instability_lr(hessians, lr_hi)
+    if first >= lr_hi:
+        return [(0.0, lr_hi)]
+    num = max(2, math.ceil(per_decade * math.log10(lr_hi / first)) + 1)
+    grid = torch.logspace(math.log10(first), math.log10(lr_hi), num, dtype=_DTYPE)
+    stable = (_radii(hessians, grid) < 1.0).tolist()  # NaN counts as unstable
+    stable[0] = True  # `first` itself is the last stable lr of the first interval
+    intervals, start = [], 0.0
+    for i in range(1, len(stable)):
+        if stable[i - 1] and not stable[i]:
+            end = first if i == 1 and start == 0.0 else _bisect_boundary(hessians, float(grid[i - 1]), float(grid[i]))
+            intervals.append((start, end))
+        elif not stable[i - 1] and stable[i]:
+            start = _bisect_boundary(hessians, float(grid[i]), float(grid[i - 1]))
+    if stable[-1]:
+        intervals.append((start, lr_hi))
+    return intervals
 
 
 def _best_lr(hessians: Tensor, lr_max: float, per_decade: int = 50) -> tuple[float, float]:
@@ -206,12 +251,12 @@ def _best_lr(hessians: Tensor, lr_max: float, per_decade: int = 50) -> tuple[flo
 
 
 def best_lr(x: Tensor, batch_size: int) -> float:
-    """lr in (0, max_stable_lr] minimising the epoch-map spectral radius."""
+    """lr in (0, first_instability_lr] minimising the epoch-map spectral radius."""
     return epoch_map_theory(x, batch_size).best_lr
 
 
 def min_spectral_radius(x: Tensor, batch_size: int) -> float:
-    """Smallest epoch-map spectral radius over lr in (0, max_stable_lr]."""
+    """Smallest epoch-map spectral radius over lr in (0, first_instability_lr]."""
     return epoch_map_theory(x, batch_size).min_spectral_radius
 
 
@@ -239,7 +284,7 @@ class EpochMapTheory:
     """Stability summary of the unshuffled epoch map for one batch size."""
 
     batch_size: int
-    max_stable_lr: float
+    first_instability_lr: float  # the radius first reaches 1 here; the map may be stable again above it
     best_lr: float
     min_spectral_radius: float
     transient_at_best_lr: float
@@ -253,11 +298,11 @@ def epoch_map_theory(x: Tensor, batch_size: int) -> EpochMapTheory:
     """Max stable lr, best lr, its radius and transient amplification for one batch size."""
     _require_identifiable(x)
     hessians = _stacked_hessians(x, batch_size)
-    lr_max = _max_stable_lr(hessians, 10.0)
+    lr_max = _first_instability_lr(hessians, 10.0)
     lr_best, radius = _best_lr(hessians, lr_max)
     return EpochMapTheory(
         batch_size=_check_batch_size(batch_size),
-        max_stable_lr=lr_max,
+        first_instability_lr=lr_max,
         best_lr=lr_best,
         min_spectral_radius=radius,
         transient_at_best_lr=_transient(hessians, lr_best),

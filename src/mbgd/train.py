@@ -78,12 +78,14 @@ def fit_population(
     *,
     record_batch_loss: bool = False,
     record_updates: bool = False,
+    keep_update_params: bool = True,
     on_epoch: EpochHook | None = None,
 ) -> list[History]:
     """Train one model per learning rate, together, over one DataLoader; returns one History per lr.
 
-    record_updates fills each History's update_losses and update_params: the parameters are kept after every
-    update and their full-dataset training losses computed in one pass at the end of each epoch.
+    record_updates fills each History's update_losses and (unless keep_update_params is False) update_params:
+    the parameters are kept after every update and their full-dataset training losses computed in one pass at
+    the end of each epoch.
     """
     if not lrs:
         raise ConfigError("at least one learning rate is needed")
@@ -130,7 +132,7 @@ def fit_population(
             _append_batch_losses(histories, rows, batch_losses)
             batch_losses = None
         if record_updates and update_params:
-            _append_updates(histories, rows, torch.stack(update_params), data)
+            _append_updates(histories, rows, torch.stack(update_params), data, keep_params=keep_update_params)
             update_params.clear()
         finite = torch.isfinite(eval_loss) & torch.isfinite(train_loss)
         for row, member in enumerate(rows):
@@ -230,14 +232,17 @@ def _append_batch_losses(histories: list[History], members: list[int], losses: t
         histories[member].batch_losses.extend(losses[:, row].tolist())
 
 
-def _append_updates(histories: list[History], members: list[int], params: torch.Tensor, data: RegressionData) -> None:
+def _append_updates(
+    histories: list[History], members: list[int], params: torch.Tensor, data: RegressionData, *, keep_params: bool
+) -> None:
     """Parameters after each update of one epoch, shape (updates, rows, d + 1), and their training losses."""
     updates, rows, width = params.shape
     flat = params.reshape(updates * rows, width)
     losses = full_dataset_loss(flat[:, :-1], flat[:, -1], data.x, data.y_train).reshape(updates, rows)
-    for row, member in enumerate(members):
-        histories[member].update_losses.extend(losses[:, row].tolist())
-        histories[member].update_params.extend(params[:, row].tolist())
+    for row, (member, column) in enumerate(zip(members, losses.T.tolist(), strict=True)):
+        histories[member].update_losses.extend(column)
+        if keep_params:
+            histories[member].update_params.extend(params[:, row].tolist())
 
 
 def _truncate_at_non_finite(history: History) -> None:
@@ -248,7 +253,8 @@ def _truncate_at_non_finite(history: History) -> None:
             del history.batch_losses[position:]
             break
     for position, value in enumerate(history.update_losses):
-        if not math.isfinite(value) or not all(math.isfinite(v) for v in history.update_params[position]):
+        params = history.update_params[position] if history.update_params else ()
+        if not math.isfinite(value) or not all(math.isfinite(v) for v in params):
             del history.update_losses[position:]
             del history.update_params[position:]
             break
