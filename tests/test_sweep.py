@@ -236,6 +236,25 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     best_child = client.get_run(parent.data.tags["best_run_b1"])
     assert best_child.data.params["trial"] == str(study.best_trial.number)
     assert "| batch size |" in parent.data.tags["mlflow.note.content"]
+    # The scan: 512 lrs as a table, its best enqueued as the first trial, the trials inside its best's neighbours.
+    assert {"lr_scan.png", "lr_scan"} <= artifacts
+    table = Path(client.download_artifacts(parent.info.run_id, "lr_scan/tiny-b1.csv", str(tmp_path))).read_text()
+    header, *lines = table.splitlines()
+    assert header == "lr,objective,first_touch,diverged" and len(lines) == 512
+    scan_rows = [[float(v) if v else None for v in line.split(",")] for line in lines]
+    assert scan_rows[0][0] == pytest.approx(1e-4) and scan_rows[-1][0] == pytest.approx(1.0)
+    best_scan = min(r[1] for r in scan_rows)
+    assert row["scan_best_value"] == best_scan
+    assert row["scan_best_lr"] in [r[0] for r in scan_rows if r[1] == best_scan]
+    assert study.trials[0].params["lr"] == pytest.approx(row["scan_best_lr"], rel=1e-12)
+    neighbours = [r[0] for r in scan_rows]
+    i = neighbours.index(row["scan_best_lr"])
+    assert all(neighbours[i - 1] <= t.params["lr"] <= neighbours[i + 1] for t in study.trials)
+    assert row["tuned_regret"] == pytest.approx(10 ** (row["best_value"] - best_scan) - 1)  # auc: geometric means
+    assert row["tuned_regret"] <= 0 and row["scan_at_edge"] is None
+    assert len(row["trials_to_5pct_by_seed"]) == 10
+    by_seed = sorted(n if n is not None else 10**9 for n in row["trials_to_5pct_by_seed"])
+    assert row["trials_to_5pct"] == (by_seed[4] if by_seed[4] < 10**9 else None)
 
     rerun = CliRunner().invoke(main, args)
     assert rerun.exit_code == 0, rerun.output

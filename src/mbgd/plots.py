@@ -354,7 +354,8 @@ def scaling_lr_figure(summary: dict) -> Figure:
         for order in summary["orders"]:
             rows = _scaling_rows(summary, order, regime_key)
             color, marker, label = _ORDER_STYLES[order]
-            axes.plot([b for b, _ in rows], [r["best_lr"] for b, r in rows], marker=marker, color=color, label=label)
+            tuned = [(b, r["best_lr"]) for b, r in rows if r["best_lr"] is not None]  # None: no lr reached
+            axes.plot([b for b, _ in tuned], [lr for _, lr in tuned], marker=marker, color=color, label=label)
         low, high = axes.get_xlim()
         ms = [low * (high / low) ** (i / 200) for i in range(201)]
         beta, lambda_1 = summary["beta"], summary["lambda_1"]

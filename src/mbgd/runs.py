@@ -437,7 +437,8 @@ def scaling_metrics(result, summary: dict) -> list:
             scalars[f"measured_critical_batch_size/{key}"] = curve.fit.critical_batch_size
         for point in curve.points:
             updates, _ = point.stat("updates")
-            metrics += tracking.scalars({f"best_lr/{key}": point.best_lr}, step=point.batch_size)
+            if point.best_value < point.worst_value:
+                metrics += tracking.scalars({f"best_lr/{key}": point.best_lr}, step=point.batch_size)
             if math.isfinite(updates):
                 metrics += tracking.scalars({f"updates_to_target/{key}": updates}, step=point.batch_size)
             path = [(step, v) for step, v in enumerate(point.runs[0].noise_scales) if math.isfinite(v)]

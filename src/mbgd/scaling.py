@@ -60,6 +60,7 @@ class ScalingPoint:
     eta_star: float  # the interpolation theory's step for this batch size
     runs: list[SeedRun]
     lr_scan: LrScan | None = None  # the study's dense scan (None with --scan 0)
+    worst_value: float = math.inf  # what a trial scores that never reaches the target within the budget
 
     @property
     def tuned_regret(self) -> float:
@@ -276,6 +277,9 @@ def measure_scaling(
                     eta_star=etas[batch_size],
                     runs=seed_runs(study_config, batch_size, best_lr),
                     lr_scan=lr_scan,
+                    worst_value=sweep.worst_value(
+                        "updates_to", study_config.train.epochs, updates_per_epoch(data.n, batch_size, study_config.train)
+                    ),
                 )
                 points.append(point)
                 if progress:
@@ -285,12 +289,17 @@ def measure_scaling(
     return ScalingResult(config, base_data, scaling_theory(base_data.x, config.sweep.batch_sizes), curves)
 
 
+def updates_per_epoch(n: int, batch_size: int, config: TrainConfig) -> int:
+    return n // batch_size if config.drop_last else math.ceil(n / batch_size)
+
+
 def progress_line(order: str, targets: str, point: ScalingPoint) -> str:
     """One finished study, as `mbgd scaling` prints it; a scan whose best lr is an end of the range says so."""
     updates, _ = point.stat("updates")
     reached = f"{updates:.4g} updates to target" if point.reached else "never reached the target"
+    best = f"best lr {point.best_lr:.4g}" if point.best_value < point.worst_value else "no lr reached the target"
     line = (
-        f"{order:>8} {REGIMES[targets]:>13} batch size {point.batch_size:>4}: best lr {point.best_lr:.4g}, "
+        f"{order:>8} {REGIMES[targets]:>13} batch size {point.batch_size:>4}: {best}, "
         f"{reached} ({point.reached}/{len(point.runs)} seeds reached it)"
     )
     if point.lr_scan is not None and not point.lr_scan.reached:
@@ -330,6 +339,14 @@ def noise_scale_at_target(curves: Sequence[ScalingCurve]) -> dict[str, float]:
     return by_order
 
 
+def lr_exponent(curve: ScalingCurve) -> dict:
+    """The log-log slope of the tuned lr against the batch size over the grid, with its standard error (None where
+    fewer than three batch sizes have a tuned lr)."""
+    tuned = [(p.batch_size, p.best_lr) for p in curve.points if p.best_value < p.worst_value]
+    slope, error = sweep.fitted_exponent([b for b, _ in tuned], [lr for _, lr in tuned])
+    return {"best_lr_exponent": _number(slope), "best_lr_exponent_se": _number(error)}
+
+
 def scan_summary(point: ScalingPoint) -> dict:
     """The scan's best and what tuning left on the table; None where there was no scan or no lr reached."""
     scan = point.lr_scan
@@ -354,9 +371,16 @@ def summarize(result: ScalingResult) -> dict:
             "fewest_updates": _number(curve.fit.s_min),
             "fewest_samples": _number(curve.fit.e_min),
             "noise_scale_at_target": _number(curve_noise_scale(curve)),
+            **lr_exponent(curve),
         }
         for point in curve.points:
-            row = {"best_lr": point.best_lr, "best_value": point.best_value, "eta_star": point.eta_star}
+            # A study in which no lr reached the target has no best lr: every trial scored the worst value.
+            tuned = point.best_value < point.worst_value
+            row = {
+                "best_lr": point.best_lr if tuned else None,
+                "best_value": point.best_value,
+                "eta_star": point.eta_star,
+            }
             for name, key in (
                 ("updates", "updates_to_target"),
                 ("first_touch", "first_touch_updates"),
