@@ -23,7 +23,7 @@ from pathlib import Path
 
 from harness import OUTPUT_DIR, PROJECT_ROOT, Context, Result, machine_line
 
-BENCHMARKS = {  # id -> module with run(context) -> list[Result]
+BENCHMARKS = {  # id -> module with run(context) -> list[Result], or module:function
     "P1": "p1_train",
     "P2": "p2_sweep",
     "P3": "p3_loader",
@@ -31,6 +31,9 @@ BENCHMARKS = {  # id -> module with run(context) -> list[Result]
     "S1": "s1_epoch_time",
     "M1": "m1_memory",
     "PR": "pr_pruning",
+    "P5": "p5_commands:train",
+    "P6": "p5_commands:sweep",
+    "P7": "p5_commands:scaling",
 }
 
 
@@ -71,7 +74,8 @@ def main(argv: list[str]) -> int:
             context = Context(workdir=Path(workdir), output_dir=OUTPUT_DIR, quick=args.quick)
             for benchmark_id in args.ids:
                 print(f"{benchmark_id} ...", flush=True)
-                for result in importlib.import_module(BENCHMARKS[benchmark_id]).run(context):
+                module, _, function = BENCHMARKS[benchmark_id].partition(":")
+                for result in getattr(importlib.import_module(module), function or "run")(context):
                     results.append(result)
                     print(result.line(quick=args.quick), flush=True)
         finally:

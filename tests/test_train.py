@@ -9,7 +9,7 @@ import torch
 
 from mbgd.config import ConfigError, DataSpec, TrainConfig
 from mbgd.data import RegressionData, RegressionDataset, load_data, make_loader
-from mbgd.train import fit, fit_population, predict
+from mbgd.train import fit, fit_population, full_dataset_loss, predict
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -78,7 +78,9 @@ def autograd_epoch_losses(config: TrainConfig, data: RegressionData, lrs: list[f
     curves = []
     for epoch in range(config.epochs + 1):
         with torch.no_grad():
-            curves.append(((predict(w, b, data.x) - data.y_eval) ** 2).mean(dim=1).tolist())
+            # Measured as fit measures it: what must agree to the bit are the updates. (With several features, a
+            # BLAS matmul and an elementwise sum add in orders that differ between CPUs.)
+            curves.append(full_dataset_loss(w.detach(), b.detach(), data.x, data.y_eval).tolist())
         if epoch == config.epochs:
             break
         for xb, yb in loader:

@@ -12,7 +12,7 @@ def _format_ranking(ranking: list[int]) -> str:
     return " < ".join(str(b) for b in ranking) if ranking else "-"
 
 
-def summary_markdown(summary: dict) -> str:
+def summary_markdown(summary: dict, *, subheading: str = "##") -> str:
     """summary.md: the per-batch-size table, both rankings and the precision check, from summary.json."""
     by_batch_size = summary["by_batch_size"]
     seeds = summary["seeds"]
@@ -65,7 +65,7 @@ def summary_markdown(summary: dict) -> str:
             f"batch size {b}: {_intervals(row['theory_stable_intervals'])}" for b, row in by_batch_size.items()
         )
         + ".",
-        *tuning_cost_markdown(summary),
+        *tuning_cost_markdown(summary, heading=subheading),
     ]
     return "\n".join(lines) + "\n"
 
@@ -132,7 +132,9 @@ def _final(history) -> str:
     return "diverged" if history.diverged else f"{history.final_loss:.4g}"
 
 
-def report_markdown(summary: dict, histories_by_dtype: dict[str, dict], fixed_lr: float) -> str:
+def report_markdown(
+    summary: dict, histories_by_dtype: dict[str, dict], fixed_lr: float, *, exact_targets: dict | None = None
+) -> str:
     """report.md: the reproduction in both precisions, the sweep's table, and findings read off the numbers."""
     dtypes = list(histories_by_dtype)
     batch_sizes = sorted(histories_by_dtype[dtypes[0]])
@@ -158,7 +160,7 @@ def report_markdown(summary: dict, histories_by_dtype: dict[str, dict], fixed_lr
             first = ", ".join(f"{v:.4g}" for v in history.epoch_losses[:4])
             lines.append(f"| {batch_size} | {dtype} | {first} | {_final(history)} |")
     lines += ["", "![tutorial comparison](tutorial_comparison.png)", "", "## 2. Each batch size at its own learning rate", ""]
-    lines += summary_markdown(summary).splitlines()[2:]
+    lines += summary_markdown(summary, subheading="###").splitlines()[2:]
     lines += ["", "![tuned comparison](tuned_comparison.png)", "", "![tuned cost](tuned_cost.png)", ""]
     lines += ["![lr sensitivity](lr_sensitivity.png)", "", "![best lr](best_lr_vs_batch_size.png)", ""]
     lines += ["## 3. Findings", ""]
@@ -171,8 +173,13 @@ def report_markdown(summary: dict, histories_by_dtype: dict[str, dict], fixed_lr
     )
     for batch_size in batch_sizes:
         row = rows[str(batch_size)]
+        others = [pair for pair in row.get("theory_stable_intervals", [])[1:]]
+        again = (
+            " (stable again on " + ", ".join(f"[{low:.4g}, {high:.4g})" for low, high in others) + ")" if others else ""
+        )
         lines.append(
-            f"- **Batch size {batch_size}, theory.** Stable up to lr {row['theory_first_instability_lr']:.4g}; the fastest "
+            f"- **Batch size {batch_size}, theory.** First instability at lr {row['theory_first_instability_lr']:.4g}"
+            f"{again}; the fastest "
             f"contraction per epoch is {row['theory_min_spectral_radius']:.3g} at lr {row['theory_best_lr']:.4g} "
             f"(the study found {row['best_lr']:.4g}). At lr {fixed_lr:g} the epoch contracts the error by "
             f"{row['spectral_radius_at_fixed_lr']:.3g} but can amplify it {row['transient_at_fixed_lr']:.3g}x "
@@ -187,7 +194,17 @@ def report_markdown(summary: dict, histories_by_dtype: dict[str, dict], fixed_lr
         + "; ".join(f"{_format_ranking(r)} in {d}" for d, r in precision.items())
         + (" — it depends on the precision" if summary["ranking_fixed_lr_depends_on_precision"] else " — the same")
         + ". Final losses: " + "; ".join(f"{d} ({f})" for d, f in finals.items())
-        + ". A large transient amplification turns rounding errors into a visible difference."
+        + ". A large transient amplification turns rounding errors into a visible difference"
+        + (
+            ": the tutorial's targets are computed in float32 (-5·X on float32 X), and a float64 run casts them, "
+            "rounding included. With the targets computed in float64 (`--targets-dtype float64`, preset "
+            "`experiments/tutorial-float64-targets.toml`) the float64 final losses are "
+            + ", ".join(f"{b}: {_final(h)}" for b, h in exact_targets.items())
+            + f" (the noise floor is {summary.get('noise_floor', float('nan')):.6g}): the float64 run's gap comes from "
+            "the targets' float32 rounding, amplified within each epoch, not from float64 arithmetic."
+            if exact_targets
+            else "."
+        )
     )
     lines.append(
         f"- **Best lr vs batch size:** {exponent_text(summary)} (1 would be the linear scaling rule, 0.5 the "
