@@ -7,7 +7,6 @@ Pure of MLflow: what a sweep trains is reported through the `on_trials` and `pro
 from __future__ import annotations
 
 import contextlib
-import datetime
 import math
 import os
 import statistics
@@ -22,21 +21,17 @@ import torch
 from mbgd import theory
 from mbgd.config import ConfigError, SweepConfig, TrainConfig, redact
 from mbgd.data import RegressionData, load_data
-from mbgd import liveness
-from mbgd.liveness import HOST, process_alive
+from mbgd import protocol
+from mbgd.protocol import FINISHED_STATES, AskedTrial
 from mbgd.train import EpochHook, History, fit_population
 
 # Where a trial lands when training diverged: worse than any finite run can score. auc is a mean of log10
 # losses, and float32's largest finite value is about 10^38.5.
 WORST_VALUE = {"auc": 40.0, "final": 1e40}
 FLOOR_TOLERANCE = 0.05  # "reached the noise floor" = within 5% of the least-squares loss
-# A running trial records a heartbeat this often; one silent for the grace period is failed and retried.
-HEARTBEAT_INTERVAL_S = 5
-GRACE_PERIOD_S = 20
 WAIT_POLL_S = 1.0  # how often a worker with nothing to ask checks whether other workers' trials ended
 SETTINGS_ATTR = "mbgd_settings"
 REFINEMENT_ATTR = "mbgd_refinement"  # the lr range a scanned study's trials sample, and the scan's best
-WORKER_ATTR = "worker"  # {"host", "pid"} of the process that asked the trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -202,21 +197,21 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage for the URL, or a ConfigError a user can act on.
 
     Every URL is an RDB storage (sqlite, PostgreSQL, MySQL) with heartbeats, so a trial whose process died is
-    failed and its budget retried. sqlite gets a write-ahead log and a 60 s busy timeout: several local workers
-    then share one file without "database is locked".
+    failed and its budget retried. sqlite gets a write-ahead log and a busy timeout (protocol.BUSY_TIMEOUT_S):
+    several local workers then share one file without "database is locked".
     """
     try:
         engine_kwargs = {}
         if url.startswith("sqlite:///"):
             _use_write_ahead_log(url[len("sqlite:///") :])
-            engine_kwargs = {"connect_args": {"timeout": 60}}
+            engine_kwargs = {"connect_args": {"timeout": protocol.BUSY_TIMEOUT_S}}
         with warnings.catch_warnings():  # heartbeats have been "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                grace_period=GRACE_PERIOD_S,
+                heartbeat_interval=protocol.HEARTBEAT_INTERVAL_S,
+                grace_period=protocol.GRACE_PERIOD_S,
             )
         if url.startswith("sqlite:///"):
             _sync_at_checkpoints(storage.engine)
@@ -244,7 +239,7 @@ def _use_write_ahead_log(path: str) -> None:
 
     if path in ("", ":memory:"):
         return
-    with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
+    with contextlib.closing(sqlite3.connect(path, timeout=protocol.BUSY_TIMEOUT_S)) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
 
 
@@ -269,9 +264,6 @@ def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.Ba
             "use another --name or the same settings"
         )
     return study
-
-
-FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def remaining_trials(config: SweepConfig, storage: optuna.storages.BaseStorage) -> int:
@@ -340,15 +332,6 @@ def pruning_hook(objective: str, trials: Sequence[optuna.trial.Trial], epochs: i
     return on_epoch
 
 
-def live_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that hold budget without being finished: RUNNING ones, and WAITING ones that a worker will run
-    (enqueued with an lr; see claim_waiting)."""
-    return [
-        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING))
-        if t.state == optuna.trial.TrialState.RUNNING or enqueued_lr(t) is not None
-    ]
-
-
 def run_study(
     config: SweepConfig,
     data: RegressionData,
@@ -360,47 +343,36 @@ def run_study(
 ) -> optuna.Study:
     """Ask, train and tell populations of trials until the study has n_trials finished ones.
 
-    Safe with several workers (processes or machines) on one storage: a worker asks only for the budget that
-    no other worker holds, gives back trials it asked beyond it, and waits while others finish theirs, so the
-    study ends at exactly n_trials. A trial whose worker died is failed (same host: its process is gone; any
-    host: its heartbeat stopped) and its budget asked again.
+    Safe with any number of workers (processes or machines) on one storage: a worker takes only budget no other
+    worker holds (mbgd.protocol says why that is exact) and waits while others finish theirs. A trial whose
+    worker died is failed (same host: its process is gone; another host: its heartbeat stopped) and its budget
+    asked again.
     """
     study = open_study(config, batch_size, storage)
     train_config = config.train.with_batch_size(batch_size)
     floor = objective_floor(config.objective, data)
     distribution = trial_distribution(study, config)
     while True:
-        fail_abandoned_trials(study)
-        done = finished_count(study)
-        if progress:
-            progress(batch_size, done, config.n_trials)
-        if done >= config.n_trials:
-            return study
-        # Budget held elsewhere: trials other workers run. Enqueued (WAITING) ones are not held: asking claims them first.
-        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-        wanted = min(config.population, config.n_trials - done - running)
-        if wanted <= 0:  # the rest of the budget is with other workers: wait in case one of them dies
-            time.sleep(WAIT_POLL_S)
-            continue
-        asked: list[AskedTrial] = []
+        trials: list[AskedTrial] = []
         try:
-            trials = ask_within_budget(study, config, wanted, asked, distribution=distribution)
+            done = protocol.reserve(
+                study, config.n_trials, config.population, distribution,
+                lambda count: propose_lrs(study, count, distribution), trials,
+            )
+            if progress:
+                progress(batch_size, done, config.n_trials)
             if trials:
                 records = train_population(config, train_config, data, study, trials, floor)
         except BaseException:  # interrupted anywhere between ask and tell: nothing of ours stays RUNNING
-            fail_unfinished(study, asked)
+            fail_unfinished(study, trials)
             raise
-        if trials and on_trials:
+        if not trials:
+            if done >= config.n_trials:
+                return study
+            time.sleep(WAIT_POLL_S)  # the rest of the budget is with other workers: wait in case one of them dies
+            continue
+        if on_trials:
             on_trials(batch_size, study.study_name, records)
-
-
-@dataclass
-class AskedTrial:
-    """A RUNNING trial of the study, created with its learning rate; its number is known once read back."""
-
-    trial_id: int
-    lr: float
-    number: int | None = None
 
 
 def fail_unfinished(study: optuna.Study, trials: Sequence[AskedTrial]) -> None:
@@ -463,162 +435,77 @@ def ask_within_budget(
     *,
     distribution: optuna.distributions.FloatDistribution | None = None,
 ) -> list[AskedTrial]:
-    """Create `wanted` RUNNING trials with the sampler's learning rates, each in one storage write with its
-    owner's attributes (each also appended to `asked` at once, so that an interruption can fail it); those another
-    worker's concurrent asks pushed past the budget are failed at once."""
+    """Take up to `wanted` RUNNING trials of the budget no other worker holds (enqueued ones first, then new ones
+    with the sampler's learning rates, each created in one storage write with its owner's attributes), each
+    appended to `asked` at once so that an interruption can fail it; [] when other workers hold the rest."""
     trials = asked if asked is not None else []
-    storage = study._storage  # trials are created from templates, an operation of the storage
-    study_id = storage.get_study_id_from_name(study.study_name)
     distribution = distribution or lr_distribution(config)
-    owner = {"host": HOST, "pid": os.getpid()}
-    already = len(trials)
-    claim_waiting(study, wanted, owner, distribution, trials)
-    for lr in propose_lrs(study, wanted - (len(trials) - already), distribution):
-        template = optuna.trial.create_trial(
-            state=optuna.trial.TrialState.RUNNING,
-            params={"lr": lr},
-            distributions={"lr": distribution},
-            user_attrs={WORKER_ATTR: owner},
-        )
-        trials.append(AskedTrial(storage.create_new_trial(study_id, template_trial=template), lr))
-        record_heartbeat(storage, trials[-1].trial_id)  # at once: a trial with none is never found stale
-    held = [*study.get_trials(deepcopy=False, states=FINISHED_STATES), *live_trials(study)]
-    numbers = {t._trial_id: t.number for t in held}
-    within = set(sorted(numbers.values())[: config.n_trials])
-    for trial in trials:
-        trial.number = numbers.get(trial.trial_id)
-        if trial.number not in within:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # failed by another worker
-                storage.set_trial_user_attr(
-                    trial.trial_id, "fail_reason", "asked beyond the budget by concurrent workers; not run"
-                )
-                storage.set_trial_state_values(trial.trial_id, state=optuna.trial.TrialState.FAIL)
-    return [trial for trial in trials if trial.number in within]
-
-
-def claim_waiting(
-    study: optuna.Study,
-    wanted: int,
-    owner: dict,
-    distribution: optuna.distributions.FloatDistribution,
-    claimed: list[AskedTrial],
-) -> None:
-    """Run enqueued (WAITING) trials first, as Study.ask does: up to `wanted` of those with an lr, appended to
-    `claimed`, each taken RUNNING by one worker only (the storage refuses a second claim)."""
-    storage = study._storage
-    limit = len(claimed) + wanted
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-        if len(claimed) >= limit:
-            return
-        lr = enqueued_lr(trial)
-        if lr is None:
-            continue
-        if storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.RUNNING):
-            claimed.append(AskedTrial(trial._trial_id, lr, trial.number))
-            storage.set_trial_param(trial._trial_id, "lr", distribution.to_internal_repr(lr), distribution)
-            storage.set_trial_user_attr(trial._trial_id, WORKER_ATTR, owner)
-            record_heartbeat(storage, trial._trial_id)
-
-
-def enqueued_lr(trial: optuna.trial.FrozenTrial) -> float | None:
-    """The lr a WAITING trial was enqueued with (Study.enqueue_trial keeps it as a fixed param), if any."""
-    lr = trial.params.get("lr", trial.system_attrs.get("fixed_params", {}).get("lr"))
-    return None if lr is None else float(lr)
-
-
-def record_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
-    if isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat):
-        storage.record_heartbeat(trial_id)
+    first = len(trials)
+    protocol.reserve(
+        study, config.n_trials, wanted, distribution, lambda count: propose_lrs(study, count, distribution), trials
+    )
+    return trials[first:]
 
 
 def train_population(config, train_config, data, study, trials: Sequence[AskedTrial], floor) -> list[TrialRecord]:
-    """Train the trials' learning rates together (heartbeats on), then tell each its value or its pruning."""
-    storage = study._storage
+    """Train the trials' learning rates together, then tell each its value or its pruning (heartbeats on until
+    they are told); returns the records of those told (protocol.tell: a trial another worker failed meanwhile
+    is not)."""
     on_epoch = None
     if config.pruner != "none":  # reports and pruning decisions go through Optuna's Trial
         on_epoch = pruning_hook(
             config.objective, [optuna.trial.Trial(study, t.trial_id) for t in trials], train_config.epochs
         )
     try:
-        with heartbeats(storage, [t.trial_id for t in trials]):
+        with protocol.heartbeats(study._storage, [t.trial_id for t in trials]):
             histories = fit_population(
                 train_config, data, [t.lr for t in trials], on_epoch=on_epoch,
                 record_updates=config.objective == "updates_to",
             )
+            outcomes = {}
+            for trial, history in zip(trials, histories, strict=True):
+                outcome, record = trial_outcome(config, train_config.epochs, floor, trial, history)
+                outcomes[trial.trial_id] = (outcome, record)
+            told = protocol.tell(study, [outcome for outcome, _ in outcomes.values()])
     except BaseException:
         fail_unfinished(study, trials)
         raise
-    records = []
-    for trial, history in zip(trials, histories, strict=True):
-        value = objective_value(
-            config.objective, history, epochs=train_config.epochs, floor=floor, target_ratio=config.target_ratio
-        )
-        if history.diverged:  # one storage write each: set only where they say something
-            storage.set_trial_user_attr(trial.trial_id, "diverged", True)
-            storage.set_trial_user_attr(trial.trial_id, "diverged_reason", history.diverged_reason)
-        if history.stopped_epoch is not None and not history.diverged:
-            value = intermediate_value(config.objective, history.epoch_losses)
-            storage.set_trial_user_attr(trial.trial_id, "pruned_at_epoch", history.stopped_epoch)
-            study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
-            records.append(TrialRecord(trial.number, history.lr, value, "PRUNED", history))
-        elif math.isfinite(value):
-            # Straight to the storage: study.tell would read the trial back twice to validate a finite float.
-            storage.set_trial_state_values(trial.trial_id, state=optuna.trial.TrialState.COMPLETE, values=[value])
-            records.append(TrialRecord(trial.number, history.lr, value, "COMPLETE", history))
-        else:  # no objective has one today; Optuna fails such a trial
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            records.append(TrialRecord(trial.number, history.lr, value, "FAIL", history))
-    return records
+    return [outcomes[outcome.trial.trial_id][1] for outcome in told]
 
 
-@contextlib.contextmanager
-def heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]):
-    """Record the trials' heartbeats every HEARTBEAT_INTERVAL_S while they train (RDB storages only)."""
-    if not isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat):
-        yield
-        return
+def trial_outcome(config: SweepConfig, epochs: int, floor: float, trial: AskedTrial, history: History):
+    """What to tell the trial (protocol.Outcome) and its record: COMPLETE with its objective, PRUNED, or FAIL
+    (a non-finite value; no objective has one today). Its per-epoch losses go with it, so that a rerun can
+    write its run should this process die before it does (stored_record)."""
+    value = objective_value(config.objective, history, epochs=epochs, floor=floor, target_ratio=config.target_ratio)
+    attrs: dict = {protocol.LOSSES_ATTR: list(history.epoch_losses)}
+    if history.diverged:  # set only where they say something: one storage write each
+        attrs |= {"diverged": True, "diverged_reason": history.diverged_reason}
+    if history.stopped_epoch is not None and not history.diverged:
+        value = intermediate_value(config.objective, history.epoch_losses)
+        attrs["pruned_at_epoch"] = history.stopped_epoch
+        state = optuna.trial.TrialState.PRUNED
+    elif math.isfinite(value):
+        state = optuna.trial.TrialState.COMPLETE
+    else:
+        state = optuna.trial.TrialState.FAIL
+    outcome = protocol.Outcome(trial, state, value if state == optuna.trial.TrialState.COMPLETE else None, attrs)
+    return outcome, TrialRecord(trial.number, history.lr, value, state.name, history)
 
-    def beat() -> None:
-        for trial_id in trial_ids:
-            storage.record_heartbeat(trial_id)
 
-    with liveness.heartbeat(beat, HEARTBEAT_INTERVAL_S, now=False):  # the first is recorded when a trial is made
-        yield
-
-
-def fail_abandoned_trials(study: optuna.Study) -> list[int]:
-    """Fail the running trials whose worker is gone: on this host, a dead process; anywhere, a stale heartbeat
-    (mbgd creates every trial with its owner's attributes and records a first heartbeat at once); and a trial
-    without an owner (not made by this mbgd) once it is older than the grace period.
-
-    Reads and writes go past the storage's cache, straight to the database: another process's trials are what
-    this is about, and the cache is this process's view.
-    """
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDB storage
-    now = datetime.datetime.now()
-    failed = []
-    for trial in backend.get_all_trials(study._study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(WORKER_ATTR)
-        if worker:
-            abandoned = worker["host"] == HOST and not process_alive(int(worker["pid"]))
-            reason = "its worker process died"
-        else:
-            started = trial.datetime_start or now
-            abandoned = (now - started).total_seconds() > GRACE_PERIOD_S
-            reason = "its worker died before taking it"
-        if not abandoned:
-            continue
-        try:
-            backend.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            if backend.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL):
-                failed.append(trial.number)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker failed it first
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    return failed
+def stored_record(trial: optuna.trial.FrozenTrial, batch_size: int) -> TrialRecord | None:
+    """A told trial's record rebuilt from what it stored (trial_outcome): enough for its child run; None for a
+    trial told by an mbgd that did not store its losses."""
+    losses = trial.user_attrs.get(protocol.LOSSES_ATTR)
+    if losses is None:
+        return None
+    lr = float(trial.params["lr"])
+    history = History(
+        lr=lr, batch_size=batch_size, updates_per_epoch=0, samples_per_epoch=0, epoch_losses=list(losses),
+        diverged=bool(trial.user_attrs.get("diverged", False)),
+    )
+    value = trial.value if trial.value is not None else math.nan
+    return TrialRecord(trial.number, lr, float(value), trial.state.name, history)
 
 
 def retrain_over_seeds(config: SweepConfig, batch_size: int, lr: float, *, dtype: str | None = None) -> SeedRuns:

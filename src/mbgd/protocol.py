@@ -1,0 +1,296 @@
+"""How several workers share one Optuna study: reserving budget, telling trials, failing the trials of workers
+that are gone. The one module that relies on Optuna's storage internals (the RDB storage behind the cache, its
+engine and its heartbeats).
+
+Why the budget is exact. Every change that moves budget between workers (creating a trial, claiming an enqueued
+one, failing an abandoned one, telling one) is made under the study's lock (study_lock), which the database or
+the kernel grants to one process at a time and releases when that process dies: on sqlite an flock on a file
+beside the database (sqlite's own locks are fcntl locks on the database file, which flock leaves alone), on
+PostgreSQL a transaction-level advisory lock, on MySQL GET_LOCK. Under it a worker counts the trials that hold
+budget (finished, RUNNING, and enqueued ones with an lr) and creates only what is left, so no trial is made just
+to be failed.
+
+Optuna's own writes are not enough on sqlite: set_trial_state_values reads the state and then writes, and
+pysqlite begins a transaction only at the write (sqlite has no SELECT ... FOR UPDATE), so a COMPLETE write could
+land on a trial another worker had just failed, and two workers could both claim one enqueued trial. Under the
+lock the state read before a tell is still the state when it is written.
+
+The rule every worker checks after creating trials, which holds even for trials made without the lock (another
+program on the study): a trial runs only if fewer than n_trials trials that hold budget have a smaller number.
+The storage numbers trials in order of creation, a FAIL trial never comes back, and a finished one never leaves
+its state; so the set of budget-holding trials below a given trial only shrinks after the check, and at the end
+the budget-holding trials, the highest-numbered one included, are at most n_trials.
+
+No live trial is failed: on this host a trial is failed only when its worker process is gone; a trial from
+another host only when its heartbeat is older than GRACE_PERIOD_S, which outlasts the longest storage stall
+measured (see GRACE_PERIOD_S). A worker whose trial was failed all the same says so in one line and asks again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import optuna
+
+from mbgd import liveness
+from mbgd.liveness import HOST, process_alive
+
+STATE = optuna.trial.TrialState
+FINISHED_STATES = (STATE.COMPLETE, STATE.PRUNED)
+HEARTBEAT_INTERVAL_S = 5  # a running trial's heartbeat is recorded this often
+BUSY_TIMEOUT_S = 60  # how long a sqlite write waits for the database before "database is locked"
+# A heartbeat write blocked by a busy sqlite database fails after BUSY_TIMEOUT_S; the beat after it comes one
+# interval later. So a live worker's heartbeat can be BUSY_TIMEOUT_S + 2 intervals old, plus the longest stall
+# measured under load (8 workers x population 4 on 2 busy cores: under 2 s; README "Faults lose nothing");
+# the rest is margin. Only trials of other hosts are judged by it: on this host, by the process itself.
+GRACE_PERIOD_S = 90
+WORKER_ATTR = "worker"  # {"host", "pid"} of the process that runs the trial
+LOSSES_ATTR = "epoch_losses"  # the full-dataset loss per epoch, so that a rerun can write a lost trial run
+LOCK_NAMESPACE = 0x6D626764  # "mbgd": PostgreSQL advisory locks are keyed (namespace, study id)
+_LOCAL_LOCK = threading.Lock()  # storages with no lock of their own (in memory): one process only
+
+log = logging.getLogger("mbgd")
+
+
+@dataclass
+class AskedTrial:
+    """A RUNNING trial of the study, created with its learning rate; its number is known once read back."""
+
+    trial_id: int
+    lr: float
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to tell a trial: COMPLETE with its value, PRUNED or FAIL, and the user attributes to set first."""
+
+    trial: AskedTrial
+    state: optuna.trial.TrialState
+    value: float | None = None
+    user_attrs: dict = field(default_factory=dict)
+
+
+def rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """The storage behind Optuna's cache: reads from it see other processes' latest writes."""
+    return getattr(storage, "_backend", storage)
+
+
+@contextlib.contextmanager
+def study_lock(storage: optuna.storages.BaseStorage, study_id: int) -> Iterator[None]:
+    """Hold the study's lock: one process at a time, across machines where the database is shared; released when
+    the block ends or the process dies."""
+    import sqlalchemy
+
+    engine = getattr(rdb_backend(storage), "engine", None)
+    dialect = engine.dialect.name if engine is not None else ""
+    if dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with _file_lock(f"{engine.url.database}.lock"):
+            yield
+    elif dialect == "postgresql":
+        with engine.connect() as connection:  # the lock ends with this transaction, whatever ends it
+            connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_xact_lock(:namespace, :study)"),
+                {"namespace": LOCK_NAMESPACE, "study": study_id},
+            )
+            try:
+                yield
+            finally:
+                connection.rollback()
+    elif dialect == "mysql":
+        name = {"name": f"mbgd-study-{study_id}"}
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, -1)"), name)
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), name)
+    else:
+        with _LOCAL_LOCK:
+            yield
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    import fcntl
+
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def enqueued_lr(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The lr a WAITING trial was enqueued with (Study.enqueue_trial keeps it as a fixed param), if any."""
+    lr = trial.params.get("lr", trial.system_attrs.get("fixed_params", {}).get("lr"))
+    return None if lr is None else float(lr)
+
+
+def holds_budget(trial: optuna.trial.FrozenTrial) -> bool:
+    """Finished, RUNNING, or enqueued with an lr (a worker will run it): everything but FAIL and foreign WAITING."""
+    if trial.state == STATE.WAITING:
+        return enqueued_lr(trial) is not None
+    return trial.state != STATE.FAIL
+
+
+def within_budget(trials: Sequence[optuna.trial.FrozenTrial], n_trials: int) -> set[int]:
+    """The trial ids that may run: the first n_trials budget-holding trials by number (ties by id)."""
+    holding = sorted((t.number, t._trial_id) for t in trials if holds_budget(t))
+    return {trial_id for _, trial_id in holding[:n_trials]}
+
+
+def reserve(
+    study: optuna.Study,
+    n_trials: int,
+    wanted: int,
+    distribution: optuna.distributions.FloatDistribution,
+    propose: Callable[[int], list[float]],
+    taken: list[AskedTrial],
+) -> int:
+    """Under the study's lock: fail the trials whose worker is gone, then take up to `wanted` trials of the budget
+    no other worker holds, enqueued ones first (as Study.ask runs them), then new ones with `propose(k)`'s lrs.
+    Each is appended to `taken` as soon as it is RUNNING (an interruption can then fail it). Returns the
+    finished trials counted."""
+    storage = study._storage
+    backend = rdb_backend(storage)
+    owner = {"host": HOST, "pid": os.getpid()}
+    first = len(taken)
+    with study_lock(storage, study._study_id):
+        trials = backend.get_all_trials(study._study_id, deepcopy=False)
+        failed = set(_fail_abandoned(backend, study._study_id, trials))
+        trials = [t for t in trials if t._trial_id not in failed]
+        done = sum(t.state in FINISHED_STATES for t in trials)
+        free = n_trials - sum(holds_budget(t) for t in trials)
+        for trial in trials:
+            lr = enqueued_lr(trial) if trial.state == STATE.WAITING else None
+            if len(taken) - first >= wanted or lr is None:
+                continue
+            if backend.set_trial_state_values(trial._trial_id, state=STATE.RUNNING):
+                taken.append(AskedTrial(trial._trial_id, lr, trial.number))
+                backend.set_trial_param(trial._trial_id, "lr", distribution.to_internal_repr(lr), distribution)
+                backend.set_trial_user_attr(trial._trial_id, WORKER_ATTR, owner)
+                record_heartbeat(backend, trial._trial_id)
+        new = min(wanted - (len(taken) - first), free)
+        if new <= 0:
+            return done
+        for lr in propose(new):
+            template = optuna.trial.create_trial(
+                state=STATE.RUNNING, params={"lr": lr}, distributions={"lr": distribution},
+                user_attrs={WORKER_ATTR: owner},
+            )
+            taken.append(AskedTrial(backend.create_new_trial(study._study_id, template_trial=template), lr))
+            record_heartbeat(backend, taken[-1].trial_id)  # at once: a trial with none is never found stale
+        trials = backend.get_all_trials(study._study_id, deepcopy=False)
+        numbers = {t._trial_id: t.number for t in trials}
+        within = within_budget(trials, n_trials)
+        for trial in taken[first:]:
+            trial.number = numbers[trial.trial_id]
+            if trial.trial_id not in within:  # only if a program that ignores the lock made trials meanwhile
+                backend.set_trial_user_attr(trial.trial_id, "fail_reason", "beyond the budget; not run")
+                backend.set_trial_state_values(trial.trial_id, state=STATE.FAIL)
+        taken[first:] = [t for t in taken[first:] if t.trial_id in within]
+    return done
+
+
+def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.FrozenTrial]) -> list[int]:
+    """Fail the RUNNING trials whose worker is gone (call under the study's lock); returns their ids.
+
+    On this host: its process is gone (a live process's trial is never failed, however long the storage keeps it
+    waiting). Another host's: its heartbeat is older than GRACE_PERIOD_S. A trial without an owner (not made by
+    mbgd): once it is older than the grace period.
+    """
+    now = datetime.datetime.now()
+    stale: set[int] | None = None
+    failed = []
+    for trial in trials:
+        if trial.state != STATE.RUNNING:
+            continue
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        reason = None
+        if worker and worker["host"] == HOST:
+            reason = None if process_alive(int(worker["pid"])) else "its worker process died"
+        elif worker:
+            if stale is None:
+                stale = set(backend._get_stale_trial_ids(study_id)) if has_heartbeats(backend) else set()
+            reason = "its worker's heartbeat stopped" if trial._trial_id in stale else None
+        elif (now - (trial.datetime_start or now)).total_seconds() > GRACE_PERIOD_S:
+            reason = "its worker died before taking it"
+        if reason is None:
+            continue
+        backend.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if backend.set_trial_state_values(trial._trial_id, state=STATE.FAIL):
+            failed.append(trial._trial_id)
+    return failed
+
+
+def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """Tell each trial its outcome under the study's lock, if it is still RUNNING; returns those told.
+
+    A trial found finished was failed by another worker while this one trained it (its heartbeat looked stale):
+    one line says so, and its budget is asked again like any failed trial's.
+    """
+    backend = rdb_backend(study._storage)
+    told = []
+    with study_lock(study._storage, study._study_id):
+        for outcome in outcomes:
+            trial_id = outcome.trial.trial_id
+            stored = backend.get_trial(trial_id)
+            try:
+                if stored.state != STATE.RUNNING:
+                    raise optuna.exceptions.UpdateFinishedTrialError(f"trial is {stored.state.name}")
+                for key, value in outcome.user_attrs.items():
+                    backend.set_trial_user_attr(trial_id, key, value)
+                backend.set_trial_state_values(trial_id, state=outcome.state, values=_values(outcome, stored))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                reason = backend.get_trial(trial_id).user_attrs.get("fail_reason", "")
+                log.warning(
+                    "mbgd: trial %s of %s was failed while this worker ran it%s; its budget is asked again",
+                    stored.number, study.study_name, f" ({reason})" if reason else "",
+                )
+                continue
+            told.append(outcome)
+    return told
+
+
+def _values(outcome: Outcome, stored: optuna.trial.FrozenTrial) -> list[float] | None:
+    """COMPLETE: the value; PRUNED: the last reported intermediate value if finite (as Study.tell records it)."""
+    if outcome.state == STATE.COMPLETE:
+        return [outcome.value]
+    if outcome.state == STATE.PRUNED and stored.last_step is not None:
+        last = stored.intermediate_values[stored.last_step]
+        return [last] if math.isfinite(last) else None
+    return None
+
+
+def has_heartbeats(storage: optuna.storages.BaseStorage) -> bool:
+    backend = rdb_backend(storage)
+    return isinstance(backend, optuna.storages._heartbeat.BaseHeartbeat) and backend.get_heartbeat_interval() is not None
+
+
+def record_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    if has_heartbeats(storage):
+        rdb_backend(storage).record_heartbeat(trial_id)
+
+
+@contextlib.contextmanager
+def heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -> Iterator[None]:
+    """Record the trials' heartbeats every HEARTBEAT_INTERVAL_S while the block runs (RDB storages only)."""
+    if not has_heartbeats(storage):
+        yield
+        return
+
+    def beat() -> None:
+        for trial_id in trial_ids:
+            record_heartbeat(storage, trial_id)
+
+    with liveness.heartbeat(beat, HEARTBEAT_INTERVAL_S, now=False):  # the first is recorded when a trial is made
+        yield

@@ -1,0 +1,108 @@
+"""The multi-worker protocol in one process: a worker stalled past the grace period keeps its trials, a trial
+failed under its worker is retried without a crash, budgets stay exact, and a told trial can be rebuilt."""
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mbgd import protocol, sweep
+from mbgd.config import SweepConfig, TrainConfig
+from mbgd.data import load_data
+from mbgd.sweep import lr_distribution, open_storage, open_study, run_study
+
+TUTORIAL = TrainConfig()
+DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
+STATE = optuna.trial.TrialState
+
+
+def small_sweep(tmp_path: Path) -> SweepConfig:
+    return SweepConfig(
+        train=replace(TUTORIAL, epochs=3), n_trials=5, population=2, seeds=1, batch_sizes=(10,),
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+    )
+
+
+def another_workers_look(config: SweepConfig) -> int:
+    """What another worker does before it asks: fail the abandoned trials and count (taking nothing)."""
+    study = open_study(config, 10, open_storage(config.storage))
+    return protocol.reserve(study, config.n_trials, 0, lr_distribution(config), lambda count: [], [])
+
+
+def stalled_once(monkeypatch: pytest.MonkeyPatch, during_stall) -> None:
+    """The first population's training blocks for 2.5 s (no heartbeat meanwhile) and runs `during_stall`."""
+    fit = sweep.fit_population
+    stalls = []
+
+    def stalled_fit(*args, **kwargs):
+        if not stalls:
+            stalls.append(time.monotonic())
+            time.sleep(2.5)
+            during_stall()
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr("mbgd.sweep.fit_population", stalled_fit)
+
+
+@pytest.fixture
+def impatient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1 s grace period and no heartbeat after a trial's first: any stall outlasts it."""
+    monkeypatch.setattr(protocol, "GRACE_PERIOD_S", 1)
+    monkeypatch.setattr(protocol, "HEARTBEAT_INTERVAL_S", 3600)
+
+
+def test_a_local_worker_stalled_past_the_grace_period_keeps_its_trials(tmp_path: Path, monkeypatch, impatient) -> None:
+    config = small_sweep(tmp_path)
+    stalled_once(monkeypatch, lambda: another_workers_look(config))
+    study = run_study(config, DATA, 10, open_storage(config.storage))
+    states = [t.state for t in study.trials]
+    assert states == [STATE.COMPLETE] * 5  # its process was alive: nothing failed, nothing asked beyond the budget
+
+
+def test_a_trial_failed_under_its_worker_is_retried_and_the_worker_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impatient, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = small_sweep(tmp_path)
+    here = protocol.HOST
+    monkeypatch.setattr(protocol, "HOST", "another-host")  # the worker's trials look remote: judged by heartbeat
+
+    def look_from_here() -> None:
+        monkeypatch.setattr(protocol, "HOST", here)
+        another_workers_look(config)  # finds the stalled trials' heartbeats stale and fails them
+        monkeypatch.setattr(protocol, "HOST", "another-host")
+
+    stalled_once(monkeypatch, look_from_here)
+    with caplog.at_level(logging.WARNING, logger="mbgd"):
+        study = run_study(config, DATA, 10, open_storage(config.storage))
+    states = [t.state for t in study.trials]
+    assert states.count(STATE.COMPLETE) == 5
+    assert states[:2] == [STATE.FAIL, STATE.FAIL]
+    assert {t.user_attrs["fail_reason"] for t in study.trials[:2]} == {"its worker's heartbeat stopped"}
+    lost = [r.getMessage() for r in caplog.records if "was failed while this worker ran it" in r.getMessage()]
+    assert len(lost) == 2, caplog.text
+
+
+def test_every_told_trial_stores_what_its_run_needs(tmp_path: Path) -> None:
+    config = small_sweep(tmp_path)
+    study = run_study(config, DATA, 10, open_storage(config.storage))
+    trial = study.trials[0]
+    record = sweep.stored_record(trial, 10)
+    assert record.number == trial.number and record.lr == trial.params["lr"] and record.value == trial.value
+    assert record.state == "COMPLETE"
+    assert len(record.history.epoch_losses) == config.train.epochs + 1
+
+
+def test_a_reservation_takes_only_the_budget_no_one_holds(tmp_path: Path) -> None:
+    """Two workers asking for more than is left take exactly what is left, and create nothing to be failed."""
+    config = replace(small_sweep(tmp_path), n_trials=7)
+    first = open_study(config, 10, open_storage(config.storage))
+    second = open_study(config, 10, open_storage(config.storage))
+    lrs = lambda count: [0.01] * count  # noqa: E731
+    taken_first, taken_second = [], []
+    protocol.reserve(first, config.n_trials, 4, lr_distribution(config), lrs, taken_first)
+    protocol.reserve(second, config.n_trials, 4, lr_distribution(config), lrs, taken_second)
+    assert (len(taken_first), len(taken_second)) == (4, 3)
+    assert sorted(t.number for t in taken_first + taken_second) == list(range(7))
