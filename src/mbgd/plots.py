@@ -380,7 +380,7 @@ def lr_scan_figure(scans, trials: Mapping[str, list[tuple[float, float]]], *, ti
     rows = math.ceil(count / columns)
     height = 5.6 * rows + 0.6
     figure = Figure(figsize=(3.6 * columns, height))
-    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.6 / height, top=1 - 0.55 / height, hspace=0.55, wspace=0.32)
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.6 / height, top=1 - 0.9 / height, hspace=0.55, wspace=0.32)
     grid = figure.subplots(2 * rows, columns, squeeze=False)
     for index, scan in enumerate(scans):
         whole = grid[2 * (index // columns), index % columns]
@@ -433,7 +433,7 @@ def _scan_panel(axes, scan, refined: list[tuple[float, float]], indices: range, 
         axes.set_xscale("log")
     else:
         axes.xaxis.set_major_locator(MaxNLocator(3))
-    if scan.objective != "auc" and all(v > 0 for _, v in ok):  # counts and losses span decades; auc is a log
+    if log_x and scan.objective != "auc" and all(v > 0 for _, v in ok):  # counts and losses span decades
         axes.set_yscale("log")
         _plain_log_labels(axes)
     axes.set_xlabel("learning rate", fontsize="small")
