@@ -146,3 +146,37 @@ def test_runs_handed_to_the_helper_are_written_after_the_sweep_is_killed(parent,
             break
         time.sleep(0.5)
     check_written(client, trial_runs(experiment_id, parent_id, range(12)))
+
+
+def test_a_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_store: str) -> None:
+    """A process killed between telling a trial and writing its run: the rerun writes it from the trial's values."""
+    import optuna
+    from click.testing import CliRunner
+
+    from mbgd.cli import main
+
+    args = ["sweep", "--batch-sizes", "10", "--n-trials", "4", "--population", "2", "--seeds", "1", "--epochs", "3",
+            "--scan", "16", "--tuning-cost-seeds", "0", "--name", "fill"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    client = MlflowClient(tracking_store)
+    trial_filter = "params.study_name = 'fill-b10' and params.trial != ''"  # not the best-b10 run beside them
+    by_trial = {int(r.data.params["trial"]): r for r in client.search_runs(["0"], trial_filter)}
+    lost = by_trial[2]
+    client.delete_run(lost.info.run_id)
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    found = client.search_runs(["0"], trial_filter, max_results=100)
+    assert sorted(int(r.data.params["trial"]) for r in found) == [0, 1, 2, 3]
+    assert {r.info.status for r in found} == {"FINISHED"}
+    (refilled,) = [r for r in found if r.data.params["trial"] == "2"]
+    sweeps = {r.info.run_name: r for r in client.search_runs(["0"], "attributes.run_name = 'sweep-fill'")}
+    assert refilled.info.run_id != lost.info.run_id and refilled.info.run_name == lost.info.run_name
+    assert refilled.data.params == lost.data.params and refilled.data.metrics == lost.data.metrics
+    assert [m.value for m in client.get_metric_history(refilled.info.run_id, "loss")] == [
+        m.value for m in client.get_metric_history(lost.info.run_id, "loss")
+    ]
+    assert refilled.data.tags["mlflow.parentRunId"] != lost.data.tags["mlflow.parentRunId"]  # the rerun's sweep run
+    assert len(sweeps) == 1
+    study = optuna.load_study(study_name="fill-b10", storage="sqlite:///optuna.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4

@@ -186,13 +186,34 @@ def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_r
     scans = scan_studies(config, data, storage)
     if config.workers > 1:
         workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
-        return scans, [sweep.open_study(config, b, storage) for b in config.batch_sizes], {}
+        studies = [sweep.open_study(config, b, storage) for b in config.batch_sizes]
+        return scans, studies, backfill_trial_runs(writer.client(), sweep_run, config, data, studies)
 
     def on_trials(batch_size: int, study_name: str, records) -> None:
         writer.submit([trial_run(sweep_run, batch_size, study_name, r, n=data.n, dtype=config.train.dtype) for r in records])
 
     studies = [sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress) for b in config.batch_sizes]
-    return scans, studies, writer.flush()
+    written = writer.flush()
+    return scans, studies, {**written, **backfill_trial_runs(writer.client(), sweep_run, config, data, studies)}
+
+
+def backfill_trial_runs(client, sweep_run, config, data: RegressionData, studies) -> dict[tuple[str, int], str]:
+    """Write, as children of `sweep_run`, the run of every finished trial that has none in the experiment (its
+    process was killed between telling the trial and writing the run: a worker, or an earlier sweep), rebuilt
+    from what the trial stored when told (sweep.stored_record); returns their ids by (study name, trial)."""
+    from mbgd import sweep, trial_runs
+
+    written = {}
+    for batch_size, study in zip(config.batch_sizes, studies, strict=True):
+        records = [sweep.stored_record(t, batch_size) for t in study.get_trials(deepcopy=False, states=sweep.FINISHED_STATES)]
+        runs = [
+            trial_run(sweep_run, batch_size, study.study_name, record, n=data.n, dtype=config.train.dtype)
+            for record in records
+            if record is not None
+        ]
+        existing = trial_runs.runs_by_trial(client, sweep_run.experiment_id, study.study_name)
+        written |= trial_runs.backfill(client, runs, existing)
+    return written
 
 
 def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: str) -> None:

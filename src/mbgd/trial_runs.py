@@ -74,6 +74,38 @@ def write_once(client, run: TrialRun) -> str:
     return kept or write(client, run)
 
 
+def runs_by_trial(client, experiment_id: str, study_name: str) -> dict[int, list]:
+    """The experiment's runs of the study's trials (found by their params, under any parent), by trial number."""
+    found: dict[int, list] = {}
+    page_token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"params.study_name = '{study_name}'", max_results=1000,
+            page_token=page_token,
+        )
+        for run in page:
+            if "trial" in run.data.params:
+                found.setdefault(int(run.data.params["trial"]), []).append(run)
+        page_token = page.token
+        if not page_token:
+            return found
+
+
+def backfill(client, runs: Sequence[TrialRun], existing: dict[int, list]) -> dict[tuple[str, int], str]:
+    """Write each run whose trial has no run of its status among `existing` (runs_by_trial): a process killed
+    between telling a trial and writing its run left it without one. Such a trial's other runs (one ended
+    KILLED before it was finished) are deleted; returns the written runs' ids by (study name, trial number)."""
+    written = {}
+    for run in runs:
+        present = existing.get(run.number, [])
+        if any(r.info.status == run.status for r in present):
+            continue
+        for leftover in present:
+            client.delete_run(leftover.info.run_id)
+        written[run.key] = write_once(client, run)
+    return written
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
