@@ -55,3 +55,14 @@ def test_every_mlproject_parameter_reaches_a_cli_option(entry_point: str) -> Non
         option = "--" + name.replace("_", "-")
         assert option in options, f"{entry_point}: {option} is not an option of mbgd {match.group(1)}"
         assert f"{option} {{{name}}}" in command, f"{entry_point}: parameter {name} is not passed as {option}"
+
+
+def test_license_and_citation_name_the_package_as_pyproject_does() -> None:
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert (PROJECT_ROOT / "LICENSE").read_text().startswith("MIT License")
+    citation = yaml.safe_load((PROJECT_ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0"
+    assert citation["version"] == project["version"]
+    assert citation["license"] == project["license"]
+    assert citation["title"].startswith("mbgd")
