@@ -24,7 +24,9 @@ TINY_STUDIES = ["n_trials=02", "population=2", "batch_sizes=1,2"]
 SPELLINGS = {
     "main": ["lr=1e-3", "epochs=02", "batch_size=020", "seed=042", "compare_with=", "data="],
     "main-csv": ["lr=.001", "epochs=2", "batch_size=4", "compare_with=1,", f"data={TWO_FEATURES}"],
-    "sweep": [*TINY_STUDIES, "seeds=1", "epochs=2", "lr_min=1E-4", "lr_max=1", "sampler_seed=00", "name=odd"],
+    "sweep": [
+        *TINY_STUDIES, "seeds=1", "epochs=2", "lr_min=1E-4", "lr_max=1", "sampler_seed=00", "name=odd", "register_model=",
+    ],
     # The report compares with the tutorial's batch size 20; epochs is not a report parameter: passed on as --epochs.
     "report": ["n_trials=02", "population=2", "batch_sizes=1,20", "seeds=01", "epochs=2", "output_dir={tmp}/report"],
     "scaling": [

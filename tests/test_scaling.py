@@ -360,6 +360,9 @@ def test_scaling_command_tracks_trials_logs_figures_and_resumes(tracking_store: 
     (parent,) = [r for r in runs if r.info.run_name == "scaling-tiny"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FINISHED"
+    best_runs = [c for c in children if "trial" not in c.data.params]  # <order>-<regime>-best-b<B>: the models
+    assert all("-best-b" in c.info.run_name for c in best_runs) and best_runs
+    children = [c for c in children if "trial" in c.data.params]
     assert len(children) == 3 * 2 * 2 * 3  # batch sizes x orders x regimes x trials
     assert {c.data.params["study_name"] for c in children} == {
         f"tiny-{o}-{r}-b{b}"

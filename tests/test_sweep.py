@@ -210,6 +210,8 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     (parent,) = [r for r in runs if r.info.run_name == "sweep-tiny"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FINISHED"
+    assert sorted(c.info.run_name for c in children if "trial" not in c.data.params) == ["best-b1", "best-b10"]
+    children = [c for c in children if "trial" in c.data.params]
     assert len(children) == 8
     for child in children:
         assert {"lr", "batch_size", "trial", "study_name"} <= set(child.data.params)

@@ -1,4 +1,5 @@
-"""The tracking layer: what made each run, the fitted models, CSV datasets, experiments made by several workers."""
+"""The tracking layer: what made each run, the fitted models (and the sweep's and scaling's best-lr models,
+registered), CSV datasets, experiments made by several workers."""
 
 import getpass
 import json
@@ -6,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -22,8 +24,9 @@ from mlflow import MlflowClient
 import mbgd
 from mbgd import tracking
 from mbgd.cli import main
-from mbgd.config import DataSpec
+from mbgd.config import DataSpec, TrainConfig
 from mbgd.data import load_data
+from mbgd.train import fit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -184,3 +187,103 @@ def test_mlflow_models_predict_serves_the_logged_model(tracking_store: str, tmp_
     w, b = run.data.metrics["w"], run.data.metrics["b"]
     predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
     assert predictions == pytest.approx([1.5 * w + b, -2 * w + b], rel=1e-12)
+
+
+TINY_SWEEP = (
+    "--batch-sizes", "1,2", "--n-trials", "2", "--population", "2", "--seeds", "1", "--epochs", "2", "--scan", "8",
+    "--tuning-cost-seeds", "0",
+)
+INPUTS = pd.DataFrame({"x": [-5.0, 0.3, 4.9]})
+
+
+def independently_fitted_prediction(**train) -> list[float]:
+    """w·x + b on INPUTS with the w and b of mbgd.train.fit at the tutorial's settings changed by `train`."""
+    config = replace(TrainConfig(), **train)
+    history = fit(config, load_data(config.data, config.seed))
+    return [x * history.w[0] + history.b for x in INPUTS["x"]]
+
+
+def test_sweep_logs_each_batch_sizes_best_lr_model_that_predicts_like_an_independent_fit(tracking_store: str) -> None:
+    invoke("sweep", *TINY_SWEEP, "--name", "models")
+    runs = runs_by_name(tracking_store)
+    sweep_run = runs["sweep-models"]
+    assert len(runs) == 1 + 2 * 2 + 2  # the sweep, its trials, a best-b<B> run per batch size
+    for batch_size in (1, 2):
+        best = runs[f"best-b{batch_size}"]
+        assert best.data.tags["mlflow.parentRunId"] == sweep_run.info.run_id
+        assert best.info.status == "FINISHED"
+        lr = float(best.data.params["lr"])
+        assert lr == sweep_run.data.metrics[f"best_lr_b{batch_size}"]
+        assert (best.data.params["batch_size"], best.data.params["seed"]) == (str(batch_size), "42")
+        model_uri = sweep_run.data.tags[f"best_model_b{batch_size}"]
+        assert model_uri == f"runs:/{best.info.run_id}/model"
+        expected = independently_fitted_prediction(batch_size=batch_size, lr=lr, epochs=2)
+        assert list(mlflow.pyfunc.load_model(model_uri).predict(INPUTS)) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_register_model_makes_one_version_per_batch_size_tagged_with_what_made_it(tracking_store: str) -> None:
+    result = invoke("sweep", *TINY_SWEEP, "--name", "reg", "--register-model", "line")
+    runs = runs_by_name(tracking_store)
+    versions = {v.tags["batch_size"]: v for v in MlflowClient(tracking_store).search_model_versions("name = 'line'")}
+    assert set(versions) == {"1", "2"}
+    printed = [line for line in result.output.splitlines() if line.startswith("registered ")]
+    assert len(printed) == 2
+    for batch_size, model_version in versions.items():
+        best = runs[f"best-b{batch_size}"]
+        assert model_version.run_id == best.info.run_id
+        assert model_version.tags == {
+            "batch_size": batch_size, "lr": best.data.params["lr"], "seed": "42", "objective": "auc",
+            "study_name": f"reg-b{batch_size}",
+        }
+        assert float(model_version.tags["lr"]) == runs["sweep-reg"].data.metrics[f"best_lr_b{batch_size}"]
+        uri = f"models:/line/{model_version.version}"
+        assert runs["sweep-reg"].data.tags[f"registered_model_b{batch_size}"] == uri
+        line = f"registered line version {model_version.version}: batch size {batch_size}, lr "
+        assert any(printed_line.startswith(line) for printed_line in printed)
+        assert len(mlflow.pyfunc.load_model(uri).predict(INPUTS)) == 3
+
+
+@pytest.mark.parametrize("command", ["sweep", "report"])
+@pytest.mark.parametrize("name", ["a/b", "x:y", " ", "../up"])
+def test_a_bad_register_model_name_is_a_one_line_usage_error_before_any_run(
+    tracking_store: str, command: str, name: str
+) -> None:
+    result = CliRunner().invoke(main, [command, "--register-model", name])
+    assert result.exit_code == 2, result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1
+    assert "register_model" in error_lines[0]
+    assert MlflowClient(tracking_store).search_runs(["0"]) == []
+
+
+def test_scaling_logs_each_best_lr_model_that_predicts_like_an_independent_fit(tracking_store: str) -> None:
+    invoke(
+        "scaling", "--batch-sizes", "1,2", "--n-trials", "2", "--population", "2", "--seeds", "1", "--epochs", "2",
+        "--scan", "8", "--name", "sc", "--output-dir", "",
+    )
+    runs = runs_by_name(tracking_store)
+    parent = runs["scaling-sc"]
+    client = MlflowClient(tracking_store)
+    for order in ("fixed", "shuffled"):  # noise-free targets: every batch size reaches the target within 2 epochs
+        assert {f"{order}-interpolation-best-b1", f"{order}-interpolation-best-b2"} <= set(runs)
+    for order in ("fixed", "shuffled"):
+        for targets, regime in (("clean", "interpolation"), ("noisy", "noisy")):
+            key = f"{order}-{regime}"
+            best_lrs = {m.step: m.value for m in client.get_metric_history(parent.info.run_id, f"best_lr/{key}")}
+            # A study in which no lr reached the target has no best lr (no metric), and so no best model.
+            assert {name for name in runs if name.startswith(f"{key}-best-b")} == {f"{key}-best-b{b}" for b in best_lrs}
+            assert {tag for tag in parent.data.tags if tag.startswith(f"best_model/{key}/")} == {
+                f"best_model/{key}/b{b}" for b in best_lrs
+            }
+            for batch_size in best_lrs:
+                best = runs[f"{key}-best-b{batch_size}"]
+                assert best.data.tags["mlflow.parentRunId"] == parent.info.run_id
+                lr = float(best.data.params["lr"])
+                assert lr == best_lrs[batch_size]
+                model_uri = parent.data.tags[f"best_model/{key}/b{batch_size}"]
+                assert model_uri == f"runs:/{best.info.run_id}/model"
+                expected = independently_fitted_prediction(
+                    batch_size=batch_size, lr=lr, epochs=2, shuffle=order == "shuffled", data=DataSpec(targets=targets)
+                )
+                predicted = mlflow.pyfunc.load_model(model_uri).predict(INPUTS)
+                assert list(predicted) == pytest.approx(expected, rel=1e-12, abs=1e-12)

@@ -196,6 +196,34 @@ def sweep_options(command: Callable) -> Callable:
     return command
 
 
+def register_model_option(command: Callable) -> Callable:
+    """--register-model, of the commands that tune the lr per batch size (sweep, report)."""
+    return click.option(
+        "--register-model",
+        type=str,
+        default="",
+        help="Register each batch size's best-lr model as a new version of this MLflow registered model, tagged "
+        "with its batch size, lr, seed, objective and study ('' for none). [default: '']",
+    )(command)
+
+
+def check_register_model(name: str) -> None:
+    """A bad --register-model name stops the command before any run (a ConfigError: a usage error)."""
+    if name:
+        from mbgd.tracking import check_model_name
+
+        check_model_name(name)
+
+
+def echo_registered(name: str, versions: dict[int, str], summary: dict) -> None:
+    """One line per registered model version."""
+    for batch_size, version in versions.items():
+        best_lr = summary["by_batch_size"][str(batch_size)]["best_lr"]
+        click.echo(
+            f"registered {name} version {version}: batch size {batch_size}, lr {best_lr:.4g} (models:/{name}/{version})"
+        )
+
+
 def progress_bars() -> Callable[[int, int, int], None] | None:
     """A progress bar over each batch size's trials on a terminal; nothing when output is not a TTY."""
     if not sys.stdout.isatty():
@@ -217,13 +245,15 @@ def progress_bars() -> Callable[[int, int, int], None] | None:
 @main.command()
 @training_options
 @sweep_options
+@register_model_option
 @user_errors
-def sweep(preset: str | None, **options: Any) -> None:
+def sweep(preset: str | None, register_model: str, **options: Any) -> None:
     """Tune the learning rate per batch size with Optuna, track every trial, compare the tuned batch sizes.
 
     --lr is the fixed learning rate of the tutorial's comparison, shown beside the tuned one.
     """
     config = build_sweep_config(collect(preset, options))
+    check_register_model(register_model)
     require_tracking_store()
     with trial_runs_writer(config) as writer:
         from mbgd.data import load_data
@@ -231,13 +261,14 @@ def sweep(preset: str | None, **options: Any) -> None:
         from mbgd.tracking import runs_link
 
         data = load_data(config.train.data, config.train.seed)
-        outcome = tracked_sweep(config, data, progress=progress_bars(), writer=writer)
+        outcome = tracked_sweep(config, data, progress=progress_bars(), writer=writer, register_model=register_model)
     for batch_size, row in outcome.summary["by_batch_size"].items():
         click.echo(
             f"batch size {batch_size:>5}: best lr {row['best_lr']:.4g}, {config.objective} {row['best_value']:.4g}, "
             f"epochs to floor {row['epochs_to_floor_mean']:.3g}"
         )
     click.echo(f"ranking at lr {config.train.lr:g}: {outcome.summary['ranking_fixed_lr']}; tuned: {outcome.summary['ranking_tuned']}")
+    echo_registered(register_model, outcome.registered_versions, outcome.summary)
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
 
@@ -245,13 +276,15 @@ def sweep(preset: str | None, **options: Any) -> None:
 @main.command()
 @training_options
 @sweep_options
+@register_model_option
 @click.option("--output-dir", type=click.Path(file_okay=False), default="results", show_default=True, help="Folder for report.md and its figures.")
 @user_errors
-def report(preset: str | None, output_dir: str, **options: Any) -> None:
+def report(preset: str | None, output_dir: str, register_model: str, **options: Any) -> None:
     """The reproduction report: the tutorial in float32 and float64, the sweep and the seeds -> report.md."""
     values = collect(preset, options)
     values.setdefault("name", "report")
     config = build_sweep_config(values)
+    check_register_model(register_model)
     require_tracking_store()
     with trial_runs_writer(config) as writer:
         from mbgd.data import load_data
@@ -259,8 +292,11 @@ def report(preset: str | None, output_dir: str, **options: Any) -> None:
         from mbgd.tracking import runs_link
 
         data = load_data(config.train.data, config.train.seed)
-        outcome = tracked_report(config, data, output_dir, progress=progress_bars(), writer=writer)
+        outcome = tracked_report(
+            config, data, output_dir, progress=progress_bars(), writer=writer, register_model=register_model
+        )
     click.echo(f"ranking at lr {config.train.lr:g}: {outcome.summary['ranking_fixed_lr']}; tuned: {outcome.summary['ranking_tuned']}")
+    echo_registered(register_model, outcome.registered_versions, outcome.summary)
     click.echo(f"wrote {os.path.join(output_dir, 'report.md')}")
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")

@@ -5,7 +5,7 @@ Training returns results; everything MLflow sees goes through `mbgd.tracking` af
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mbgd.config import TrainConfig, TrainRun, redact
 from mbgd.data import RegressionData
@@ -127,6 +127,8 @@ class SweepOutcome:
     summary: dict
     summary_markdown: str
     results: list  # sweep.BatchSizeResult per batch size
+    best_models: dict[int, str] = field(default_factory=dict)  # model URI by batch size (none if it diverged)
+    registered_versions: dict[int, str] = field(default_factory=dict)  # --register-model's version by batch size
 
 
 TRIAL_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -236,11 +238,15 @@ def completed_trials(study) -> list[tuple[float, float]]:
     return [(float(t.params["lr"]), float(t.value)) for t in complete]
 
 
-def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, writer=None) -> SweepOutcome:
-    """Run the studies with every trial a child run, then log the seeds' figures and summaries on the parent.
+def tracked_sweep(
+    config, data: RegressionData, *, progress=None, parent=None, writer=None, register_model: str = ""
+) -> SweepOutcome:
+    """Run the studies with every trial a child run, then log the seeds' figures and summaries on the parent,
+    and each batch size's best-lr model on a `best-b<B>` child run.
 
     With `parent` (a RunRef) the sweep's run nests under it, as in the report. `writer` writes the trial runs
-    (mbgd.trial_runs; a command starts it first); without one the sweep makes its own.
+    (mbgd.trial_runs; a command starts it first); without one the sweep makes its own. With `register_model`
+    each best model becomes a version of that registered model.
     """
     from contextlib import ExitStack
 
@@ -282,6 +288,10 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, w
             or tracking.find_trial_run(client, sweep_run.experiment_id, config.study_name(r.batch_size), r.best_trial_number)
             for r in results
         }
+        best_models = log_sweep_best_models(client, sweep_run, config, data, results)
+        registered = {}
+        if register_model:
+            registered = register_best_models(client, register_model, config, results, best_models)
         tracking.log_values(
             client,
             sweep_run.run_id,
@@ -289,7 +299,9 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, w
                 {f"best_lr_b{r.batch_size}": r.best_lr for r in results}
                 | {f"best_value_b{r.batch_size}": r.best_value for r in results}
             ),
-            tags={f"best_run_b{b}": run_id for b, run_id in best_runs.items() if run_id},
+            tags={f"best_run_b{b}": run_id for b, run_id in best_runs.items() if run_id}
+            | {f"best_model_b{b}": uri for b, uri in best_models.items()}
+            | {f"registered_model_b{b}": f"models:/{register_model}/{v}" for b, v in registered.items()},
         )
         for artifact_file, figure in sweep_figures(config, results, summary).items():
             tracking.log_figure(client, sweep_run.run_id, figure, artifact_file)
@@ -304,7 +316,67 @@ def tracked_sweep(config, data: RegressionData, *, progress=None, parent=None, w
         client.log_dict(sweep_run.run_id, summary, "summary.json")
         client.log_text(sweep_run.run_id, markdown, "summary.md")
         tracking.describe(client, sweep_run.run_id, markdown)
-    return SweepOutcome(sweep_run.run_id, sweep_run.experiment_id, summary, markdown, results)
+    return SweepOutcome(sweep_run.run_id, sweep_run.experiment_id, summary, markdown, results, best_models, registered)
+
+
+# A best lr's model lives in a child run of its own (`best-b<B>`; scaling: `<order>-<regime>-best-b<B>`), not in
+# the best trial's run: the model is the re-training at the run's own seed, which no trial run records; a rerun of
+# a finished sweep adds no trial, so the best trial's run may sit under an earlier sweep's run (and another worker
+# may have written it). A run of its own sits under this run beside the trials, named for what it holds, with the
+# lr, batch size and seed that made the model as its params: where an MLflow user looks for "the best model of B".
+def log_best_model(
+    client, parent, run_name: str, history: History, data: RegressionData, *, params, tags, results
+) -> str:
+    """One best lr's re-training as a child run of `parent`: `params`, the loss curve, w, b and `results` as
+    metrics, and the fitted line as its model; returns the model's URI ('' when the training diverged: no model)."""
+    from mbgd import tracking
+
+    run_tags = {"regime": regime(history.batch_size, data.n), **tags}
+    with tracking.run_scope(client, run_name=run_name, parent=parent, tags=run_tags) as run:
+        metrics = [*tracking.history_metrics(history, weight_names=data.feature_names), *tracking.scalars(results)]
+        tracking.log_values(client, run.run_id, params=params, metrics=metrics)
+        if history.diverged:
+            return ""
+        return tracking.log_model(
+            client, run.run_id, history.w, history.b, data.feature_names,
+            target_name=data.target_name, example=data.x[:2].tolist(),
+        )
+
+
+def log_sweep_best_models(client, sweep_run, config, data: RegressionData, results) -> dict[int, str]:
+    """Each batch size's best lr re-trained at the run's own seed (the first of the seeds), as `best-b<B>`;
+    returns the model URIs by batch size."""
+    models = {}
+    for r in results:
+        uri = log_best_model(
+            client, sweep_run, f"best-b{r.batch_size}", r.tuned.histories[0], data,
+            params={
+                "batch_size": r.batch_size, "lr": repr(r.best_lr), "seed": config.train.seed,
+                "study_name": config.study_name(r.batch_size),
+            },
+            tags={"dtype": config.train.dtype},
+            results={"objective": r.tuned.objective_values[0]},
+        )
+        if uri:
+            models[r.batch_size] = uri
+    return models
+
+
+def register_best_models(client, name: str, config, results, models: dict[int, str]) -> dict[int, str]:
+    """Each best model as a new version of the registered model `name`, tagged with what made it; returns the
+    versions by batch size."""
+    from mbgd import tracking
+
+    versions = {}
+    for r in results:
+        if r.batch_size not in models:
+            continue
+        tags = {
+            "batch_size": str(r.batch_size), "lr": repr(r.best_lr), "seed": str(config.train.seed),
+            "objective": config.objective, "study_name": config.study_name(r.batch_size),
+        }
+        versions[r.batch_size] = str(tracking.register_model(client, models[r.batch_size], name, tags=tags).version)
+    return versions
 
 
 def sweep_figures(config, results, summary: dict) -> dict:
@@ -327,9 +399,12 @@ class ReportOutcome:
     experiment_id: str
     markdown: str
     summary: dict
+    registered_versions: dict[int, str] = field(default_factory=dict)  # --register-model's version by batch size
 
 
-def tracked_report(config, data: RegressionData, output_dir: str, *, progress=None, writer=None) -> ReportOutcome:
+def tracked_report(
+    config, data: RegressionData, output_dir: str, *, progress=None, writer=None, register_model: str = ""
+) -> ReportOutcome:
     """The tutorial in float32 and float64, then the sweep, all nested under one report run; writes report.md."""
     from dataclasses import replace
 
@@ -354,14 +429,18 @@ def tracked_report(config, data: RegressionData, output_dir: str, *, progress=No
             figures[figure_name] = plots.comparison_figure(
                 outcome.histories, highlight=config.train.batch_size, n=data.n, title=title
             )
-        swept = tracked_sweep(config, data, progress=progress, parent=report_run, writer=writer)
+        swept = tracked_sweep(
+            config, data, progress=progress, parent=report_run, writer=writer, register_model=register_model
+        )
         figures.update(sweep_figures(config, swept.results, swept.summary))
         markdown = report.report_markdown(swept.summary, histories_by_dtype, config.train.lr)
         markdown += report.scaling_section(output_dir)  # from `mbgd scaling --output-dir` with the same folder
         report.write_report(output_dir, markdown, figures)
         client.log_artifacts(report_run.run_id, output_dir, "report")
         tracking.describe(client, report_run.run_id, markdown)
-    return ReportOutcome(report_run.run_id, report_run.experiment_id, markdown, swept.summary)
+    return ReportOutcome(
+        report_run.run_id, report_run.experiment_id, markdown, swept.summary, swept.registered_versions
+    )
 
 
 @dataclass(frozen=True)
@@ -375,7 +454,8 @@ class ScalingOutcome:
 def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progress=None, writer=None) -> ScalingOutcome:
     """mbgd scaling: every study's trials as child runs of one run, which gets the scaling figures, scaling.json,
     scaling.md (also its description), the measured curves as metrics (step = batch size) and B_simple along
-    each best-lr run (step = update). With `output_dir`, the figures, scaling.json and scaling.md go there too."""
+    each best-lr run (step = update); each best lr's model goes on a child run `<order>-<regime>-best-b<B>`.
+    With `output_dir`, the figures, scaling.json and scaling.md go there too."""
     import contextlib
     import json
     from pathlib import Path
@@ -412,7 +492,8 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
             writer.flush()
         summary = scaling.summarize(result)
         markdown = report.scaling_markdown(summary, heading="#")
-        tracking.log_values(client, scaling_run.run_id, metrics=scaling_metrics(result, summary))
+        best_models = log_scaling_best_models(client, scaling_run, result, data)
+        tracking.log_values(client, scaling_run.run_id, metrics=scaling_metrics(result, summary), tags=best_models)
         figures = {
             "scaling_updates.png": plots.scaling_updates_figure(summary),
             "scaling_samples.png": plots.scaling_samples_figure(summary),
@@ -438,6 +519,31 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
             (folder / "scaling.json").write_text(json.dumps(summary, indent=2) + "\n")
             (folder / "scaling.md").write_text(markdown)
     return ScalingOutcome(scaling_run.run_id, scaling_run.experiment_id, summary, markdown)
+
+
+def log_scaling_best_models(client, scaling_run, result, data: RegressionData) -> dict[str, str]:
+    """Each (order, regime, batch size)'s best lr re-trained at the run's own seed, as `<order>-<regime>-best-b<B>`;
+    returns the parent's tags `best_model/<order>-<regime>/b<B>` with the model URIs. A study in which no lr
+    reached the target has no best lr, hence no such run."""
+    tags = {}
+    for curve in result.curves:
+        key = f"{curve.order}-{curve.regime}"
+        for point in curve.points:
+            if point.best_value >= point.worst_value:
+                continue
+            seed_run = point.runs[0]
+            uri = log_best_model(
+                client, scaling_run, f"{key}-best-b{point.batch_size}", seed_run.history, data,
+                params={
+                    "batch_size": point.batch_size, "lr": repr(point.best_lr), "seed": seed_run.seed,
+                    "study_name": curve.study_name(point.batch_size), "order": curve.order, "targets": curve.targets,
+                },
+                tags={"dtype": curve.study_config.train.dtype},
+                results={} if seed_run.updates is None else {"updates_to_target": seed_run.updates},
+            )
+            if uri:
+                tags[f"best_model/{key}/b{point.batch_size}"] = uri
+    return tags
 
 
 def scaling_metrics(result, summary: dict) -> list:

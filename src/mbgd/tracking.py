@@ -404,6 +404,21 @@ def log_model(
     return f"runs:/{run_id}/{artifact_path}"
 
 
+def check_model_name(name: str) -> None:
+    """Raise ConfigError unless `name` is a registered model name MLflow accepts: checked with the model
+    registry's own rule (not blank, no '/' or ':', no path that normalises to another name) before any run."""
+    from mlflow.utils.validation import _validate_model_name
+
+    from mbgd.config import ConfigError
+
+    if not name.strip():
+        raise ConfigError(f"register_model {name!r} is blank: give a model name, or '' for none")
+    try:
+        _validate_model_name(name)
+    except MlflowException as error:
+        raise ConfigError(f"register_model: {error.message}") from None
+
+
 def register_model(mlflow_client: MlflowClient, model_uri: str, name: str, *, tags: Mapping[str, str] | None = None):
     """A new version of the registered model `name` (created if missing, by whichever process gets there first)
     from a runs:/<run_id>/<path> model; returns the ModelVersion."""
