@@ -218,16 +218,22 @@ def backfill_trial_runs(client, sweep_run, config, data: RegressionData, studies
     return written
 
 
-def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: str) -> None:
-    """Each scan as lr_scan/<study>.csv, and one figure of them all with the studies' trials on them."""
+SCAN_TITLE = "{objective} vs learning rate: the dense scan and the Optuna trials that refined it"
+
+
+def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: str):
+    """Each scan as lr_scan/<study>.csv, and one figure of them all with the studies' trials on them (returned;
+    None without scans)."""
     from mbgd import plots, tracking
 
     if not scans:
-        return
+        return None
     for lr_scan in scans:
         client.log_text(run_id, lr_scan.to_csv(), f"lr_scan/{lr_scan.study_name}.csv")
     trials = {study.study_name: completed_trials(study) for study in studies}
-    tracking.log_figure(client, run_id, plots.lr_scan_figure(scans, trials, title=title), figure_file)
+    figure = plots.lr_scan_figure(scans, trials, title=title)
+    tracking.log_figure(client, run_id, figure, figure_file)
+    return figure
 
 
 def completed_trials(study) -> list[tuple[float, float]]:
@@ -307,7 +313,7 @@ def tracked_sweep(
             tracking.log_figure(client, sweep_run.run_id, figure, artifact_file)
         log_scans(
             client, sweep_run.run_id, list(scans.values()), studies, figure_file="lr_scan.png",
-            title=f"{config.objective} vs learning rate: the dense scan and the Optuna trials that refined it",
+            title=SCAN_TITLE.format(objective=config.objective),
         )
         for study in studies:
             for name, figure in plots.optuna_figures(study).items():
@@ -433,7 +439,13 @@ def tracked_report(
             config, data, progress=progress, parent=report_run, writer=writer, register_model=register_model
         )
         figures.update(sweep_figures(config, swept.results, swept.summary))
-        markdown = report.report_markdown(swept.summary, histories_by_dtype, config.train.lr)
+        scans = [r.lr_scan for r in swept.results if r.lr_scan is not None]
+        if scans:
+            trials = {config.study_name(r.batch_size): [(lr, v) for lr, v, _ in r.trials] for r in swept.results}
+            figures["lr_scan.png"] = plots.lr_scan_figure(scans, trials, title=SCAN_TITLE.format(objective=config.objective))
+        markdown = report.report_markdown(
+            swept.summary, histories_by_dtype, config.train.lr, exact_targets=float64_targets_finals(config)
+        )
         markdown += report.scaling_section(output_dir)  # from `mbgd scaling --output-dir` with the same folder
         report.write_report(output_dir, markdown, figures)
         client.log_artifacts(report_run.run_id, output_dir, "report")
@@ -441,6 +453,18 @@ def tracked_report(
     return ReportOutcome(
         report_run.run_id, report_run.experiment_id, markdown, swept.summary, swept.registered_versions
     )
+
+
+def float64_targets_finals(config) -> dict[int, History]:
+    """The tutorial in float64 with its targets computed in float64 too, per batch size (untracked: the report
+    quotes their final losses to show where the float64 run's gap comes from)."""
+    from dataclasses import replace
+
+    from mbgd.data import load_data
+
+    train = replace(config.train, dtype="float64", data=replace(config.train.data, targets_dtype="float64"))
+    data = load_data(train.data, train.seed)
+    return {b: fit(train.with_batch_size(b), data, record_batch_loss=False) for b in config.batch_sizes}
 
 
 @dataclass(frozen=True)
@@ -504,10 +528,12 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
         for curve in result.curves:
             scans = [point.lr_scan for point in curve.points if point.lr_scan is not None]
             studies = [sweep.open_study(curve.study_config, p.batch_size, storage) for p in curve.points]
-            log_scans(
+            scan_figure = log_scans(
                 client, scaling_run.run_id, scans, studies, figure_file=f"lr_scan/{curve.order}-{curve.regime}.png",
                 title=f"updates to the target vs lr, {curve.order} order, {curve.regime}: scan and Optuna trials",
             )
+            if scan_figure is not None:
+                figures[f"scaling_lr_scan_{curve.order}-{curve.regime}.png"] = scan_figure
         client.log_dict(scaling_run.run_id, summary, "scaling.json")
         client.log_text(scaling_run.run_id, markdown, "scaling.md")
         tracking.describe(client, scaling_run.run_id, markdown)

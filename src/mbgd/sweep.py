@@ -677,6 +677,7 @@ def summarize(config: SweepConfig, results: Sequence[BatchSizeResult]) -> dict:
         "shuffle": config.train.shuffle,
         "targets": config.train.data.targets,
         "seeds": [config.train.seed + i for i in range(config.seeds)],
+        "noise_floor": results[0].tuned.floors[0] if results else None,  # the first seed's
         "by_batch_size": by_batch_size,
         "ranking_fixed_lr": ranking_fixed,
         "ranking_tuned": ranking(results, lambda r: r.tuned),
