@@ -24,7 +24,7 @@ import pytest
 POSTGRES_ENV = "MBGD_TEST_POSTGRES_URL"
 MLFLOW_ENV = "MBGD_TEST_MLFLOW_URI"
 REQUIRE_ENV = "MBGD_REQUIRE_SERVICES"
-START_HINT = "bash .ci/services.sh start"
+START_HINT = 'start them with: eval "$(bash .ci/services.sh start)"'
 TIMEOUT_S = 5
 
 

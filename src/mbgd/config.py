@@ -118,9 +118,7 @@ def redact(url: str) -> str:
         return url
     if password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written: an IPv6 host keeps its brackets, a name its case
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
