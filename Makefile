@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The project's .venv comes first on PATH so that `mlflow run --env-manager local` runs its commands in it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast bench soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# The fault scenarios (kill -9 of a worker, of the trial-run helper, of the sweep; SIGINT, SIGTERM), N rounds each
+# at random moments, one line per scenario with its pass count: `make soak N=5`. Not part of `make test`.
+N ?= 20
+soak: install
+	$(BIN)/python benchmarks/soak.py --rounds $(N)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

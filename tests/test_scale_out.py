@@ -261,3 +261,45 @@ def test_a_signal_to_train_ends_its_runs_killed(tracking_store: str, sig, code) 
     assert "Traceback" not in stderr
     (run,) = client.search_runs(["0"])
     assert run.info.status == "KILLED"
+
+
+def guarantees_broken(storage: str, tracking_uri: str, name: str, batch_sizes, n_trials: int, *, faults: bool) -> list[str]:
+    """What breaks the sweep's guarantees, [] if nothing: per batch size exactly n_trials COMPLETE trials, none
+    RUNNING or enqueued, no FAIL trial unless a fault made it; exactly one FINISHED child run per COMPLETE trial,
+    none for another trial, and no RUNNING run."""
+    broken = []
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs(["0"], max_results=5000)
+    if running := [r.info.run_name for r in runs if r.info.status == "RUNNING"]:
+        broken.append(f"RUNNING runs {running}")
+    for batch_size in batch_sizes:
+        study_name = f"{name}-b{batch_size}"
+        counts = states(storage, study_name)
+        if counts[STATE.COMPLETE] != n_trials or counts[STATE.RUNNING] or counts[STATE.WAITING]:
+            broken.append(f"{study_name}: {dict((s.name, n) for s, n in counts.items())}")
+        if counts[STATE.FAIL] and not faults:
+            broken.append(f"{study_name}: {counts[STATE.FAIL]} FAIL trials without a fault")
+        complete = {t.number for t in optuna.load_study(study_name=study_name, storage=storage).trials if t.state == STATE.COMPLETE}
+        finished = collections.Counter(
+            int(r.data.params["trial"]) for r in runs
+            if r.data.params.get("study_name") == study_name and "trial" in r.data.params and r.info.status == "FINISHED"
+        )
+        if set(finished) != complete or any(n != 1 for n in finished.values()):
+            missing, twice = sorted(complete - set(finished)), sorted(k for k, n in finished.items() if n > 1)
+            broken.append(f"{study_name}: runs missing {missing}, twice {twice}, extra {sorted(set(finished) - complete)}")
+    return broken
+
+
+def test_eight_workers_of_population_four_end_at_exactly_n_trials_with_one_run_each(tracking_store: str, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = sweep_command(
+        "--workers", "8", "--population", "4", "--batch-sizes", "1,10", "--n-trials", "24", "--epochs", "5",
+        "--scan", "16", "--tuning-cost-seeds", "0", "--name", "exact",
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "worker" not in result.stderr, result.stderr[-3000:]
+    assert guarantees_broken(storage, tracking_store, "exact", (1, 10), 24, faults=False) == []
+    study = optuna.load_study(study_name="exact-b1", storage=storage)
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) >= 2, "the trials should come from several workers"

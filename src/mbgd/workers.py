@@ -78,12 +78,17 @@ def describe_exit(code: int | None) -> str:
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
+    # One stop is enough: a second (Ctrl-C reaches every worker, then the sweep SIGTERMs them) must not land in
+    # the clean-up the first started, where it could only be printed as an ignored exception.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
     raise Interrupted(signal.Signals(signum).name)
 
 
 def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index: int) -> None:
     """One worker: every batch size's study in turn, each told trial logged as a child run of the sweep's run."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         from mbgd import runs, sweep, tracking, trial_runs
         from mbgd.data import load_data
@@ -102,5 +107,5 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
             sweep.run_study(config, data, batch_size, storage, on_trials=on_trials)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Interrupted:
-        sys.exit(143)
+    except Interrupted as stop:
+        sys.exit(130 if str(stop) == "SIGINT" else 143)
