@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from services import fresh_postgres_url, mlflow_experiment, mlflow_server_uri, postgres_url  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

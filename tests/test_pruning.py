@@ -12,7 +12,8 @@ from mlflow import MlflowClient
 from mbgd.cli import main
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
-from mbgd.sweep import decision_epochs, intermediate_value, make_pruner, open_storage, run_study
+from mbgd.objectives import intermediate_value
+from mbgd.sweep import decision_epochs, make_pruner, open_storage, run_study
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)

@@ -69,7 +69,8 @@ def test_studies_print_their_run_link_without_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path, command: str, tracked: str, summary: dict
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(f"mbgd.runs.{tracked}", fake(SimpleNamespace(run_id=RUN, experiment_id="7", summary=summary)))
+    outcome = SimpleNamespace(run_id=RUN, experiment_id="7", summary=summary, registered_versions={})
+    monkeypatch.setattr(f"mbgd.runs.{tracked}", fake(outcome))
     lines = invoke(monkeypatch, command, "--n-trials", "1").splitlines()
     assert f"run {RUN}: {SERVER}/#/experiments/7/runs/{RUN}?workflowType=machine_learning" in lines
 

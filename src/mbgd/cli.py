@@ -27,9 +27,9 @@ from mbgd.config import (
     build_train_run,
     load_preset,
 )
-from mbgd.tracking_store import StoreUnavailable, require_tracking_store
+from mbgd.errors import Interrupted, WorkerError
+from mbgd.tracking_store import StoreUnavailable, require_tracking_store, tracking_uri
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default store, named here for `mbgd ui`
 
 
 def _default(cls: type, name: str) -> str:
@@ -46,7 +46,6 @@ def trial_runs_writer(config: SweepConfig, *, studies: int = 0):
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    from mbgd.tracking import Interrupted
 
     raise Interrupted(signal.Signals(signum).name)
 
@@ -67,11 +66,9 @@ def user_errors(command: Callable) -> Callable:
         except KeyboardInterrupt as error:
             click.echo(f"mbgd: interrupted; {_killed_runs_note(error)}", err=True)
             sys.exit(130)
-        except BaseException as error:
-            if type(error).__name__ == "WorkerError":
-                raise click.ClickException(str(error)) from None
-            if type(error).__name__ != "Interrupted":
-                raise
+        except WorkerError as error:
+            raise click.ClickException(str(error)) from None
+        except Interrupted as error:
             click.echo(f"mbgd: stopped by {error}; {_killed_runs_note(error)}", err=True)
             sys.exit(143)
         finally:
@@ -85,6 +82,13 @@ def _killed_runs_note(error: BaseException) -> str:
     if getattr(error, "killed_run_ids", None):
         return "the active MLflow runs were marked KILLED"
     return "no MLflow run was in progress"
+
+
+def echo_run_link(outcome: Any) -> None:
+    """The closing line of a command that made a run: its id and a link the MLflow UI opens it at."""
+    from mbgd.tracking import runs_link
+
+    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri(), outcome.experiment_id, outcome.run_id)}")
 
 
 def collect(preset: str | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +146,7 @@ def train(preset: str | None, **options: Any) -> None:
 
     from mbgd.data import load_data
     from mbgd.runs import tracked_train
-    from mbgd.tracking import charts_link, runs_link
+    from mbgd.tracking import charts_link
     from mbgd.ui_views import comparison_view_key
 
     data = load_data(train_run.train.data, train_run.train.seed)
@@ -150,11 +154,10 @@ def train(preset: str | None, **options: Any) -> None:
     for batch_size, history in outcome.histories.items():
         result = "diverged" if history.diverged else f"final loss {history.final_loss:.6g}"
         click.echo(f"batch size {batch_size:>5}: {result} after {history.updates} updates")
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
-    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
+    echo_run_link(outcome)
     if outcome.child_run_ids:
         view = comparison_view_key(outcome.run_id)
-        click.echo(f"comparison: {charts_link(tracking_uri, outcome.experiment_id, view)}")
+        click.echo(f"comparison: {charts_link(tracking_uri(), outcome.experiment_id, view)}")
     click.echo("open the MLflow UI with: mbgd ui")
 
 
@@ -258,7 +261,6 @@ def sweep(preset: str | None, register_model: str, **options: Any) -> None:
     with trial_runs_writer(config) as writer:
         from mbgd.data import load_data
         from mbgd.runs import tracked_sweep
-        from mbgd.tracking import runs_link
 
         data = load_data(config.train.data, config.train.seed)
         outcome = tracked_sweep(config, data, progress=progress_bars(), writer=writer, register_model=register_model)
@@ -269,8 +271,7 @@ def sweep(preset: str | None, register_model: str, **options: Any) -> None:
         )
     click.echo(f"ranking at lr {config.train.lr:g}: {outcome.summary['ranking_fixed_lr']}; tuned: {outcome.summary['ranking_tuned']}")
     echo_registered(register_model, outcome.registered_versions, outcome.summary)
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
-    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
+    echo_run_link(outcome)
 
 
 @main.command()
@@ -289,7 +290,6 @@ def report(preset: str | None, output_dir: str, register_model: str, **options: 
     with trial_runs_writer(config) as writer:
         from mbgd.data import load_data
         from mbgd.runs import tracked_report
-        from mbgd.tracking import runs_link
 
         data = load_data(config.train.data, config.train.seed)
         outcome = tracked_report(
@@ -298,8 +298,7 @@ def report(preset: str | None, output_dir: str, register_model: str, **options: 
     click.echo(f"ranking at lr {config.train.lr:g}: {outcome.summary['ranking_fixed_lr']}; tuned: {outcome.summary['ranking_tuned']}")
     echo_registered(register_model, outcome.registered_versions, outcome.summary)
     click.echo(f"wrote {os.path.join(output_dir, 'report.md')}")
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
-    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
+    echo_run_link(outcome)
 
 
 @main.command()
@@ -311,14 +310,14 @@ def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
     """Start the MLflow UI on the project's tracking store and print links to the runs and their charts."""
     import subprocess
 
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    store = tracking_uri()
     from mbgd.tracking import charts_link, client, experiment_id_for, runs_link, ui_base
 
-    if tracking_uri.startswith("http"):
-        raise click.UsageError(f"MLFLOW_TRACKING_URI is a server already: open {ui_base(tracking_uri)} in a browser")
+    if store.startswith("http"):
+        raise click.UsageError(f"MLFLOW_TRACKING_URI is a server already: open {ui_base(store)} in a browser")
     from mbgd.ui_views import latest_comparison_view_key
 
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    os.environ["MLFLOW_TRACKING_URI"] = store
     mlflow_client = client()
     experiment_id = experiment_id_for(mlflow_client, experiment) if experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") else "0"
     view = latest_comparison_view_key(mlflow_client.get_experiment(experiment_id).tags)
@@ -329,7 +328,7 @@ def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
     if view:
         click.echo(f"comparison: {charts_link(server, experiment_id, view)}")
     sys.stdout.flush()
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", host, "--port", str(port)]
     # The server gets its own process group: MLflow starts worker processes that a plain terminate() of the
     # server would leave running.
     process = subprocess.Popen(command, start_new_session=True)
@@ -393,8 +392,8 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
 
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise click.ClickException("optuna-dashboard is not installed: pip install 'mbgd[dashboard]' (or optuna-dashboard==0.21.0)")
-    from mbgd.sweep import default_storage, open_storage
     from mbgd.config import redact
+    from mbgd.sweep import default_storage, open_storage
 
     url = storage or default_storage()
     opened = open_storage(url)
@@ -468,7 +467,6 @@ def scaling(preset: str | None, output_dir: str, regimes: str | None, scaling_ep
         from mbgd import scaling as scaling_study
         from mbgd.data import load_data
         from mbgd.runs import tracked_scaling
-        from mbgd.tracking import runs_link
 
         data = load_data(config.sweep.train.data, config.sweep.train.seed)
         config = scaling_study.resolve_lr_range(config, data.x)
@@ -488,5 +486,4 @@ def scaling(preset: str | None, output_dir: str, regimes: str | None, scaling_ep
             click.echo(f"measured knee, {order}, {regime}: " + ("none" if knee is None else f"{knee:.3g}"))
     if output_dir:
         click.echo(f"wrote {os.path.join(output_dir, 'scaling.md')} and the figures")
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
-    click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri, outcome.experiment_id, outcome.run_id)}")
+    echo_run_link(outcome)

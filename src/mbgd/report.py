@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-
 TUNING_COST_CAP = 256  # mbgd.scan.TUNING_COST_MAX_TRIALS (not imported: this module stays free of torch)
 
 

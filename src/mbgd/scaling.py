@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import optuna
 import torch
 
-from mbgd import sweep, theory
+from mbgd import objectives, sweep, theory
 from mbgd.config import REGIMES, ScalingConfig, SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
 from mbgd.scan import LrScan, relative_regret, run_scan
@@ -179,21 +179,21 @@ def initial_training_loss(config: TrainConfig, data: RegressionData) -> float:
 def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float) -> SeedRun:
     """Train the config's lr for the whole budget, recording every update; count the updates from which the
     training loss stays at or below the target (and its first touch), and the samples and epochs they used."""
-    target = sweep.updates_target(
+    target = objectives.updates_target(
         initial_training_loss(config, data), theory.least_squares_loss(data.x, data.y_train), target_ratio
     )
     (history,) = fit_population(config, data, [config.lr], record_updates=True)
-    updates = sweep.updates_to_target(history, target)
+    updates = objectives.updates_to_target(history, target)
     start = [[config.init_w] * data.n_features + [config.init_b]]
     noise_scales = theory.gradient_noise_scale_path(
         data.x, data.y_train, start + history.update_params
     ).tolist()
-    samples = None if updates is None else sweep.samples_seen(history, updates)
+    samples = None if updates is None else objectives.samples_seen(history, updates)
     return SeedRun(
         seed=config.seed,
         target=target,
         updates=updates,
-        first_touch=sweep.first_touch_updates(history, target),
+        first_touch=objectives.first_touch_updates(history, target),
         samples=samples,
         epochs=None if samples is None else samples / history.samples_per_epoch,
         noise_scales=noise_scales,
@@ -277,7 +277,7 @@ def measure_scaling(
                     eta_star=etas[batch_size],
                     runs=seed_runs(study_config, batch_size, best_lr),
                     lr_scan=lr_scan,
-                    worst_value=sweep.worst_value(
+                    worst_value=objectives.worst_value(
                         "updates_to", study_config.train.epochs, updates_per_epoch(data.n, batch_size, study_config.train)
                     ),
                 )
@@ -404,7 +404,7 @@ def summarize(result: ScalingResult) -> dict:
         "orders": [ORDER_KEYS[o] for o in config.orders],
         "regimes": [REGIMES[t] for t in config.targets],
         "target_ratio": config.sweep.target_ratio,
-        "noisy_target_tolerance": sweep.FLOOR_TOLERANCE,
+        "noisy_target_tolerance": objectives.FLOOR_TOLERANCE,
         "epochs": config.sweep.train.epochs,
         "dtype": config.sweep.train.dtype,
         "n_trials": config.sweep.n_trials,

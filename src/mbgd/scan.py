@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mbgd import sweep
+from mbgd import objectives
 from mbgd.config import SweepConfig
 from mbgd.data import RegressionData
 from mbgd.train import fit_population
@@ -121,7 +121,7 @@ def lr_grid(lr_min: float, lr_max: float, count: int) -> list[float]:
 def scan_lrs(config: SweepConfig, data: RegressionData, batch_size: int, lrs: Sequence[float]) -> LrScan:
     """Train every lr for the study's budget and score it with the study's objective."""
     train_config = config.train.with_batch_size(batch_size)
-    floor = sweep.objective_floor(config.objective, data)
+    floor = objectives.objective_floor(config.objective, data)
     counting = config.objective == "updates_to"
     values: list[float] = []
     first_touch: list[int | None] = []
@@ -134,15 +134,15 @@ def scan_lrs(config: SweepConfig, data: RegressionData, batch_size: int, lrs: Se
         )
         for history in histories:
             values.append(
-                sweep.objective_value(
+                objectives.objective_value(
                     config.objective, history, epochs=train_config.epochs, floor=floor, target_ratio=config.target_ratio
                 )
             )
-            worst = sweep.worst_value(config.objective, train_config.epochs, history.updates_per_epoch)
-            diverged.append(sweep.ended_diverged(history))
+            worst = objectives.worst_value(config.objective, train_config.epochs, history.updates_per_epoch)
+            diverged.append(objectives.ended_diverged(history))
             if counting:
-                target = sweep.updates_target(history.train_losses[0], floor, config.target_ratio)
-                first_touch.append(sweep.first_touch_updates(history, target))
+                target = objectives.updates_target(history.train_losses[0], floor, config.target_ratio)
+                first_touch.append(objectives.first_touch_updates(history, target))
             else:
                 first_touch.append(None)
     return LrScan(
@@ -195,7 +195,7 @@ def tpe_trials_to_within(
     import optuna
 
     train_config = config.train.with_batch_size(batch_size)
-    floor = sweep.objective_floor(config.objective, data)
+    floor = objectives.objective_floor(config.objective, data)
     studies = [
         optuna.create_study(
             direction="minimize",
@@ -218,7 +218,7 @@ def tpe_trials_to_within(
             train_config, data, [lr for _, _, lr in asked], record_updates=counting, keep_update_params=False
         )
         for (s, trial, _), history in zip(asked, histories, strict=True):
-            value = sweep.objective_value(
+            value = objectives.objective_value(
                 config.objective, history, epochs=train_config.epochs, floor=floor, target_ratio=config.target_ratio
             )
             studies[s].tell(trial, value)

@@ -28,6 +28,8 @@ from mlflow.utils.mlflow_tags import (
 )
 
 from mbgd import liveness
+from mbgd.errors import Interrupted
+from mbgd.tracking_store import tracking_uri
 from mbgd.liveness import HOST, process_alive
 
 if TYPE_CHECKING:
@@ -40,14 +42,10 @@ if TYPE_CHECKING:
 MAX_METRICS_PER_CALL = 1000
 MAX_PARAMS_PER_CALL = 100
 MAX_ITEMS_PER_CALL = 1000
-DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run .` puts runs too
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "mbgd.host", "mbgd.pid", "mbgd.heartbeat"
 RUN_HEARTBEAT_S = 30
-ORPHAN_AFTER_S = 120  # a run of another host with no heartbeat for this long is taken for dead  # MLflow's "Default" experiment, where `mlflow run .` puts runs too
-
-
-class Interrupted(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt so that runs end KILLED on the way out."""
+ORPHAN_AFTER_S = 120  # a run of another host with no heartbeat for this long is taken for dead
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def client() -> MlflowClient:
     A sqlite store is switched to a write-ahead log (a setting kept in the file): one disk sync per commit
     instead of several, and readers such as `mbgd ui` no longer block the writers.
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    uri = tracking_uri()
     if uri.startswith("sqlite:///"):
         _use_write_ahead_log(uri[len("sqlite:///") :])
     return MlflowClient()
