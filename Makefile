@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The project's .venv comes first on PATH so that `mlflow run --env-manager local` runs its commands in it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test test-fast bench soak clean
+.PHONY: install run test test-fast bench soak clean mutate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test-fast: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
+# Mutation testing of the numeric core and the protocol against the fast tests ([tool.mutmut] in pyproject.toml);
+# not part of `make test`. Ends with one line: the share of mutants killed. MUTANTS narrows it (mutmut's name globs).
+MUTANTS ?= mbgd.train.* mbgd.data.* mbgd.scan.* mbgd.theory.* mbgd.objectives.* mbgd.config.x_redact* mbgd.protocol.*
+mutate: install
+	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)') > mutants.log 2>&1 || (tail -20 mutants.log; exit 1)
+	$(BIN)/python tools/mutation_score.py $(foreach m,$(MUTANTS),'$(m)')
+
 # The fault scenarios (kill -9 of a worker, of the trial-run helper, of the sweep; SIGINT, SIGTERM), N rounds each
 # at random moments, one line per scenario with its pass count: `make soak N=5`. Not part of `make test`.
 N ?= 20
@@ -35,4 +42,4 @@ soak: install
 	$(BIN)/python benchmarks/soak.py --rounds $(N)
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache mutants mutants.log

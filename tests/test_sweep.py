@@ -13,7 +13,6 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mbgd import theory
 from mbgd.cli import main
 from mbgd.config import ConfigError, SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
