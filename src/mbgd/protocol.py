@@ -226,9 +226,10 @@ def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.Frozen
             reason = "its worker died before taking it"
         if reason is None:
             continue
-        backend.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        if backend.set_trial_state_values(trial._trial_id, state=STATE.FAIL):
-            failed.append(trial._trial_id)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # a program without the lock did
+            backend.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            if backend.set_trial_state_values(trial._trial_id, state=STATE.FAIL):
+                failed.append(trial._trial_id)
     return failed
 
 
