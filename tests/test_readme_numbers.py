@@ -72,7 +72,7 @@ def beta_and_lambda1() -> tuple[float, float]:
     return beta, float(max(np.linalg.eigvalsh(full)))
 
 
-# --- README: "What it finds", the theory columns and bullets ----------------------------------------------
+# --- README and docs/research.md: "What it finds", the theory columns and bullets ----------------------------------------------
 
 
 @pytest.mark.parametrize(("batch_size", "readme"), [(1, 0.1044), (10, 0.1277), (20, 0.1291)])
@@ -108,9 +108,9 @@ def test_at_lr_0_1_batch_size_1_contracts_by_0_292_but_amplifies_3e7_within_the_
     assert theory.max_transient_amplification(X_TORCH, 1, 0.1) == pytest.approx(largest, rel=1e-6)
 
 
-# --- README: batch-size scaling, "What is predicted" and the η*(m) row -------------------------------------
+# --- README and docs/research.md: batch-size scaling, "What is predicted" and the η*(m) row -------------------------------------
 
-# README prints 0.0576 for m = 50: a double rounding of scaling.md's 0.05755 (the value is 0.057546 -> 0.0575).
+# docs/research.md's η*(m) row (m = 50 is 0.057546 -> 0.0575; README once printed 0.0576, a double rounding).
 ETA_STAR_ROW = {1: 0.0192, 2: 0.0291, 3: 0.0352, 4: 0.0392, 5: 0.0421, 10: 0.0495, 20: 0.0542, 25: 0.0553,
                 50: 0.0575, 100: 0.0587}
 
@@ -132,7 +132,7 @@ def test_eta_star_row(m: int, readme: float) -> None:
     assert float(theory.optimal_lr_interpolation(X_TORCH, m)) == pytest.approx(by_hand, rel=1e-6)
 
 
-# --- README: the tutorial's comparison, final losses quoted to six digits ---------------------------------
+# --- README and docs/research.md: the tutorial's comparison, final losses quoted to six digits ---------------------------------
 
 
 @pytest.mark.parametrize(("batch_size", "final", "digits"), [(20, 0.154684, 5e-7), (10, 0.154675, 5e-7), (1, 304.864, 5e-4)])
