@@ -57,7 +57,8 @@ class Result:
 
 
 def machine_line() -> str:
-    """What the numbers depend on: other load on the machine skews the ratios (torch's threads wait for cores)."""
+    """What the numbers depend on: other load on the machine skews the ratios (torch's threads wait for
+    cores)."""
     import torch
 
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())

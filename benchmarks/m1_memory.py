@@ -1,8 +1,8 @@
 """M1: peak memory of one epoch at n = 10^7 against the size of the raw tensors.
 
-In a subprocess of its own, so that the peak is this workload's alone: import torch and mbgd and run a tiny fit
-(the baseline), reset the peak RSS, then generate the synthetic data with mbgd.data and run one shuffled epoch
-of `fit` at batch size 1024. The result is (peak RSS − baseline RSS) ÷ the bytes of the data's tensors
+In a subprocess of its own, so that the peak is this workload's alone: import torch and mbgd and run a tiny
+fit (the baseline), reset the peak RSS, then generate the synthetic data with mbgd.data and run one shuffled
+epoch of `fit` at batch size 1024. The result is (peak RSS − baseline RSS) ÷ the bytes of the data's tensors
 (x, the training targets and the recorded targets, each storage counted once: 3 × 40 MB in float32).
 Temporaries count against the goal: the noise drawn while generating, the shuffled order, the chunks of the
 full-dataset loss. A per-sample Python object would cost far more than a tensor element (~100 bytes vs 4).
@@ -52,7 +52,10 @@ def measure(n: int) -> dict:
     data = load_data(config.data, config.seed)
     history = fit(config, data)
     peak = rss_bytes("VmHWM")
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (data.x, data.y_train, data.y_eval)}
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+        for t in (data.x, data.y_train, data.y_eval)
+    }
     raw = sum(storages.values())
     return {
         "n": n,
@@ -72,9 +75,9 @@ def run(context: Context) -> list[Result]:
     growth = numbers["peak_rss"] - numbers["baseline_rss"]
     mib = 1 << 20
     context.note(
-        f"n={n:.0e}: baseline RSS {numbers['baseline_rss'] / mib:.0f} MiB, peak {numbers['peak_rss'] / mib:.0f} MiB"
-        f" (peak reset after imports: {numbers['peak_was_reset']}), growth {growth / mib:.0f} MiB,"
-        f" raw tensors {numbers['raw_tensor_bytes'] / mib:.0f} MiB"
+        f"n={n:.0e}: baseline RSS {numbers['baseline_rss'] / mib:.0f} MiB, peak "
+        f"{numbers['peak_rss'] / mib:.0f} MiB (peak reset after imports: {numbers['peak_was_reset']}), "
+        f"growth {growth / mib:.0f} MiB, raw tensors {numbers['raw_tensor_bytes'] / mib:.0f} MiB"
     )
     ratio = growth / numbers["raw_tensor_bytes"]
     return [Result("M1", f"memory n={n:.0e}, peak growth ÷ raw tensors", ratio, goal=GOAL)]

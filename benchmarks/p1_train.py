@@ -8,9 +8,9 @@ DataLoader(batch_size=1), scalar w and b with requires_grad, a manual update, an
 per-step loss and the per-epoch full-dataset loss.
 
 Both run in this process after a warm-up of each, taking turns, and the fastest of 7 of each are compared, so
-neither side's time includes importing torch, mlflow or matplotlib, nor creating the sqlite store's tables; data
-generation is outside both timings. The wall time of the real `mbgd train` subprocess (imports and all) is
-printed for information.
+neither side's time includes importing torch, mlflow or matplotlib, nor creating the sqlite store's tables;
+data generation is outside both timings. The wall time of the real `mbgd train` subprocess (imports and all)
+is printed for information.
 """
 
 from __future__ import annotations
@@ -95,15 +95,29 @@ def run(context: Context) -> list[Result]:
 
     repeats = 1 if context.quick else REPEATS
     fastest = interleaved_fastest({"mbgd": mbgd_side, "reference": reference_side}, repeats)
-    context.note(f"tracked_train {fastest['mbgd']:.3f} s, tutorial loop {fastest['reference']:.3f} s (fastest of {repeats})")
-    context.note(f"`mbgd train` subprocess, whole command with imports: {cli_seconds(store, context.workdir):.2f} s")
+    context.note(
+        f"tracked_train {fastest['mbgd']:.3f} s, tutorial loop {fastest['reference']:.3f} s "
+        f"(fastest of {repeats})"
+    )
+    context.note(
+        f"`mbgd train` subprocess, whole command with imports: {cli_seconds(store, context.workdir):.2f} s"
+    )
     ratio = fastest["mbgd"] / fastest["reference"]
     return [Result("P1", "tracked train b1 vs tutorial loop", ratio, goal=GOAL)]
 
 
 def cli_seconds(store: str, workdir: Path) -> float:
     """Wall time of the real command on the already created store."""
-    command = [str(Path(sys.executable).with_name("mbgd")), "train", "--batch-size", "1", "--compare-with", ""]
+    command = [
+        str(Path(sys.executable).with_name("mbgd")),
+        "train",
+        "--batch-size",
+        "1",
+        "--compare-with",
+        "",
+    ]
     environment = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_EXPERIMENT_NAME": "bench-p1"}
-    seconds, _ = timed(lambda: subprocess.run(command, cwd=workdir, env=environment, check=True, capture_output=True))
+    seconds, _ = timed(
+        lambda: subprocess.run(command, cwd=workdir, env=environment, check=True, capture_output=True)
+    )
     return seconds

@@ -4,19 +4,19 @@ The workload on both sides: batch sizes 1, 10, 20, 64 COMPLETE trials each, lr l
 objective auc (mean log10 full-dataset loss over the epochs, the worst value when training diverges), every
 trial a child run of one parent run with its params and its per-epoch `loss` series plus `objective`.
 
-mbgd side: what `tracked_sweep` does before its analysis: open the storage and studies, the parent run with its
-params and dataset, then `runs.run_studies` (population trials: 16 learning rates trained at once; the trial runs
-written meanwhile by the helper process that `mbgd sweep` starts before its own imports, and all of them written
-before the timing ends). The helper is started before the warm-up, as the command starts it before importing.
-Reference: one trial at a time, `study.optimize(objective)`, where the objective opens
+mbgd side: what `tracked_sweep` does before its analysis: open the storage and studies, the parent run with
+its params and dataset, then `runs.run_studies` (population trials: 16 learning rates trained at once; the
+trial runs written meanwhile by the helper process that `mbgd sweep` starts before its own imports, and all of
+them written before the timing ends). The helper is started before the warm-up, as the command starts it
+before importing. Reference: one trial at a time, `study.optimize(objective)`, where the objective opens
 `mlflow.start_run(nested=True)`, logs its params, trains its one lr with a plain torch loop (tensor slices,
 autograd, manual update: no DataLoader, so the reference is not slowed by per-sample fetching) and calls
 `mlflow.log_metric("loss", ..., step=epoch)` after each epoch, as the Optuna and MLflow examples do.
 
 Not included on either side: the seeds' re-training, theory, figures and summaries that follow the studies.
-Each side has an MLflow sqlite store of its own in the work folder; mbgd's Optuna storage is its default (beside
-the store), the reference's a sqlite file (`storage="sqlite:///..."`, as Optuna's docs show). Both are created
-and warmed up (imports, tables, a small study) before the timing.
+Each side has an MLflow sqlite store of its own in the work folder; mbgd's Optuna storage is its default
+(beside the store), the reference's a sqlite file (`storage="sqlite:///..."`, as Optuna's docs show). Both are
+created and warmed up (imports, tables, a small study) before the timing.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def mbgd_study_phase(config, data, writer) -> int:
     sweep.remaining_trials(config, storage)  # opens (creates) the studies, as tracked_sweep does
     written_before = len(writer.run_ids)
     client = tracking.client()
-    with tracking.run_scope(client, experiment_name=config.experiment, run_name=f"sweep-{config.name}") as parent:
+    with tracking.run_scope(
+        client, experiment_name=config.experiment, run_name=f"sweep-{config.name}"
+    ) as parent:
         tracking.log_values(client, parent.run_id, params=config.as_params())
         tracking.log_dataset(client, parent.run_id, data)
         _, _, trial_run_ids = runs.run_studies(config, data, storage, storage_url, parent, writer=writer)
@@ -88,7 +90,9 @@ def reference_study_phase(x, y_train, y_eval, *, name: str, storage_url: str, co
                     mlflow.log_params({"lr": lr, "batch_size": batch_size, "trial": trial.number})
                     losses = train_one_lr(lr, batch_size)
                     diverged = not math.isfinite(losses[-1])
-                    value = WORST_AUC if diverged else min(sum(map(math.log10, losses)) / len(losses), WORST_AUC)
+                    value = (
+                        WORST_AUC if diverged else min(sum(map(math.log10, losses)) / len(losses), WORST_AUC)
+                    )
                     mlflow.log_metrics({"objective": value, "diverged": float(diverged)})
                 return value
 
@@ -126,7 +130,12 @@ def run(context: Context) -> list[Result]:
         reference_storage = context.store("p2-optuna-reference")
         return timed(
             lambda: reference_study_phase(
-                x, y_train, y_eval, name=name, storage_url=reference_storage, config=replace(config, **changes)
+                x,
+                y_train,
+                y_eval,
+                name=name,
+                storage_url=reference_storage,
+                config=replace(config, **changes),
             )
         )
 
@@ -142,7 +151,11 @@ def run(context: Context) -> list[Result]:
         mbgd_after, _ = mbgd("bench-after")
     mbgd_seconds = (mbgd_before + mbgd_after) / 2
 
-    context.note(f"mbgd study phase: {trials} trial runs, {mbgd_before:.2f} s before, {mbgd_after:.2f} s after")
-    context.note(f"reference Optuna + MLflow loop: {reference_trials} trial runs in {reference_seconds:.2f} s")
+    context.note(
+        f"mbgd study phase: {trials} trial runs, {mbgd_before:.2f} s before, {mbgd_after:.2f} s after"
+    )
+    context.note(
+        f"reference Optuna + MLflow loop: {reference_trials} trial runs in {reference_seconds:.2f} s"
+    )
     ratio = reference_seconds / mbgd_seconds
     return [Result("P2", "sweep study phase, reference vs mbgd", ratio, goal=GOAL, higher_is_better=True)]

@@ -7,8 +7,9 @@ Also measured: the per-sample Dataset pattern (a plain __getitem__(i) and DataLo
 shuffle=True) with its default collation, timed over 200 batches and scaled to an epoch), and the
 mbgd and reference loaders alone, without the training step.
 
-Throughput is samples per second; the result is mbgd's throughput ÷ the reference's. Data generation is outside
-the timing; the epochs of the sides take turns, after one untimed epoch of each, and the fastest are compared.
+Throughput is samples per second; the result is mbgd's throughput ÷ the reference's. Data generation is
+outside the timing; the epochs of the sides take turns, after one untimed epoch of each, and the fastest are
+compared.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""PR: the study phase of the same sweep with and without `--pruner hyperband`: the time ratio, and the best lr
-each finds per batch size (a pruner that saves time but finds a worse lr must show it). No goal: a finding.
+"""PR: the study phase of the same sweep with and without `--pruner hyperband`: the time ratio, and the best
+lr each finds per batch size (a pruner that saves time but finds a worse lr must show it). No goal: a finding.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def run(context: Context) -> list[Result]:
     data = load_data(config.train.data, config.train.seed)
     timings = {}
     for pruner in ("none", "hyperband"):
-        pruner_config = replace(config, pruner=pruner, name=f"pr-{pruner}", storage=context.store(f"pr-optuna-{pruner}"))
+        pruner_config = replace(
+            config, pruner=pruner, name=f"pr-{pruner}", storage=context.store(f"pr-optuna-{pruner}")
+        )
         seconds, found = study_phase(pruner_config, data)
         timings[pruner] = seconds
         lrs = ", ".join(f"b{b}: lr {lr:.4g} ({pruned} pruned)" for b, (lr, pruned) in found.items())

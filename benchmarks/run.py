@@ -38,7 +38,9 @@ BENCHMARKS = {  # id -> module with run(context) -> list[Result], or module:func
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. P1,P3 (default: all)")
     parser.add_argument("--quick", action="store_true", help="smoke run with small workloads")
     args = parser.parse_args(argv)
@@ -51,7 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def quiet_libraries() -> None:
     """MLflow's and alembic's INFO lines about creating tables would bury the results."""
-    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"  # read when mlflow is imported; setLevel now would be undone
+    # read when mlflow is imported; setLevel now would be undone
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="mlflow")  # e.g. its notices about the fluent API's defaults
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 
 from harness import Context, Result, machine_line
@@ -49,7 +50,9 @@ def epoch_seconds(n: int, batch_size: int) -> float:
     while len(samples) < MIN_REPEATS or (total < MIN_TOTAL_SECONDS and len(samples) < MAX_REPEATS):
         history = fit(config, data)
         if history.diverged:
-            raise AssertionError(f"scaling run n={n} batch {batch_size} diverged; its epoch time would mislead")
+            raise AssertionError(
+                f"scaling run n={n} batch {batch_size} diverged; its epoch time would mislead"
+            )
         samples.append(history.epoch_seconds[1] - history.epoch_seconds[0])
         total += samples[-1]
     return min(samples)
@@ -94,7 +97,8 @@ def run(context: Context) -> list[Result]:
     by_batch_size = {b: epoch_seconds(n_for_batch_sweep, b) for b in BATCH_SIZES}
     for n, seconds in by_n.items():
         context.note(
-            f"n {n:>10,}, batch {N_SWEEP_BATCH_SIZE}: {seconds:8.4f} s/epoch, {seconds / n * 1e9:8.1f} ns/sample"
+            f"n {n:>10,}, batch {N_SWEEP_BATCH_SIZE}: {seconds:8.4f} s/epoch, "
+            f"{seconds / n * 1e9:8.1f} ns/sample"
         )
     for b, seconds in by_batch_size.items():
         context.note(
@@ -108,12 +112,13 @@ def run(context: Context) -> list[Result]:
         write_outputs(context.output_dir, by_n, by_batch_size, n_for_batch_sweep)
         context.note(f"figure and measurements: {context.output_dir}/epoch_time_scaling.png and .json")
 
-    # The printed lines: the exponent of seconds per epoch in n from 10^5 up (smaller epochs have too few updates
-    # to amortise the per-epoch overhead), and how much the per-sample cost falls from batch 1 to the largest.
+    # The printed lines: the exponent of seconds per epoch in n from 10^5 up (smaller epochs have too few
+    # updates to amortise the per-epoch overhead), and how much the per-sample cost falls from batch 1 to the
+    # largest.
     large_n = [n for n in n_points if n >= 10**5] if not context.quick else n_points[-3:]
     exponent = fitted_exponent(large_n, [by_n[n] for n in large_n])
     fall = by_batch_size[BATCH_SIZES[0]] / by_batch_size[BATCH_SIZES[-1]]
-    falls_every_step = all(by_batch_size[a] > by_batch_size[b] for a, b in zip(BATCH_SIZES, BATCH_SIZES[1:]))
+    falls_every_step = all(by_batch_size[a] > by_batch_size[b] for a, b in pairwise(BATCH_SIZES))
     context.note(f"per-sample cost falls at every larger batch size: {falls_every_step}")
     over_n = f"seconds per epoch ∝ n^k over n = {large_n[0]:.0e}…{large_n[-1]:.0e}, k"
     over_batch = f"per-sample cost, batch {BATCH_SIZES[0]} ÷ batch {BATCH_SIZES[-1]}"
@@ -131,14 +136,21 @@ def fitted_exponent(xs: list[int], ys: list[float]) -> float:
     return covariance / sum((a - mean_x) ** 2 for a in log_x)
 
 
-def write_outputs(output_dir: Path, by_n: dict[int, float], by_batch_size: dict[int, float], n_for_batch_sweep: int):
+def write_outputs(
+    output_dir: Path, by_n: dict[int, float], by_batch_size: dict[int, float], n_for_batch_sweep: int
+):
     """epoch_time_scaling.json (the measurements) and epoch_time_scaling.png (the figure)."""
     output_dir.mkdir(exist_ok=True)
     measurements = {
-        "what": "seconds per epoch of mbgd.train.fit (shuffled updates + full-dataset loss), float32, 1 feature",
+        "what": (
+            "seconds per epoch of mbgd.train.fit (shuffled updates + full-dataset loss), float32, 1 feature"
+        ),
         "machine": machine_line(),
         "by_n": {"batch_size": N_SWEEP_BATCH_SIZE, "seconds_per_epoch": {str(n): s for n, s in by_n.items()}},
-        "by_batch_size": {"n": n_for_batch_sweep, "seconds_per_epoch": {str(b): s for b, s in by_batch_size.items()}},
+        "by_batch_size": {
+            "n": n_for_batch_sweep,
+            "seconds_per_epoch": {str(b): s for b, s in by_batch_size.items()},
+        },
     }
     (output_dir / "epoch_time_scaling.json").write_text(json.dumps(measurements, indent=2) + "\n")
     figure = epoch_time_figure(by_n, by_batch_size, n_for_batch_sweep=n_for_batch_sweep)

@@ -26,7 +26,10 @@ def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store_
     shutil.copy(empty_store_template, tmp_path / "mlflow.db")
     # The template's Default experiment points at the template's folder; point it at this test's.
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
-        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(tmp_path / "mlruns" / "0"),))
+        db.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            (str(tmp_path / "mlruns" / "0"),),
+        )
     db.close()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)

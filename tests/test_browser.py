@@ -1,5 +1,5 @@
-"""A real browser on `mbgd ui`: its links open on the runs, the comparison's one log-scale chart and a run, all in
-the model-training layout, not on the GenAI side of the UI."""
+"""A real browser on `mbgd ui`: its links open on the runs, the comparison's one log-scale chart and a run,
+all in the model-training layout, not on the GenAI side of the UI."""
 
 import os
 import re
@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ import pytest
 from test_end_to_end import free_port
 
 BIN = Path(sys.executable).parent
-# The UI opens its Assistant panel over the page by itself when the host is localhost or 127.0.0.1: the browser
-# reaches the server under another name, which the server is told to accept.
+# The UI opens its Assistant panel over the page by itself when the host is localhost or 127.0.0.1: the
+# browser reaches the server under another name, which the server is told to accept.
 UI_HOST = "mbgd-ui.test"
 # The UI is a single-page app: virtual time lets it fetch the runs and render them before the DOM is dumped
 # or shot. Pending requests pause virtual time, so 30 s of it takes seconds of real time (10 s sometimes
@@ -27,10 +28,19 @@ UI_HOST = "mbgd-ui.test"
 # server): a real-time timeout ends it. Charts render only once scrolled into view: a desktop-sized window
 # has the comparison's chart in view. The rest keep the browser off the network and its first-run work.
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,900",
-    "--virtual-time-budget=30000", "--timeout=60000",
-    "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", f"--host-resolver-rules=MAP {UI_HOST} 127.0.0.1",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--window-size=1400,900",
+    "--virtual-time-budget=30000",
+    "--timeout=60000",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    f"--host-resolver-rules=MAP {UI_HOST} 127.0.0.1",
 )
 # What only the GenAI side of MLflow 3.17's UI shows: its experiment overview and its side navigation, and a
 # run page's breadcrumb back to "Evaluations" (the model-training layout's says "Runs").
@@ -76,7 +86,8 @@ def chromium(profile: Path, *args: str) -> str:
 
 
 def printed_links(output: str) -> dict[str, str]:
-    """The links `mbgd ui` or `mbgd train` printed, by their prefix: `runs`, `charts`, `comparison`, `run <id>`."""
+    """The links `mbgd ui` or `mbgd train` printed, by their prefix: `runs`, `charts`, `comparison`, `run
+    <id>`."""
     return dict(re.findall(r"(?m)^(runs|charts|comparison|run [0-9a-f]+): (http\S+)$", output))
 
 
@@ -109,28 +120,41 @@ def test_ui_links_render_the_runs_the_comparison_chart_and_a_run_in_a_browser(
     monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     trained = subprocess.run(
         [str(BIN / "mbgd"), "train", "--epochs", "3", "--compare-with", "1,10"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
-    ((run_prefix, run_link),) = [(k, v) for k, v in printed_links(trained.stdout).items() if k.startswith("run ")]
+    ((run_prefix, run_link),) = [
+        (k, v) for k, v in printed_links(trained.stdout).items() if k.startswith("run ")
+    ]
     run_id = run_prefix.removeprefix("run ")
     port, log, screenshot = free_port(), tmp_path / "ui.log", tmp_path / "comparison.png"
     # MLflow's server refuses other host names (DNS rebinding) and other origins' writes unless told.
     monkeypatch.setenv("MLFLOW_SERVER_ALLOWED_HOSTS", f"{UI_HOST}:*,127.0.0.1:*,localhost:*")
     monkeypatch.setenv("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", f"http://{UI_HOST}:{port}")
     # The server writes to a file: a pipe that nobody reads fills up with its request log and stalls it.
-    with log.open("w") as output, process_group(
-        [str(BIN / "mbgd"), "ui", "--port", str(port)], stdout=output, stderr=subprocess.STDOUT
-    ) as server:
+    with (
+        log.open("w") as output,
+        process_group(
+            [str(BIN / "mbgd"), "ui", "--port", str(port)], stdout=output, stderr=subprocess.STDOUT
+        ) as server,
+    ):
         wait_for_health(server, port, log)
         links = printed_links(log.read_text())
         assert set(links) == {"runs", "charts", "comparison"}, log.read_text()[-3000:]
-        assert on_host(links["comparison"], port) == on_host(printed_links(trained.stdout)["comparison"], port)
+        assert on_host(links["comparison"], port) == on_host(
+            printed_links(trained.stdout)["comparison"], port
+        )
         dom = chromium(tmp_path / "dom-profile", "--dump-dom", links["runs"])
         comparison = links["comparison"]
-        # The chart appears once its metric history is fetched; a cold server may be late for the first browser.
+        # The chart appears once its metric history is fetched; a cold server may be late for the first
+        # browser.
         for attempt in range(2):
-            comparison_dom = chromium(tmp_path / f"comparison-profile-{attempt}", "--dump-dom", on_host(comparison, port))
+            comparison_dom = chromium(
+                tmp_path / f"comparison-profile-{attempt}", "--dump-dom", on_host(comparison, port)
+            )
             if "sgd-b1 (loss)" in comparison_dom:
                 break
         run_dom = chromium(tmp_path / "run-profile", "--dump-dom", on_host(run_link, port))
@@ -146,13 +170,18 @@ def test_ui_links_render_the_runs_the_comparison_chart_and_a_run_in_a_browser(
     assert "<strong>3</strong> matching runs" in comparison_dom
     assert comparison_dom.count('data-testid="experiment-view-compare-runs-card"') == 1
     assert comparison_dom.count('data-testid="experiment-view-compare-runs-section-header"') == 1
-    assert [name for name in ("mini-batch-b20", "mini-batch-b10", "sgd-b1") if f"{name} (loss)" not in comparison_dom] == []
+    assert [
+        name
+        for name in ("mini-batch-b20", "mini-batch-b10", "sgd-b1")
+        if f"{name} (loss)" not in comparison_dom
+    ] == []
     ticks = y_ticks(comparison_dom)
     # A linear axis labels evenly spaced values; a log axis 1-2-5 steps (10, 20, 50, 100, ...).
     assert len(ticks) >= 3, ticks
-    assert len({round(high - low, 9) for low, high in zip(ticks, ticks[1:])}) > 1, ticks
+    assert len({round(high - low, 9) for low, high in pairwise(ticks)}) > 1, ticks
 
-    # A run's own page, in the model-training layout: its breadcrumb leads back to the runs, not "Evaluations".
+    # A run's own page, in the model-training layout: its breadcrumb leads back to the runs, not
+    # "Evaluations".
     assert f"<title>Run {run_id} - MLflow</title>" in run_dom
     assert not [marker for marker in GENAI_MARKERS if marker in run_dom]
     assert 'data-testid="experiment-observatory-link-runs" href="#/experiments/0/runs">Runs</a>' in run_dom

@@ -40,7 +40,9 @@ def test_train_logs_the_run_its_children_figures_and_dataset(tracking_store: str
     assert len(client.get_metric_history(parent.info.run_id, "batch_loss")) == 5 * 3
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "loss")] == [0, 1, 2, 3]
     assert parent.data.metrics["diverged"] == 0
-    assert {"final_loss", "w", "b", "train_seconds", "compare/loss_b1", "compare/loss_b10"} <= set(parent.data.metrics)
+    assert {"final_loss", "w", "b", "train_seconds", "compare/loss_b1", "compare/loss_b10"} <= set(
+        parent.data.metrics
+    )
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"loss_curve.png", "comparison.png"} <= artifacts
     assert parent.inputs.dataset_inputs[0].dataset.name == "synthetic-line-n100"
@@ -71,7 +73,9 @@ def test_batch_larger_than_the_data_is_one_full_batch_and_noted(tracking_store: 
     assert "exceeds the 100 samples" in run.data.tags["note"]
 
 
-def test_experiment_name_from_the_environment_is_honoured(tracking_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_experiment_name_from_the_environment_is_honoured(
+    tracking_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
     assert invoke("train", "--epochs", "1", "--compare-with", "").exit_code == 0
     (run,) = all_runs(MlflowClient(tracking_store))

@@ -12,7 +12,9 @@ from mbgd.data import RegressionDataset, load_data, make_loader, make_synthetic,
 
 def batches(n: int, batch_size: int, *, shuffle: bool = False, drop_last: bool = False, seed: int = 0):
     x = torch.arange(n, dtype=torch.float32).view(-1, 1)
-    loader = make_loader(RegressionDataset(x, x.view(-1)), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
+    loader = make_loader(
+        RegressionDataset(x, x.view(-1)), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed
+    )
     return [xb.view(-1).long().tolist() for xb, _ in loader]
 
 
@@ -32,7 +34,9 @@ def test_noisy_targets_option_trains_on_the_noisy_y() -> None:
 
 
 def test_synthetic_size_range_slope_intercept_noise_are_configurable() -> None:
-    data = make_synthetic(DataSpec(n_points=7, x_min=0.0, x_max=7.0, slope=2.0, intercept=1.0, noise=0.0), seed=0)
+    data = make_synthetic(
+        DataSpec(n_points=7, x_min=0.0, x_max=7.0, slope=2.0, intercept=1.0, noise=0.0), seed=0
+    )
     assert data.x.view(-1).tolist() == [0, 1, 2, 3, 4, 5, 6]
     assert data.y_train.tolist() == [1, 3, 5, 7, 9, 11, 13]
     assert torch.equal(data.y_eval, data.y_train)

@@ -67,14 +67,18 @@ def test_every_mbgd_command_and_option_shown_exists(page: Path) -> None:
             unknown.append(f"mbgd {command}")
             continue
         rest = rest.split("#", 1)[0]  # a shell comment after the command
-        unknown += [f"mbgd {command} {option}" for option in OPTION.findall(rest) if option not in COMMANDS[command]]
+        unknown += [
+            f"mbgd {command} {option}" for option in OPTION.findall(rest) if option not in COMMANDS[command]
+        ]
     assert not unknown, f"{page.name} names what mbgd does not have: {unknown}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_option_in_an_option_table_exists(page: Path) -> None:
     rows = [line for line in page.read_text().splitlines() if re.match(r"\| `--", line)]
-    unknown = [option for row in rows for option in OPTION.findall(row.split("|")[1]) if option not in ALL_OPTIONS]
+    unknown = [
+        option for row in rows for option in OPTION.findall(row.split("|")[1]) if option not in ALL_OPTIONS
+    ]
     assert not unknown, f"{page.name}'s option tables name options no mbgd command has: {unknown}"
 
 
@@ -83,7 +87,9 @@ def test_the_layout_names_every_module_and_only_what_exists() -> None:
     layout = readme.split("## Layout", 1)[1].split("```", 2)[1]
     named = set(re.findall(r"src/mbgd/(\w+\.py)", layout)) | {"__init__.py", "__main__.py"}
     modules = {path.name for path in (PROJECT_ROOT / "src" / "mbgd").glob("*.py")}
-    assert named == modules, f"layout lacks {sorted(modules - named)}, names missing {sorted(named - modules)}"
+    assert named == modules, (
+        f"layout lacks {sorted(modules - named)}, names missing {sorted(named - modules)}"
+    )
     for line in layout.splitlines():
         first = line.split()[0] if line.strip() else ""
         for path in first.rstrip(",").split(","):

@@ -18,10 +18,18 @@ pytestmark = pytest.mark.slow
 
 
 def mlflow_run(tracking_store: str, *args: str, timeout: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_TRACKING_URI": tracking_store}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": tracking_store,
+    }
     return subprocess.run(
         [str(BIN / "mlflow"), "run", str(PROJECT_ROOT), *args],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -69,11 +77,17 @@ def free_port() -> int:
 def test_ui_serves_the_store_on_localhost_and_prints_the_runs_link(tracking_store: str) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [str(BIN / "mbgd"), "ui", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [str(BIN / "mbgd"), "ui", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         first_line = process.stdout.readline()
-        assert first_line.strip() == f"runs: http://127.0.0.1:{port}/#/experiments/0/runs?workflowType=machine_learning"
+        assert (
+            first_line.strip()
+            == f"runs: http://127.0.0.1:{port}/#/experiments/0/runs?workflowType=machine_learning"
+        )
         deadline = time.monotonic() + 180  # MLflow's server start is slow on a busy machine
         while True:
             try:

@@ -1,7 +1,7 @@
 """`mlflow run` with every entry point, its parameters spelled as a user may type them.
 
-`mlflow run` logs each entry point parameter on the run it makes exactly as typed, shell-quoted (`1e-3`, `''`),
-before mbgd starts; mbgd must finish that run without logging a second value for any key.
+`mlflow run` logs each entry point parameter on the run it makes exactly as typed, shell-quoted (`1e-3`,
+`''`), before mbgd starts; mbgd must finish that run without logging a second value for any key.
 """
 
 import os
@@ -25,16 +25,41 @@ SPELLINGS = {
     "main": ["lr=1e-3", "epochs=02", "batch_size=020", "seed=042", "compare_with=", "data="],
     "main-csv": ["lr=.001", "epochs=2", "batch_size=4", "compare_with=1,", f"data={TWO_FEATURES}"],
     "sweep": [
-        *TINY_STUDIES, "seeds=1", "epochs=2", "lr_min=1E-4", "lr_max=1", "sampler_seed=00", "name=odd", "register_model=",
+        *TINY_STUDIES,
+        "seeds=1",
+        "epochs=2",
+        "lr_min=1E-4",
+        "lr_max=1",
+        "sampler_seed=00",
+        "name=odd",
+        "register_model=",
     ],
-    # The report compares with the tutorial's batch size 20; epochs is not a report parameter: passed on as --epochs.
-    "report": ["n_trials=02", "population=2", "batch_sizes=1,20", "seeds=01", "epochs=2", "output_dir={tmp}/report"],
+    # The report compares with the tutorial's batch size 20; epochs is not a report parameter: passed on as
+    # --epochs.
+    "report": [
+        "n_trials=02",
+        "population=2",
+        "batch_sizes=1,20",
+        "seeds=01",
+        "epochs=2",
+        "output_dir={tmp}/report",
+    ],
     "scaling": [
-        *TINY_STUDIES, "seeds=1", "epochs=2", "target_ratio=1e-2", "order=fixed", "targets=clean",
+        *TINY_STUDIES,
+        "seeds=1",
+        "epochs=2",
+        "target_ratio=1e-2",
+        "order=fixed",
+        "targets=clean",
         "output_dir={tmp}/scaling",
     ],
 }
-MBGD_ONLY_PARAM = {"main": "n_samples", "sweep": "storage", "scaling": "storage"}  # logged by mbgd beside them
+# logged by mbgd beside them
+MBGD_ONLY_PARAM = {
+    "main": "n_samples",
+    "sweep": "storage",
+    "scaling": "storage",
+}
 
 
 def entry_point(case: str) -> str:
@@ -48,21 +73,44 @@ def test_mlflow_run_finishes_with_one_value_per_param_whatever_the_spelling(
     spellings = [item.format(tmp=tmp_path) for item in SPELLINGS[case]]
     given = dict(item.split("=", 1) for item in spellings)
     args = [arg for item in spellings for arg in ("-P", item)]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_TRACKING_URI": tracking_store}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": tracking_store,
+    }
     result = subprocess.run(
-        [str(BIN / "mlflow"), "run", str(PROJECT_ROOT), "-e", entry_point(case), "--env-manager", "local", *args],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            str(BIN / "mlflow"),
+            "run",
+            str(PROJECT_ROOT),
+            "-e",
+            entry_point(case),
+            "--env-manager",
+            "local",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_store)
-    top = [run for run in client.search_runs(["0"], max_results=1000) if "mlflow.parentRunId" not in run.data.tags]
+    top = [
+        run
+        for run in client.search_runs(["0"], max_results=1000)
+        if "mlflow.parentRunId" not in run.data.tags
+    ]
     (run,) = [r for r in top if r.data.tags.get("mlflow.project.entryPoint") == entry_point(case)]
     assert run.info.status == "FINISHED"
     for key, value in given.items():  # as typed, as `mlflow run` quotes it for the shell
         assert run.data.params[key] == shlex.quote(value), key
     database = tracking_store.removeprefix("sqlite:///")
     with sqlite3.connect(database) as db:
-        counts = db.execute("SELECT key, COUNT(*) FROM params WHERE run_uuid = ? GROUP BY key", (run.info.run_id,))
+        counts = db.execute(
+            "SELECT key, COUNT(*) FROM params WHERE run_uuid = ? GROUP BY key", (run.info.run_id,)
+        )
         assert {count for _, count in counts} == {1}
     db.close()
     if entry_point(case) in MBGD_ONLY_PARAM:

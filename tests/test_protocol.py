@@ -21,7 +21,11 @@ STATE = optuna.trial.TrialState
 
 def small_sweep(tmp_path: Path) -> SweepConfig:
     return SweepConfig(
-        train=replace(TUTORIAL, epochs=3), n_trials=5, population=2, seeds=1, batch_sizes=(10,),
+        train=replace(TUTORIAL, epochs=3),
+        n_trials=5,
+        population=2,
+        seeds=1,
+        batch_sizes=(10,),
         storage=f"sqlite:///{tmp_path / 'optuna.db'}",
     )
 
@@ -54,12 +58,15 @@ def impatient(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(protocol, "HEARTBEAT_INTERVAL_S", 3600)
 
 
-def test_a_local_worker_stalled_past_the_grace_period_keeps_its_trials(tmp_path: Path, monkeypatch, impatient) -> None:
+def test_a_local_worker_stalled_past_the_grace_period_keeps_its_trials(
+    tmp_path: Path, monkeypatch, impatient
+) -> None:
     config = small_sweep(tmp_path)
     stalled_once(monkeypatch, lambda: another_workers_look(config))
     study = run_study(config, DATA, 10, open_storage(config.storage))
     states = [t.state for t in study.trials]
-    assert states == [STATE.COMPLETE] * 5  # its process was alive: nothing failed, nothing asked beyond the budget
+    # its process was alive: nothing failed, nothing asked beyond the budget
+    assert states == [STATE.COMPLETE] * 5
 
 
 def test_a_trial_failed_under_its_worker_is_retried_and_the_worker_finishes(
@@ -67,7 +74,8 @@ def test_a_trial_failed_under_its_worker_is_retried_and_the_worker_finishes(
 ) -> None:
     config = small_sweep(tmp_path)
     here = protocol.HOST
-    monkeypatch.setattr(protocol, "HOST", "another-host")  # the worker's trials look remote: judged by heartbeat
+    # the worker's trials look remote: judged by heartbeat
+    monkeypatch.setattr(protocol, "HOST", "another-host")
 
     def look_from_here() -> None:
         monkeypatch.setattr(protocol, "HOST", here)
@@ -90,7 +98,9 @@ def test_every_told_trial_stores_what_its_run_needs(tmp_path: Path) -> None:
     study = run_study(config, DATA, 10, open_storage(config.storage))
     trial = study.trials[0]
     record = sweep.stored_record(trial, 10)
-    assert record.number == trial.number and record.lr == trial.params["lr"] and record.value == trial.value
+    assert record.number == trial.number
+    assert record.lr == trial.params["lr"]
+    assert record.value == trial.value
     assert record.state == "COMPLETE"
     assert len(record.history.epoch_losses) == config.train.epochs + 1
 

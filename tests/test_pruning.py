@@ -42,8 +42,13 @@ def test_pruners_by_name() -> None:
 def hyperband_sweep(tmp_path: Path, **changes) -> SweepConfig:
     return replace(
         SweepConfig(
-            train=replace(TUTORIAL, epochs=9), batch_sizes=(10,), n_trials=24, population=8, seeds=1,
-            pruner="hyperband", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+            train=replace(TUTORIAL, epochs=9),
+            batch_sizes=(10,),
+            n_trials=24,
+            population=8,
+            seeds=1,
+            pruner="hyperband",
+            storage=f"sqlite:///{tmp_path / 'optuna.db'}",
         ),
         **changes,
     )
@@ -52,7 +57,9 @@ def hyperband_sweep(tmp_path: Path, **changes) -> SweepConfig:
 def test_hyperband_prunes_members_that_stop_early_and_counts_them_in_the_budget(tmp_path: Path) -> None:
     config = hyperband_sweep(tmp_path)
     records = []
-    study = run_study(config, DATA, 10, open_storage(config.storage), on_trials=lambda b, n, r: records.extend(r))
+    study = run_study(
+        config, DATA, 10, open_storage(config.storage), on_trials=lambda b, n, r: records.extend(r)
+    )
     states = [t.state for t in study.trials]
     assert len(states) == 24
     assert set(states) == {PRUNED, COMPLETE}
@@ -83,8 +90,21 @@ def test_no_pruner_reports_nothing_and_prunes_nothing(tmp_path: Path) -> None:
 
 def test_pruned_trials_end_killed_in_mlflow_with_their_state_tag(tracking_store: str) -> None:
     args = [
-        "sweep", "--batch-sizes", "10", "--n-trials", "16", "--population", "8", "--seeds", "1", "--epochs", "9",
-        "--pruner", "hyperband", "--name", "pruned",
+        "sweep",
+        "--batch-sizes",
+        "10",
+        "--n-trials",
+        "16",
+        "--population",
+        "8",
+        "--seeds",
+        "1",
+        "--epochs",
+        "9",
+        "--pruner",
+        "hyperband",
+        "--name",
+        "pruned",
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

@@ -1,8 +1,9 @@
-"""Every number README quotes, each checked against a value computed here independently of mbgd's code under test.
+"""Every number README quotes, each checked against a value computed here independently of mbgd's code under
+test.
 
-The theory numbers come from a separate plain-numpy loop over the tutorial's 100 points (epoch map as a product of
-2x2 matrices, radius from the eigenvalues); the training numbers are pinned from the reviewed run README reports
-(seed 42, float32, lr 0.1, 20 epochs) at the precision README prints them.
+The theory numbers come from a separate plain-numpy loop over the tutorial's 100 points (epoch map as a
+product of 2x2 matrices, radius from the eigenvalues); the training numbers are pinned from the reviewed run
+README reports (seed 42, float32, lr 0.1, 20 epochs) at the precision README prints them.
 """
 
 from dataclasses import replace
@@ -16,7 +17,8 @@ from mbgd.data import load_data
 from mbgd.train import fit
 
 TUTORIAL = TrainConfig()
-X_TORCH = load_data(TUTORIAL.data, TUTORIAL.seed).x.double().flatten()  # the tutorial's torch.arange(-5, 5, 0.1)
+# the tutorial's torch.arange(-5, 5, 0.1)
+X_TORCH = load_data(TUTORIAL.data, TUTORIAL.seed).x.double().flatten()
 X = X_TORCH.numpy()  # float32's points exactly: the epoch map amplifies a change in the last digit 3e7-fold
 
 
@@ -24,7 +26,8 @@ X = X_TORCH.numpy()  # float32's points exactly: the epoch map amplifies a chang
 
 
 def batch_hessians(batch_size: int) -> list[np.ndarray]:
-    """The MSE's Hessian of each batch in the fixed order: (2/m) sum (x, 1)(x, 1)^T (no 1/2 in the tutorial's MSE)."""
+    """The MSE's Hessian of each batch in the fixed order: (2/m) sum (x, 1)(x, 1)^T (no 1/2 in the tutorial's
+    MSE)."""
     out = []
     for start in range(0, len(X), batch_size):
         a = np.stack([X[start : start + batch_size], np.ones(len(X[start : start + batch_size]))], axis=1)
@@ -72,7 +75,8 @@ def beta_and_lambda1() -> tuple[float, float]:
     return beta, float(max(np.linalg.eigvalsh(full)))
 
 
-# --- README and docs/research.md: "What it finds", the theory columns and bullets ----------------------------------------------
+# --- README and docs/research.md: "What it finds", the theory columns and bullets
+# ----------------------------------------------
 
 
 @pytest.mark.parametrize(("batch_size", "readme"), [(1, 0.1044), (10, 0.1277), (20, 0.1291)])
@@ -82,7 +86,9 @@ def test_first_instability_is_what_readme_quotes(batch_size: int, readme: float)
     assert theory.first_instability_lr(X_TORCH, batch_size) == pytest.approx(independent, rel=1e-4)
 
 
-@pytest.mark.parametrize(("batch_size", "readme", "digits"), [(1, 0.02209, 5e-6), (10, 0.0767, 5e-5), (20, 0.1064, 5e-5)])
+@pytest.mark.parametrize(
+    ("batch_size", "readme", "digits"), [(1, 0.02209, 5e-6), (10, 0.0767, 5e-5), (20, 0.1064, 5e-5)]
+)
 def test_fastest_lr_is_what_readme_quotes(batch_size: int, readme: float, digits: float) -> None:
     independent = fastest_lr(batch_size, first_crossing(batch_size))
     assert independent == pytest.approx(readme, abs=digits)
@@ -108,11 +114,22 @@ def test_at_lr_0_1_batch_size_1_contracts_by_0_292_but_amplifies_3e7_within_the_
     assert theory.max_transient_amplification(X_TORCH, 1, 0.1) == pytest.approx(largest, rel=1e-6)
 
 
-# --- README and docs/research.md: batch-size scaling, "What is predicted" and the η*(m) row -------------------------------------
+# --- README and docs/research.md: batch-size scaling, "What is predicted" and the η*(m) row
+# -------------------------------------
 
 # docs/research.md's η*(m) row (m = 50 is 0.057546 -> 0.0575; README once printed 0.0576, a double rounding).
-ETA_STAR_ROW = {1: 0.0192, 2: 0.0291, 3: 0.0352, 4: 0.0392, 5: 0.0421, 10: 0.0495, 20: 0.0542, 25: 0.0553,
-                50: 0.0575, 100: 0.0587}
+ETA_STAR_ROW = {
+    1: 0.0192,
+    2: 0.0291,
+    3: 0.0352,
+    4: 0.0392,
+    5: 0.0421,
+    10: 0.0495,
+    20: 0.0542,
+    25: 0.0553,
+    50: 0.0575,
+    100: 0.0587,
+}
 
 
 def test_beta_lambda1_and_the_critical_batch_size_are_52_16_67_and_3_12() -> None:
@@ -132,10 +149,13 @@ def test_eta_star_row(m: int, readme: float) -> None:
     assert float(theory.optimal_lr_interpolation(X_TORCH, m)) == pytest.approx(by_hand, rel=1e-6)
 
 
-# --- README and docs/research.md: the tutorial's comparison, final losses quoted to six digits ---------------------------------
+# --- README and docs/research.md: the tutorial's comparison, final losses quoted to six digits
+# ---------------------------------
 
 
-@pytest.mark.parametrize(("batch_size", "final", "digits"), [(20, 0.154684, 5e-7), (10, 0.154675, 5e-7), (1, 304.864, 5e-4)])
+@pytest.mark.parametrize(
+    ("batch_size", "final", "digits"), [(20, 0.154684, 5e-7), (10, 0.154675, 5e-7), (1, 304.864, 5e-4)]
+)
 def test_tutorial_final_losses_are_readmes_six_digits(batch_size: int, final: float, digits: float) -> None:
     config = replace(TUTORIAL, batch_size=batch_size)
     history = fit(config, load_data(config.data, config.seed), record_batch_loss=False)
@@ -155,20 +175,22 @@ def auc_by_hand(losses: list[float]) -> float:
 
 @pytest.mark.parametrize(("dtype", "readme_ranking"), [("float32", [20, 10, 1]), ("float64", [1, 20, 10])])
 def test_ranking_at_the_tutorials_lr_over_seeds_42_to_46(dtype: str, readme_ranking: list[int]) -> None:
-    """README: at lr 0.1 the ranking (by auc, the mean over the seeds) is 20 < 10 < 1 in float32 and 1 < 20 < 10
-    in float64."""
+    """README: at lr 0.1 the ranking (by auc, the mean over the seeds) is 20 < 10 < 1 in float32 and 1 < 20 <
+    10 in float64."""
     means = {}
     for batch_size in (1, 10, 20):
         aucs = []
         for seed in range(42, 47):
             config = replace(TUTORIAL, batch_size=batch_size, seed=seed, dtype=dtype)
-            aucs.append(auc_by_hand(fit(config, load_data(config.data, seed), record_batch_loss=False).epoch_losses))
+            aucs.append(
+                auc_by_hand(fit(config, load_data(config.data, seed), record_batch_loss=False).epoch_losses)
+            )
         means[batch_size] = float(np.mean(aucs))
     assert sorted(means, key=means.get) == readme_ranking
 
 
 def test_float64_batch_size_1_at_lr_0_1_ends_at_0_1708() -> None:
     config = replace(TUTORIAL, batch_size=1, dtype="float64")
-    assert fit(config, load_data(config.data, config.seed), record_batch_loss=False).epoch_losses[-1] == pytest.approx(
-        0.1708, abs=5e-5
-    )
+    assert fit(config, load_data(config.data, config.seed), record_batch_loss=False).epoch_losses[
+        -1
+    ] == pytest.approx(0.1708, abs=5e-5)

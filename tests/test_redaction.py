@@ -1,5 +1,5 @@
-"""Passwords never reach MLflow params, tags, errors or printed output: every path that writes a storage or tracking
-URL out, checked without any server (README, "Many workers, many machines")."""
+"""Passwords never reach MLflow params, tags, errors or printed output: every path that writes a storage or
+tracking URL out, checked without any server (README, "Many workers, many machines")."""
 
 import importlib.machinery
 import sys
@@ -21,8 +21,14 @@ SECRET = "s3cret"
     ("url", "shown"),
     [
         ("postgresql+psycopg2://mbgd:s3cret@dbhost/optuna", "postgresql+psycopg2://mbgd:***@dbhost/optuna"),
-        ("postgresql+psycopg2://mbgd:s3cret@dbhost:5433/optuna", "postgresql+psycopg2://mbgd:***@dbhost:5433/optuna"),
-        ("https://alice:s3cret@mlflow.example.org:8443/x?y=1", "https://alice:***@mlflow.example.org:8443/x?y=1"),
+        (
+            "postgresql+psycopg2://mbgd:s3cret@dbhost:5433/optuna",
+            "postgresql+psycopg2://mbgd:***@dbhost:5433/optuna",
+        ),
+        (
+            "https://alice:s3cret@mlflow.example.org:8443/x?y=1",
+            "https://alice:***@mlflow.example.org:8443/x?y=1",
+        ),
         ("mysql://u:p@ss:w0rd@db/optuna", "mysql://u:***@db/optuna"),  # an @ inside the password
         ("postgresql://u:s3cret@[::1]:5432/optuna", "postgresql://u:***@[::1]:5432/optuna"),
         ("postgresql://u:s3cret@DBHost/optuna", "postgresql://u:***@DBHost/optuna"),  # the host as written
@@ -34,8 +40,15 @@ def test_redact_replaces_the_password_and_keeps_the_rest(url: str, shown: str) -
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite:///optuna.db", "sqlite:////abs/optuna.db", "http://127.0.0.1:5000", "http://token@host:5000",
-     "postgresql://mbgd@dbhost/optuna", "not a url", ""],
+    [
+        "sqlite:///optuna.db",
+        "sqlite:////abs/optuna.db",
+        "http://127.0.0.1:5000",
+        "http://token@host:5000",
+        "postgresql://mbgd@dbhost/optuna",
+        "not a url",
+        "",
+    ],
 )
 def test_redact_leaves_urls_without_a_password_as_they_are(url: str) -> None:
     assert redact(url) == url
@@ -61,8 +74,8 @@ def test_an_unreachable_tracking_database_is_an_error_without_its_password() -> 
 
 
 def test_the_sweeps_storage_param_carries_no_password(tracking_store: str, tmp_path, monkeypatch) -> None:
-    """The sweep's params name its storage with the password as ***: the storage is a local file standing in for the
-    PostgreSQL URL the user gave; the sweep stops once its params are logged."""
+    """The sweep's params name its storage with the password as ***: the storage is a local file standing in
+    for the PostgreSQL URL the user gave; the sweep stops once its params are logged."""
     secret_url = f"postgresql+psycopg2://mbgd:{SECRET}@dbhost/optuna"
     real_open = sweep.open_storage
     monkeypatch.setattr(sweep, "open_storage", lambda url: real_open(f"sqlite:///{tmp_path / 'optuna.db'}"))
@@ -79,7 +92,9 @@ def test_the_sweeps_storage_param_carries_no_password(tracking_store: str, tmp_p
         return real_log_values(client, run_id, params=params, **kwargs)
 
     monkeypatch.setattr(tracking, "log_values", log_values)
-    config = SweepConfig(train=TrainConfig(epochs=2), n_trials=1, seeds=1, batch_sizes=(10,), storage=secret_url)
+    config = SweepConfig(
+        train=TrainConfig(epochs=2), n_trials=1, seeds=1, batch_sizes=(10,), storage=secret_url
+    )
     with pytest.raises(Logged):
         runs.tracked_sweep(config, load_data(config.train.data, config.train.seed))
     assert logged[0]["storage"] == "postgresql+psycopg2://mbgd:***@dbhost/optuna"
@@ -92,10 +107,13 @@ def test_mbgd_ui_on_a_server_names_it_without_credentials(monkeypatch: pytest.Mo
     result = CliRunner().invoke(cli.main, ["ui"])
     assert result.exit_code == 2
     assert "open https://mlflow.example.org:8443 in a browser" in result.output
-    assert SECRET not in result.output and "alice" not in result.output
+    assert SECRET not in result.output
+    assert "alice" not in result.output
 
 
-def test_mbgd_dashboard_prints_its_storage_without_the_password(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_mbgd_dashboard_prints_its_storage_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
     served = []
     fake = types.ModuleType("optuna_dashboard")
     fake.__spec__ = importlib.machinery.ModuleSpec("optuna_dashboard", None)
@@ -105,14 +123,20 @@ def test_mbgd_dashboard_prints_its_storage_without_the_password(monkeypatch: pyt
     storage = f"postgresql+psycopg2://mbgd:{SECRET}@dbhost/optuna"
     result = CliRunner().invoke(cli.main, ["dashboard", "--storage", storage])
     assert result.exit_code == 0, result.output
-    assert result.output == "optuna-dashboard on postgresql+psycopg2://mbgd:***@dbhost/optuna: http://127.0.0.1:8080/\n"
+    assert (
+        result.output
+        == "optuna-dashboard on postgresql+psycopg2://mbgd:***@dbhost/optuna: http://127.0.0.1:8080/\n"
+    )
     assert served == [("127.0.0.1", 8080)]
 
 
 @pytest.mark.parametrize(
     ("uri", "base"),
     [
-        (f"https://alice:{SECRET}@mlflow.example.org:8443/tracking/", "https://mlflow.example.org:8443/tracking"),
+        (
+            f"https://alice:{SECRET}@mlflow.example.org:8443/tracking/",
+            "https://mlflow.example.org:8443/tracking",
+        ),
         (f"http://alice:{SECRET}@127.0.0.1:5000", "http://127.0.0.1:5000"),
         ("sqlite:///mlflow.db", "http://127.0.0.1:5000"),  # served by mbgd ui on its default address
         ("file:///tmp/mlruns", "http://127.0.0.1:5000"),

@@ -49,7 +49,6 @@ def test_sgd_does_not_settle_at_lr_0_1() -> None:
     assert min(curve[10:]) > 10 * NOISE_FLOOR
 
 
-
 def test_float64_batch_size_1_at_lr_01_reaches_the_floor_only_with_float64_targets() -> None:
     preset = build_train_config(load_preset("experiments/tutorial-float64-targets.toml"))
     config = replace(preset, batch_size=1)

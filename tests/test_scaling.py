@@ -67,7 +67,8 @@ def test_a_run_that_touches_the_target_and_ends_above_it_never_reached_it() -> N
 
 
 def test_a_run_that_ends_above_its_initial_loss_is_diverged_whatever_it_touched() -> None:
-    # Finite all along (a float32 loss near 1e33 is), below the target at update 2, above the start at the end.
+    # Finite all along (a float32 loss near 1e33 is), below the target at update 2, above the start at the
+    # end.
     h = history([100.0, 1e33], [50.0, 0.5, 0.4, 1e33])
     assert ended_diverged(h)
     assert updates_to_target(h, 1e34) is None  # even a target the final loss is under: the run failed
@@ -97,9 +98,8 @@ def test_updates_to_objective_scores_never_and_diverged_as_one_update_past_the_b
 
 
 def test_noisy_target_is_5_percent_above_the_least_squares_loss_when_that_is_higher() -> None:
-    assert updates_target(600.0, 0.0, 1e-4) == pytest.approx(
-        0.06
-    )  # noise-free: the ratio of the initial loss
+    # noise-free: the ratio of the initial loss
+    assert updates_target(600.0, 0.0, 1e-4) == pytest.approx(0.06)
     assert updates_target(600.0, 0.15, 1e-4) == pytest.approx(0.1575)  # noisy: the optimum's loss + 5%
     noisy = load_data(replace(TUTORIAL.data, targets="noisy"), 42)
     optimum = objective_floor("updates_to", noisy)
@@ -242,9 +242,8 @@ def test_each_order_and_regime_has_its_own_studies_and_target_ratio_in_the_setti
     assert study_settings(shuffled_noisy, 4)["target_ratio"] == 1e-4
     assert "target_ratio" not in study_settings(replace(shuffled_noisy, objective="auc"), 4)
     assert build_scaling_config({"order": "fixed", "targets": "noisy"}).orders == ("fixed",)
-    assert build_scaling_config({"shuffle": True}).orders == (
-        "shuffled",
-    )  # a preset's shuffle picks the order
+    # a preset's shuffle picks the order
+    assert build_scaling_config({"shuffle": True}).orders == ("shuffled",)
 
 
 @pytest.mark.parametrize(
@@ -324,7 +323,8 @@ def test_measured_points_count_updates_samples_and_epochs_of_each_seed(tmp_path:
     summary = scaling.summarize(result)
     row = summary["by_batch_size"]["30"]["fixed_order"]["interpolation"]
     assert {"best_lr", "eta_star", "updates_to_target", "samples_to_target", "epochs_to_target"} <= set(row)
-    beta, lambda_1 = beta_and_lambda1()  # by hand: the largest per-sample trace, the full Hessian's eigenvalue
+    # by hand: the largest per-sample trace, the full Hessian's eigenvalue
+    beta, lambda_1 = beta_and_lambda1()
     assert row["eta_star"] == pytest.approx(30 / (beta + lambda_1 * 29), rel=1e-6)
     assert summary["critical_batch_size_theory"] == pytest.approx(3.12, abs=0.005)  # README: m* = 3.12
     assert summary["noise_scale_at_target"] is None  # no noisy regime ran
@@ -360,8 +360,10 @@ def test_scaling_command_tracks_trials_logs_figures_and_resumes(tracking_store: 
     (parent,) = [r for r in runs if r.info.run_name == "scaling-tiny"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FINISHED"
-    best_runs = [c for c in children if "trial" not in c.data.params]  # <order>-<regime>-best-b<B>: the models
-    assert all("-best-b" in c.info.run_name for c in best_runs) and best_runs
+    # <order>-<regime>-best-b<B>: the models
+    best_runs = [c for c in children if "trial" not in c.data.params]
+    assert all("-best-b" in c.info.run_name for c in best_runs)
+    assert best_runs
     children = [c for c in children if "trial" in c.data.params]
     assert len(children) == 3 * 2 * 2 * 3  # batch sizes x orders x regimes x trials
     assert {c.data.params["study_name"] for c in children} == {

@@ -21,7 +21,8 @@ def exhaustive_updates_to_target(
     batch_size: int, lrs: torch.Tensor, epochs: int, target_ratio: float, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Updates from which the full-dataset loss stays at or below the target to the end, for every lr at once:
-    the tutorial's fixed order and noise-free targets, written as a plain loop independent of mbgd's training."""
+    the tutorial's fixed order and noise-free targets, written as a plain loop independent of mbgd's
+    training."""
     x32 = torch.arange(-5, 5, 0.1, dtype=torch.float32)[:100]
     x, y = x32.to(dtype), (-5 * x32).to(dtype)  # the tutorial's float32 data, cast
     k = lrs.shape[0]
@@ -56,7 +57,8 @@ def exhaustive_updates_to_target(
 def test_lr_grid_is_log_spaced_with_both_ends() -> None:
     grid = lr_grid(0.01, 1.0, 5)
     assert grid == pytest.approx([0.01, 10**-1.5, 0.1, 10**-0.5, 1.0], rel=1e-12)
-    assert grid[0] == 0.01 and grid[-1] == 1.0
+    assert grid[0] == 0.01
+    assert grid[-1] == 1.0
 
 
 def scan(values, *, worst=100.0, lrs=None) -> LrScan:
@@ -75,7 +77,8 @@ def test_scan_says_when_its_best_is_an_end_of_the_range_or_nothing_reached() -> 
     assert scan([10, 20, 30]).at_edge == "lr_min"
     assert scan([30, 20, 10]).at_edge == "lr_max"
     nothing = scan([100, 100, 100])
-    assert not nothing.reached and nothing.at_edge == ""
+    assert not nothing.reached
+    assert nothing.at_edge == ""
 
 
 def test_scan_csv_has_one_row_per_lr() -> None:
@@ -104,13 +107,29 @@ def test_scan_values_equal_an_independent_exhaustive_loop() -> None:
         assert not mismatched, mismatched
 
 
-def test_scaling_finds_the_exhaustive_optimum_of_batch_sizes_1_2_3(tracking_store: str, tmp_path: Path) -> None:
+def test_scaling_finds_the_exhaustive_optimum_of_batch_sizes_1_2_3(
+    tracking_store: str, tmp_path: Path
+) -> None:
     lr_min, lr_max = 0.0096, 0.24
     lrs = torch.logspace(math.log10(lr_min), math.log10(lr_max), 4096, dtype=torch.float64)
     args = [
-        "scaling", "--order", "fixed", "--targets", "clean", "--batch-sizes", "1,2,3", "--seeds", "1",
-        "--lr-min", str(lr_min), "--lr-max", str(lr_max), "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
-        "--output-dir", str(tmp_path / "out"),
+        "scaling",
+        "--order",
+        "fixed",
+        "--targets",
+        "clean",
+        "--batch-sizes",
+        "1,2,3",
+        "--seeds",
+        "1",
+        "--lr-min",
+        str(lr_min),
+        "--lr-max",
+        str(lr_max),
+        "--storage",
+        f"sqlite:///{tmp_path / 'optuna.db'}",
+        "--output-dir",
+        str(tmp_path / "out"),
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

@@ -1,5 +1,5 @@
-"""Re-training over seeds uses a different seed each time: its own noise (and, shuffled, its own order). The expected
-noise floors are computed here from the data of each seed, by hand, not by the code under test."""
+"""Re-training over seeds uses a different seed each time: its own noise (and, shuffled, its own order). The
+expected noise floors are computed here from the data of each seed, by hand, not by the code under test."""
 
 from dataclasses import replace
 
@@ -16,7 +16,9 @@ NOISY_SHUFFLED = replace(TUTORIAL, epochs=2, shuffle=True, data=replace(TUTORIAL
 def floor_by_hand(seed: int) -> float:
     """The generating line's MSE on the noisy targets drawn with this seed."""
     data = load_data(TUTORIAL.data, seed)
-    return sum((float(y) - float(line)) ** 2 for y, line in zip(data.y_eval, data.y_line, strict=True)) / data.n
+    return (
+        sum((float(y) - float(line)) ** 2 for y, line in zip(data.y_eval, data.y_line, strict=True)) / data.n
+    )
 
 
 def test_sweep_retrains_each_seed_with_its_own_noise() -> None:
@@ -37,7 +39,9 @@ def test_sweep_retrains_a_shuffled_order_differently_per_seed() -> None:
 
 def test_scaling_reruns_each_seed_with_its_own_noise_and_order() -> None:
     config = SweepConfig(
-        train=NOISY_SHUFFLED, seeds=3, batch_sizes=(10,),
+        train=NOISY_SHUFFLED,
+        seeds=3,
+        batch_sizes=(10,),
         objective="updates_to",
     )
     runs = scaling.seed_runs(config, 10, 0.02)
@@ -49,9 +53,11 @@ def test_scaling_reruns_each_seed_with_its_own_noise_and_order() -> None:
 
 
 def test_scaling_reruns_the_fixed_order_noise_free_regime_per_seed() -> None:
-    """Noise-free targets, fixed order: the targets are the same line for every seed, so what the seeds change is
-    only recorded as each run's seed; the runs themselves agree (nothing random is left)."""
-    config = SweepConfig(train=replace(TUTORIAL, epochs=2), seeds=2, batch_sizes=(10,), objective="updates_to")
+    """Noise-free targets, fixed order: the targets are the same line for every seed, so what the seeds change
+    is only recorded as each run's seed; the runs themselves agree (nothing random is left)."""
+    config = SweepConfig(
+        train=replace(TUTORIAL, epochs=2), seeds=2, batch_sizes=(10,), objective="updates_to"
+    )
     first, second = scaling.seed_runs(config, 10, 0.02)
     assert (first.seed, second.seed) == (42, 43)
     assert first.history.update_losses == second.history.update_losses

@@ -29,10 +29,14 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
 def test_without_services_the_tests_skip_and_say_how_to_start_them(suite: pytest.Pytester) -> None:
     result = suite.runpytest_inprocess("-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines([
-        '*PostgreSQL not reachable: set MBGD_TEST_POSTGRES_URL (start them with: eval "$(bash .ci/services.sh start)")*',
-        '*MLflow server not reachable: set MBGD_TEST_MLFLOW_URI (start them with: eval "$(bash .ci/services.sh start)")*',
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*PostgreSQL not reachable: set MBGD_TEST_POSTGRES_URL "
+            '(start them with: eval "$(bash .ci/services.sh start)")*',
+            "*MLflow server not reachable: set MBGD_TEST_MLFLOW_URI "
+            '(start them with: eval "$(bash .ci/services.sh start)")*',
+        ]
+    )
 
 
 @pytest.mark.parametrize("value", ["1", "true", "yes"])

@@ -25,7 +25,9 @@ DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
 
 
 def history(losses: list[float], *, diverged: bool = False) -> History:
-    return History(lr=0.1, batch_size=1, updates_per_epoch=1, samples_per_epoch=1, epoch_losses=losses, diverged=diverged)
+    return History(
+        lr=0.1, batch_size=1, updates_per_epoch=1, samples_per_epoch=1, epoch_losses=losses, diverged=diverged
+    )
 
 
 def test_auc_is_the_mean_log10_loss_over_the_epochs() -> None:
@@ -49,7 +51,9 @@ def test_diverged_trial_scores_the_worst_value(objective: str, worst: float) -> 
 def test_noise_floor_of_a_csv_is_the_least_squares_loss() -> None:
     x = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
     y = torch.tensor([1.0, 2.0, 2.0, 3.0])  # least squares: y = 0.6 x + 1.1, residuals -0.1, 0.3, -0.3, 0.1
-    data = RegressionData(x=x, y_train=y, y_eval=y, feature_names=("x",), target_name="y", name="t", source="t")
+    data = RegressionData(
+        x=x, y_train=y, y_eval=y, feature_names=("x",), target_name="y", name="t", source="t"
+    )
     assert noise_floor(data) == pytest.approx((0.01 + 0.09 + 0.09 + 0.01) / 4, rel=1e-9)
 
 
@@ -69,7 +73,11 @@ def test_default_storage_lies_beside_a_sqlite_tracking_store(monkeypatch: pytest
 
 def small_sweep(tmp_path: Path, **changes) -> SweepConfig:
     base = SweepConfig(
-        train=replace(TUTORIAL, epochs=3), n_trials=5, population=2, seeds=2, batch_sizes=(10,),
+        train=replace(TUTORIAL, epochs=3),
+        n_trials=5,
+        population=2,
+        seeds=2,
+        batch_sizes=(10,),
         storage=f"sqlite:///{tmp_path / 'optuna.db'}",
     )
     return replace(base, **changes)
@@ -86,14 +94,18 @@ def test_study_stops_at_exactly_n_trials_and_a_rerun_adds_none(tmp_path: Path) -
     study = run_study(config, DATA, 10, storage, on_trials=lambda b, name, records: logged.extend(records))
     assert len(study.trials) == len(completed(study)) == 5
     assert len(logged) == 5
-    again = run_study(config, DATA, 10, open_storage(config.storage), on_trials=lambda *args: logged.append(args))
+    again = run_study(
+        config, DATA, 10, open_storage(config.storage), on_trials=lambda *args: logged.append(args)
+    )
     assert len(again.trials) == 5
     assert len(logged) == 5
 
 
 def test_more_trials_resume_the_study(tmp_path: Path) -> None:
     run_study(small_sweep(tmp_path), DATA, 10, open_storage(small_sweep(tmp_path).storage))
-    study = run_study(small_sweep(tmp_path, n_trials=8), DATA, 10, open_storage(small_sweep(tmp_path).storage))
+    study = run_study(
+        small_sweep(tmp_path, n_trials=8), DATA, 10, open_storage(small_sweep(tmp_path).storage)
+    )
     assert len(completed(study)) == 8
 
 
@@ -127,13 +139,22 @@ def test_population_proposals_equal_asking_and_suggesting_on_the_study(tmp_path:
 
     def study_with_history(file: str) -> optuna.Study:
         study = optuna.create_study(
-            storage=open_storage(f"sqlite:///{tmp_path / file}"), study_name="s",
+            storage=open_storage(f"sqlite:///{tmp_path / file}"),
+            study_name="s",
             sampler=optuna.samplers.TPESampler(seed=7, constant_liar=True),
         )
         for i, (value, loss) in enumerate([(0.001, 2.0), (0.01, 1.0), (0.05, 0.5), (0.2, 3.0)] * 3):
-            study.add_trial(optuna.trial.create_trial(params={"lr": value}, distributions={"lr": lr}, value=loss + i / 100))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params={"lr": value}, distributions={"lr": lr}, value=loss + i / 100
+                )
+            )
         # another worker's trial in flight
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={"lr": 0.03}, distributions={"lr": lr}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.RUNNING, params={"lr": 0.03}, distributions={"lr": lr}
+            )
+        )
         return study
 
     on_the_study = study_with_history("asked.db")
@@ -152,7 +173,8 @@ def test_an_enqueued_trial_is_run_with_its_lr_and_counts_in_the_budget(tmp_path:
     open_study(config, 10, storage).enqueue_trial({"lr": 0.0421})
     study = run_study(config, DATA, 10, storage)
     states = [t.state for t in study.trials]
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 5 and len(states) == 5
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 5
+    assert len(states) == 5
     assert study.trials[0].params["lr"] == 0.0421
     assert study.trials[0].user_attrs["worker"]["pid"] == os.getpid()
 
@@ -172,7 +194,9 @@ def test_a_trial_has_a_heartbeat_from_its_creation(tmp_path: Path) -> None:
     assert impatient.get_trial(trial.trial_id).state == optuna.trial.TrialState.FAIL
 
 
-def test_interrupted_population_marks_its_trials_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_population_marks_its_trials_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
@@ -190,8 +214,19 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
 ) -> None:
     monkeypatch.setattr("mbgd.trial_runs.HELPER_FROM_TRIALS", helper_from_trials)
     args = [
-        "sweep", "--batch-sizes", "1,10", "--n-trials", "4", "--population", "3", "--seeds", "2", "--epochs", "3",
-        "--name", "tiny",
+        "sweep",
+        "--batch-sizes",
+        "1,10",
+        "--n-trials",
+        "4",
+        "--population",
+        "3",
+        "--seeds",
+        "2",
+        "--epochs",
+        "3",
+        "--name",
+        "tiny",
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -200,7 +235,10 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     (parent,) = [r for r in runs if r.info.run_name == "sweep-tiny"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FINISHED"
-    assert sorted(c.info.run_name for c in children if "trial" not in c.data.params) == ["best-b1", "best-b10"]
+    assert sorted(c.info.run_name for c in children if "trial" not in c.data.params) == [
+        "best-b1",
+        "best-b10",
+    ]
     children = [c for c in children if "trial" in c.data.params]
     assert len(children) == 8
     for child in children:
@@ -211,30 +249,43 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
         assert "objective" in child.data.metrics
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {
-        "tuned_comparison.png", "tuned_cost.png", "lr_sensitivity.png", "best_lr_vs_batch_size.png",
-        "summary.json", "summary.md",
+        "tuned_comparison.png",
+        "tuned_cost.png",
+        "lr_sensitivity.png",
+        "best_lr_vs_batch_size.png",
+        "summary.json",
+        "summary.md",
     } <= artifacts
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "optuna/tiny-b1")} == {
-        "optuna/tiny-b1/optimization_history.png", "optuna/tiny-b1/slice.png",
+        "optuna/tiny-b1/optimization_history.png",
+        "optuna/tiny-b1/slice.png",
     }
-    summary = json.loads(Path(client.download_artifacts(parent.info.run_id, "summary.json", str(tmp_path))).read_text())
+    summary = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "summary.json", str(tmp_path))).read_text()
+    )
     assert set(summary["by_batch_size"]) == {"1", "10"}
     row = summary["by_batch_size"]["1"]
     assert {"best_lr", "best_value", "epochs_to_floor_mean", "epochs_to_floor_sd"} <= set(row)
-    assert row["theory_first_instability_lr"] == pytest.approx(0.1044, abs=5e-5)  # README; by hand in test_readme_numbers
+    # README; by hand in test_readme_numbers
+    assert row["theory_first_instability_lr"] == pytest.approx(0.1044, abs=5e-5)
     assert sorted(summary["ranking_fixed_lr"]) == sorted(summary["ranking_tuned"]) == [1, 10]
     study = optuna.load_study(study_name="tiny-b1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert parent.data.metrics["best_lr_b1"] == pytest.approx(study.best_params["lr"])
     best_child = client.get_run(parent.data.tags["best_run_b1"])
     assert best_child.data.params["trial"] == str(study.best_trial.number)
     assert "| batch size |" in parent.data.tags["mlflow.note.content"]
-    # The scan: 512 lrs as a table, its best enqueued as the first trial, the trials inside its best's neighbours.
+    # The scan: 512 lrs as a table, its best enqueued as the first trial, the trials inside its best's
+    # neighbours.
     assert {"lr_scan.png", "lr_scan"} <= artifacts
-    table = Path(client.download_artifacts(parent.info.run_id, "lr_scan/tiny-b1.csv", str(tmp_path))).read_text()
+    table = Path(
+        client.download_artifacts(parent.info.run_id, "lr_scan/tiny-b1.csv", str(tmp_path))
+    ).read_text()
     header, *lines = table.splitlines()
-    assert header == "lr,objective,first_touch,diverged" and len(lines) == 512
+    assert header == "lr,objective,first_touch,diverged"
+    assert len(lines) == 512
     scan_rows = [[float(v) if v else None for v in line.split(",")] for line in lines]
-    assert scan_rows[0][0] == pytest.approx(1e-4) and scan_rows[-1][0] == pytest.approx(1.0)
+    assert scan_rows[0][0] == pytest.approx(1e-4)
+    assert scan_rows[-1][0] == pytest.approx(1.0)
     best_scan = min(r[1] for r in scan_rows)
     assert row["scan_best_value"] == best_scan
     assert row["scan_best_lr"] in [r[0] for r in scan_rows if r[1] == best_scan]
@@ -242,15 +293,20 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     neighbours = [r[0] for r in scan_rows]
     i = neighbours.index(row["scan_best_lr"])
     assert all(neighbours[i - 1] <= t.params["lr"] <= neighbours[i + 1] for t in study.trials)
-    assert row["tuned_regret"] == pytest.approx(10 ** (row["best_value"] - best_scan) - 1)  # auc: geometric means
-    assert row["tuned_regret"] <= 0 and row["scan_at_edge"] is None
+    # auc: geometric means
+    assert row["tuned_regret"] == pytest.approx(10 ** (row["best_value"] - best_scan) - 1)
+    assert row["tuned_regret"] <= 0
+    assert row["scan_at_edge"] is None
     assert len(row["trials_to_5pct_by_seed"]) == 10
     by_seed = sorted(n if n is not None else 10**9 for n in row["trials_to_5pct_by_seed"])
     assert row["trials_to_5pct"] == (by_seed[4] if by_seed[4] < 10**9 else None)
 
     rerun = CliRunner().invoke(main, args)
     assert rerun.exit_code == 0, rerun.output
-    assert len(optuna.load_study(study_name="tiny-b1", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials) == 4
+    assert (
+        len(optuna.load_study(study_name="tiny-b1", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials)
+        == 4
+    )
     trial_runs = [r for r in client.search_runs(["0"], max_results=100) if "trial" in r.data.params]
     assert len(trial_runs) == 8
 

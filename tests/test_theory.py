@@ -31,7 +31,7 @@ def test_last_partial_batch_is_its_own_mean():
 
 def test_1d_and_column_inputs_agree():
     x = TUTORIAL_X
-    for a, b in zip(T.batch_hessians(x, 30), T.batch_hessians(x.reshape(-1, 1), 30)):
+    for a, b in zip(T.batch_hessians(x, 30), T.batch_hessians(x.reshape(-1, 1), 30), strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -158,24 +158,36 @@ def test_batch_size_10_is_stable_again_above_its_first_instability():
     intervals = T.stable_intervals(x, 10)
     assert len(intervals) == 2
     (start, first), (low, high) = intervals
-    assert start == 0.0 and first == pytest.approx(T.first_instability_lr(x, 10), rel=1e-6)
+    assert start == 0.0
+    assert first == pytest.approx(T.first_instability_lr(x, 10), rel=1e-6)
     assert (low, high) == pytest.approx((0.1462, 0.1519), abs=2e-4)
     # Checked against the radius itself on both sides of each edge, and inside the window.
     for edge, inside in ((low, +1), (high, -1)):
-        assert T.spectral_radius(x, 10, edge * (1 + inside * 1e-4)) < 1 < T.spectral_radius(x, 10, edge * (1 - inside * 1e-4))
+        assert (
+            T.spectral_radius(x, 10, edge * (1 + inside * 1e-4))
+            < 1
+            < T.spectral_radius(x, 10, edge * (1 - inside * 1e-4))
+        )
     assert T.spectral_radius(x, 10, 0.14) > 1 > T.spectral_radius(x, 10, 0.149)
     assert T.stable_intervals(x, 20) == [(0.0, pytest.approx(T.first_instability_lr(x, 20), rel=1e-6))]
 
 
 def test_constant_x_has_no_contracting_lr():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="H_full is singular"):
         T.first_instability_lr(t([2.0, 2.0, 2.0]), 1)
 
 
 def test_theory_as_dict_is_json_ready():
     d = T.epoch_map_theory(t([0.0, 2.0]), 2).as_dict()
-    assert set(d) == {"batch_size", "first_instability_lr", "best_lr", "min_spectral_radius", "transient_at_best_lr"}
-    assert isinstance(d["batch_size"], int) and all(type(v) is float for k, v in d.items() if k != "batch_size")
+    assert set(d) == {
+        "batch_size",
+        "first_instability_lr",
+        "best_lr",
+        "min_spectral_radius",
+        "transient_at_best_lr",
+    }
+    assert isinstance(d["batch_size"], int)
+    assert all(type(v) is float for k, v in d.items() if k != "batch_size")
     json.dumps(d)
 
 

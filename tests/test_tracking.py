@@ -47,7 +47,9 @@ def runs_by_name(tracking_store: str) -> dict:
 
 def is_a_commit_of_this_repository(commit: str) -> bool:
     """HEAD or one of its ancestors (others may commit while the tests run)."""
-    check = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=PROJECT_ROOT, check=False)
+    check = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=PROJECT_ROOT, check=False
+    )
     return len(commit) == 40 and check.returncode == 0
 
 
@@ -76,8 +78,19 @@ def test_sweep_trial_runs_carry_source_user_git_and_version_tags(
 ) -> None:
     monkeypatch.setattr("mbgd.trial_runs.HELPER_FROM_TRIALS", 1)  # the helper process writes the trial runs
     invoke(
-        "sweep", "--batch-sizes", "1", "--n-trials", "2", "--population", "2", "--seeds", "1", "--epochs", "2",
-        "--name", "prov",
+        "sweep",
+        "--batch-sizes",
+        "1",
+        "--n-trials",
+        "2",
+        "--population",
+        "2",
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--name",
+        "prov",
     )
     runs = runs_by_name(tracking_store)
     trials = [run for run in runs.values() if "trial" in run.data.params]
@@ -86,7 +99,9 @@ def test_sweep_trial_runs_carry_source_user_git_and_version_tags(
         assert_provenance(run)
 
 
-def test_provenance_is_resolved_once_per_process(tracking_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_provenance_is_resolved_once_per_process(
+    tracking_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow.tracking.context import registry
 
     calls = []
@@ -97,7 +112,9 @@ def test_provenance_is_resolved_once_per_process(tracking_store: str, monkeypatc
     with tracking.run_scope(client, run_name="one") as one:
         with tracking.run_scope(client, run_name="two", parent=one):
             pass
-    tracking.log_finished_run(client, one.experiment_id, "three", tags={}, params={}, metrics=[], status="FINISHED")
+    tracking.log_finished_run(
+        client, one.experiment_id, "three", tags={}, params={}, metrics=[], status="FINISHED"
+    )
     assert len(calls) == 1
     assert all("mlflow.source.name" in run.data.tags for run in runs_by_name(tracking_store).values())
 
@@ -123,7 +140,8 @@ def test_csv_dataset_is_logged_with_its_column_names_and_no_source_warning(track
     client = tracking.client()
     run_id = client.create_run("0").info.run_id
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # e.g. "The specified dataset source can be interpreted in multiple ways"
+        # e.g. "The specified dataset source can be interpreted in multiple ways"
+        warnings.simplefilter("error")
         tracking.log_dataset(client, run_id, data)
     (dataset_input,) = client.get_run(run_id).inputs.dataset_inputs
     dataset = dataset_input.dataset
@@ -135,13 +153,29 @@ def test_csv_dataset_is_logged_with_its_column_names_and_no_source_warning(track
 
 
 def test_train_and_compared_runs_log_models_that_predict_w_x_plus_b(tracking_store: str) -> None:
-    invoke("train", "--data", str(TWO_FEATURES), "--lr", "0.01", "--epochs", "3", "--batch-size", "2", "--compare-with", "1")
+    invoke(
+        "train",
+        "--data",
+        str(TWO_FEATURES),
+        "--lr",
+        "0.01",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "2",
+        "--compare-with",
+        "1",
+    )
     runs = runs_by_name(tracking_store)
     assert len(runs) == 2
-    inputs = pd.DataFrame({"b": [1.0, -2.5, 0.0], "a": [3.0, 0.5, 0.0]})  # columns taken by name, not position
+    # columns taken by name, not position
+    inputs = pd.DataFrame({"b": [1.0, -2.5, 0.0], "a": [3.0, 0.5, 0.0]})
     for run in runs.values():
         metrics = run.data.metrics
-        expected = [a * metrics["w_a"] + b * metrics["w_b"] + metrics["b"] for a, b in zip(inputs["a"], inputs["b"])]
+        expected = [
+            a * metrics["w_a"] + b * metrics["w_b"] + metrics["b"]
+            for a, b in zip(inputs["a"], inputs["b"], strict=True)
+        ]
         model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
         assert list(model.predict(inputs)) == pytest.approx(expected, rel=1e-12, abs=1e-12)
         assert [spec.name for spec in model.metadata.get_input_schema().inputs] == ["a", "b"]
@@ -178,10 +212,27 @@ def test_mlflow_models_predict_serves_the_logged_model(tracking_store: str, tmp_
     (run,) = runs_by_name(tracking_store).values()
     (tmp_path / "in.csv").write_text("x\n1.5\n-2\n")
     result = subprocess.run(
-        [str(BIN / "mlflow"), "models", "predict", "-m", f"runs:/{run.info.run_id}/model", "-i", "in.csv", "-t", "csv",
-         "-o", "out.json", "--env-manager", "local"],
-        cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store},
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "predict",
+            "-m",
+            f"runs:/{run.info.run_id}/model",
+            "-i",
+            "in.csv",
+            "-t",
+            "csv",
+            "-o",
+            "out.json",
+            "--env-manager",
+            "local",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     w, b = run.data.metrics["w"], run.data.metrics["b"]
@@ -190,8 +241,20 @@ def test_mlflow_models_predict_serves_the_logged_model(tracking_store: str, tmp_
 
 
 TINY_SWEEP = (
-    "--batch-sizes", "1,2", "--n-trials", "2", "--population", "2", "--seeds", "1", "--epochs", "2", "--scan", "8",
-    "--tuning-cost-seeds", "0",
+    "--batch-sizes",
+    "1,2",
+    "--n-trials",
+    "2",
+    "--population",
+    "2",
+    "--seeds",
+    "1",
+    "--epochs",
+    "2",
+    "--scan",
+    "8",
+    "--tuning-cost-seeds",
+    "0",
 )
 INPUTS = pd.DataFrame({"x": [-5.0, 0.3, 4.9]})
 
@@ -203,7 +266,9 @@ def independently_fitted_prediction(**train) -> list[float]:
     return [x * history.w[0] + history.b for x in INPUTS["x"]]
 
 
-def test_sweep_logs_each_batch_sizes_best_lr_model_that_predicts_like_an_independent_fit(tracking_store: str) -> None:
+def test_sweep_logs_each_batch_sizes_best_lr_model_that_predicts_like_an_independent_fit(
+    tracking_store: str,
+) -> None:
     invoke("sweep", *TINY_SWEEP, "--name", "models")
     runs = runs_by_name(tracking_store)
     sweep_run = runs["sweep-models"]
@@ -218,13 +283,19 @@ def test_sweep_logs_each_batch_sizes_best_lr_model_that_predicts_like_an_indepen
         model_uri = sweep_run.data.tags[f"best_model_b{batch_size}"]
         assert model_uri == f"runs:/{best.info.run_id}/model"
         expected = independently_fitted_prediction(batch_size=batch_size, lr=lr, epochs=2)
-        assert list(mlflow.pyfunc.load_model(model_uri).predict(INPUTS)) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+        assert list(mlflow.pyfunc.load_model(model_uri).predict(INPUTS)) == pytest.approx(
+            expected, rel=1e-12, abs=1e-12
+        )
 
 
-def test_register_model_makes_one_version_per_batch_size_tagged_with_what_made_it(tracking_store: str) -> None:
+def test_register_model_makes_one_version_per_batch_size_tagged_with_what_made_it(
+    tracking_store: str,
+) -> None:
     result = invoke("sweep", *TINY_SWEEP, "--name", "reg", "--register-model", "line")
     runs = runs_by_name(tracking_store)
-    versions = {v.tags["batch_size"]: v for v in MlflowClient(tracking_store).search_model_versions("name = 'line'")}
+    versions = {
+        v.tags["batch_size"]: v for v in MlflowClient(tracking_store).search_model_versions("name = 'line'")
+    }
     assert set(versions) == {"1", "2"}
     printed = [line for line in result.output.splitlines() if line.startswith("registered ")]
     assert len(printed) == 2
@@ -232,7 +303,10 @@ def test_register_model_makes_one_version_per_batch_size_tagged_with_what_made_i
         best = runs[f"best-b{batch_size}"]
         assert model_version.run_id == best.info.run_id
         assert model_version.tags == {
-            "batch_size": batch_size, "lr": best.data.params["lr"], "seed": "42", "objective": "auc",
+            "batch_size": batch_size,
+            "lr": best.data.params["lr"],
+            "seed": "42",
+            "objective": "auc",
             "study_name": f"reg-b{batch_size}",
         }
         assert float(model_version.tags["lr"]) == runs["sweep-reg"].data.metrics[f"best_lr_b{batch_size}"]
@@ -258,20 +332,42 @@ def test_a_bad_register_model_name_is_a_one_line_usage_error_before_any_run(
 
 def test_scaling_logs_each_best_lr_model_that_predicts_like_an_independent_fit(tracking_store: str) -> None:
     invoke(
-        "scaling", "--batch-sizes", "1,2", "--n-trials", "2", "--population", "2", "--seeds", "1", "--epochs", "2",
-        "--scan", "8", "--name", "sc", "--output-dir", "",
+        "scaling",
+        "--batch-sizes",
+        "1,2",
+        "--n-trials",
+        "2",
+        "--population",
+        "2",
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--scan",
+        "8",
+        "--name",
+        "sc",
+        "--output-dir",
+        "",
     )
     runs = runs_by_name(tracking_store)
     parent = runs["scaling-sc"]
     client = MlflowClient(tracking_store)
-    for order in ("fixed", "shuffled"):  # noise-free targets: every batch size reaches the target within 2 epochs
+    for order in (
+        "fixed",
+        "shuffled",
+    ):  # noise-free targets: every batch size reaches the target within 2 epochs
         assert {f"{order}-interpolation-best-b1", f"{order}-interpolation-best-b2"} <= set(runs)
     for order in ("fixed", "shuffled"):
         for targets, regime in (("clean", "interpolation"), ("noisy", "noisy")):
             key = f"{order}-{regime}"
-            best_lrs = {m.step: m.value for m in client.get_metric_history(parent.info.run_id, f"best_lr/{key}")}
+            best_lrs = {
+                m.step: m.value for m in client.get_metric_history(parent.info.run_id, f"best_lr/{key}")
+            }
             # A study in which no lr reached the target has no best lr (no metric), and so no best model.
-            assert {name for name in runs if name.startswith(f"{key}-best-b")} == {f"{key}-best-b{b}" for b in best_lrs}
+            assert {name for name in runs if name.startswith(f"{key}-best-b")} == {
+                f"{key}-best-b{b}" for b in best_lrs
+            }
             assert {tag for tag in parent.data.tags if tag.startswith(f"best_model/{key}/")} == {
                 f"best_model/{key}/b{b}" for b in best_lrs
             }
@@ -283,7 +379,11 @@ def test_scaling_logs_each_best_lr_model_that_predicts_like_an_independent_fit(t
                 model_uri = parent.data.tags[f"best_model/{key}/b{batch_size}"]
                 assert model_uri == f"runs:/{best.info.run_id}/model"
                 expected = independently_fitted_prediction(
-                    batch_size=batch_size, lr=lr, epochs=2, shuffle=order == "shuffled", data=DataSpec(targets=targets)
+                    batch_size=batch_size,
+                    lr=lr,
+                    epochs=2,
+                    shuffle=order == "shuffled",
+                    data=DataSpec(targets=targets),
                 )
                 predicted = mlflow.pyfunc.load_model(model_uri).predict(INPUTS)
                 assert list(predicted) == pytest.approx(expected, rel=1e-12, abs=1e-12)

@@ -1,4 +1,5 @@
-"""The tracking store is checked once, before any work: an unreachable or unusable store is a one-line error."""
+"""The tracking store is checked once, before any work: an unreachable or unusable store is a one-line
+error."""
 
 import http.server
 import os
@@ -35,12 +36,20 @@ def run_mbgd(command: str, tracking_uri: str, cwd: Path) -> subprocess.Completed
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     env.pop("MLFLOW_RUN_ID", None)
     return subprocess.run(
-        [str(BIN / "mbgd"), command], cwd=cwd, env=env, capture_output=True, text=True, timeout=GUARD_S, check=False
+        [str(BIN / "mbgd"), command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GUARD_S,
+        check=False,
     )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_an_unreachable_server_is_one_line_naming_it_and_exit_1_before_any_work(command: str, tmp_path: Path) -> None:
+def test_an_unreachable_server_is_one_line_naming_it_and_exit_1_before_any_work(
+    command: str, tmp_path: Path
+) -> None:
     uri = f"http://alice:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
     result = run_mbgd(command, uri, tmp_path)
     assert result.returncode == 1, result.stderr
@@ -103,7 +112,12 @@ def test_ctrl_c_while_the_server_does_not_answer_claims_no_killed_runs(tmp_path:
         silent.settimeout(GUARD_S)
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{silent.getsockname()[1]}"}
         process = subprocess.Popen(
-            [str(BIN / "mbgd"), "train"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [str(BIN / "mbgd"), "train"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         connection, _ = silent.accept()  # mbgd is probing the server now
         with connection:
@@ -145,8 +159,22 @@ def test_mlflow_prints_no_view_run_lines_against_a_server(
     for name in ("MLFLOW_RUN_ID", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
         env.pop(name, None)
     result = subprocess.run(
-        [str(BIN / "mbgd"), "train", "--epochs", "1", "--compare-with", "1", "--experiment", mlflow_experiment],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(BIN / "mbgd"),
+            "train",
+            "--epochs",
+            "1",
+            "--compare-with",
+            "1",
+            "--experiment",
+            mlflow_experiment,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "batch size     1" in result.stdout  # it ran, with a child run

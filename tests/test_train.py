@@ -57,7 +57,9 @@ LRS = [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.05, 0.08, 0.1, 0.12, 0.3, 1.0]
 @pytest.mark.parametrize(("dtype", "rel"), [("float32", 1e-5), ("float64", 1e-10)])
 @pytest.mark.parametrize("batch_size", [1, 10, 20, 100])
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_population_member_equals_training_that_lr_alone(dtype: str, rel: float, batch_size: int, shuffle: bool) -> None:
+def test_population_member_equals_training_that_lr_alone(
+    dtype: str, rel: float, batch_size: int, shuffle: bool
+) -> None:
     config = replace(TUTORIAL, batch_size=batch_size, dtype=dtype, shuffle=shuffle, epochs=6)
     together = fit_population(config, DATA, LRS)
     for lr, member in zip(LRS, together, strict=True):
@@ -70,16 +72,21 @@ def autograd_epoch_losses(config: TrainConfig, data: RegressionData, lrs: list[f
     """The same population trained the tutorial's way: loss.backward(), then a step under no_grad."""
     dtype = getattr(torch, config.dtype)
     data = data.to(dtype)
-    loader = make_loader(RegressionDataset(data.x, data.y_train), config.batch_size, shuffle=config.shuffle,
-                         drop_last=config.drop_last, seed=config.seed)
+    loader = make_loader(
+        RegressionDataset(data.x, data.y_train),
+        config.batch_size,
+        shuffle=config.shuffle,
+        drop_last=config.drop_last,
+        seed=config.seed,
+    )
     lr = torch.tensor(lrs, dtype=dtype)
     w = torch.full((len(lrs), data.n_features), config.init_w, dtype=dtype, requires_grad=True)
     b = torch.full((len(lrs),), config.init_b, dtype=dtype, requires_grad=True)
     curves = []
     for epoch in range(config.epochs + 1):
         with torch.no_grad():
-            # Measured as fit measures it: what must agree to the bit are the updates. (With several features, a
-            # BLAS matmul and an elementwise sum add in orders that differ between CPUs.)
+            # Measured as fit measures it: what must agree to the bit are the updates. (With several features,
+            # a BLAS matmul and an elementwise sum add in orders that differ between CPUs.)
             curves.append(full_dataset_loss(w.detach(), b.detach(), data.x, data.y_eval).tolist())
         if epoch == config.epochs:
             break
@@ -94,10 +101,14 @@ def autograd_epoch_losses(config: TrainConfig, data: RegressionData, lrs: list[f
 
 
 THREE_FEATURES = RegressionData(
-    x=torch.linspace(-3, 3, 37).reshape(-1, 1) * torch.tensor([[1.0, -0.5, 0.25]]) + torch.tensor([[0.0, 1.0, -2.0]]),
+    x=torch.linspace(-3, 3, 37).reshape(-1, 1) * torch.tensor([[1.0, -0.5, 0.25]])
+    + torch.tensor([[0.0, 1.0, -2.0]]),
     y_train=torch.linspace(-10, 8, 37),
     y_eval=torch.linspace(-10, 8, 37),
-    feature_names=("a", "b", "c"), target_name="y", name="three-features", source="test",
+    feature_names=("a", "b", "c"),
+    target_name="y",
+    name="three-features",
+    source="test",
 )
 
 
@@ -120,7 +131,9 @@ def test_stopped_member_keeps_its_curve_and_the_others_go_on() -> None:
     def stop_second_after_epoch_2(epoch: int, losses: torch.Tensor) -> torch.Tensor:
         return torch.tensor([False, epoch == 2])
 
-    first, second = fit_population(replace(TUTORIAL, dtype="float64"), DATA, [0.05, 0.1], on_epoch=stop_second_after_epoch_2)
+    first, second = fit_population(
+        replace(TUTORIAL, dtype="float64"), DATA, [0.05, 0.1], on_epoch=stop_second_after_epoch_2
+    )
     assert len(first.epoch_losses) == TUTORIAL.epochs + 1
     assert second.stopped_epoch == 2
     assert len(second.epoch_losses) == 3

@@ -1,6 +1,6 @@
-"""Trial runs as README describes them: `loss` at step = epoch, 0..epochs; and a writer that takes over from a dead
-helper leaves one run per trial, whatever the helper had written before it died. Deterministic: the dead helper
-is a stand-in, not a process killed at a hoped-for moment."""
+"""Trial runs as README describes them: `loss` at step = epoch, 0..epochs; and a writer that takes over from a
+dead helper leaves one run per trial, whatever the helper had written before it died. Deterministic: the dead
+helper is a stand-in, not a process killed at a hoped-for moment."""
 
 from types import SimpleNamespace
 
@@ -31,21 +31,34 @@ def test_a_trial_runs_loss_is_logged_at_steps_0_to_epochs(parent) -> None:
     losses = [599.0, 153.0, 37.5, 9.3]  # before each of 3 epochs, and after the last: epochs + 1 values
     history = History(lr=0.1, batch_size=20, updates_per_epoch=5, samples_per_epoch=100, epoch_losses=losses)
     record = TrialRecord(number=2, lr=0.1, value=1.5, state="COMPLETE", history=history)
-    trial_run = runs.trial_run(SimpleNamespace(experiment_id=experiment_id, run_id=parent_id), 20, "s-b20", record,
-                               n=100, dtype="float32")
+    trial_run = runs.trial_run(
+        SimpleNamespace(experiment_id=experiment_id, run_id=parent_id),
+        20,
+        "s-b20",
+        record,
+        n=100,
+        dtype="float32",
+    )
     run_id = write(client, trial_run)
     assert loss_history(client, run_id) == list(zip(range(epochs + 1), losses, strict=True))
     run = client.get_run(run_id)
     assert run.info.run_name == "b20-trial2-lr0.1"
     assert run.data.params == {"lr": "0.1", "batch_size": "20", "trial": "2", "study_name": "s-b20"}
-    assert run.data.metrics["objective"] == 1.5 and run.data.metrics["trial"] == 2 and run.data.metrics["diverged"] == 0
-    assert run.data.tags["optuna.state"] == "COMPLETE" and run.data.tags["regime"] == "mini-batch"
+    assert run.data.metrics["objective"] == 1.5
+    assert run.data.metrics["trial"] == 2
+    assert run.data.metrics["diverged"] == 0
+    assert run.data.tags["optuna.state"] == "COMPLETE"
+    assert run.data.tags["regime"] == "mini-batch"
     assert run.info.status == "FINISHED"
 
 
-@pytest.mark.parametrize(("state", "status"), [("COMPLETE", "FINISHED"), ("PRUNED", "KILLED"), ("FAIL", "FAILED")])
+@pytest.mark.parametrize(
+    ("state", "status"), [("COMPLETE", "FINISHED"), ("PRUNED", "KILLED"), ("FAIL", "FAILED")]
+)
 def test_a_trial_runs_status_follows_its_optuna_state(state: str, status: str) -> None:
-    history = History(lr=0.01, batch_size=1, updates_per_epoch=100, samples_per_epoch=100, epoch_losses=[1.0, 0.5])
+    history = History(
+        lr=0.01, batch_size=1, updates_per_epoch=100, samples_per_epoch=100, epoch_losses=[1.0, 0.5]
+    )
     record = TrialRecord(number=0, lr=0.01, value=0.5, state=state, history=history)
     parent = SimpleNamespace(experiment_id="0", run_id="p")
     assert runs.trial_run(parent, 1, "s-b1", record, n=100, dtype="float32").status == status
@@ -88,9 +101,12 @@ def test_taking_over_from_a_dead_helper_leaves_one_run_per_trial(parent, capsys)
 
     check_written(client, [finished, half_written, unwritten], run_ids)  # each trial once: no duplicate
     assert client.get_run(partial).info.lifecycle_stage == "deleted"
-    assert writer._unconfirmed == {} and writer.helper_pid is None
-    assert "the trial-run writer process ended (killed by SIGKILL); this process writes the trial runs from now " \
-           "on, 3 it had not confirmed first" in capsys.readouterr().err
+    assert writer._unconfirmed == {}
+    assert writer.helper_pid is None
+    assert (
+        "the trial-run writer process ended (killed by SIGKILL); this process writes the trial runs from now "
+        "on, 3 it had not confirmed first" in capsys.readouterr().err
+    )
 
 
 def test_a_submit_to_a_dead_helper_is_written_here_once(parent, capsys) -> None:

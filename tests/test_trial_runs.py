@@ -1,4 +1,5 @@
-"""Trial runs written by the helper process: every run once, with its values, whatever happens to either process."""
+"""Trial runs written by the helper process: every run once, with its values, whatever happens to either
+process."""
 
 import os
 import signal
@@ -36,7 +37,9 @@ def trial_runs(experiment_id: str, parent_id: str, numbers: range, study: str = 
 
 def check_written(client: MlflowClient, runs: list[TrialRun], run_ids: dict | None = None) -> None:
     """Each run exactly once, ended with its status, with its params and loss series."""
-    found = client.search_runs([runs[0].experiment_id], filter_string="params.study_name = 's-b1'", max_results=1000)
+    found = client.search_runs(
+        [runs[0].experiment_id], filter_string="params.study_name = 's-b1'", max_results=1000
+    )
     by_trial = {}
     for run in found:
         assert run.data.params["trial"] not in by_trial, f"trial {run.data.params['trial']} written twice"
@@ -48,7 +51,9 @@ def check_written(client: MlflowClient, runs: list[TrialRun], run_ids: dict | No
         assert run.data.params["lr"] == expected.params["lr"]
         assert run.data.tags[MLFLOW_PARENT_RUN_ID] == expected.tags[MLFLOW_PARENT_RUN_ID]
         assert run.data.metrics["objective"] == pytest.approx(expected.results["objective"])
-        losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
+        losses = [
+            m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+        ]
         assert losses == pytest.approx(expected.losses)
         if run_ids is not None:
             assert run_ids[expected.key] == run.info.run_id
@@ -111,11 +116,15 @@ def test_write_once_keeps_a_finished_run_and_replaces_a_half_written_one(parent)
 
 def test_a_signal_during_a_hand_over_is_handled_after_it() -> None:
     reached = []
-    with pytest.raises(KeyboardInterrupt):
+
+    def hand_over() -> None:
         with signals_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)
             reached.append("the end of the block")
+
+    with pytest.raises(KeyboardInterrupt):
+        hand_over()
     assert reached == ["the end of the block"]
 
 
@@ -136,12 +145,16 @@ if __name__ == "__main__":
 def test_runs_handed_to_the_helper_are_written_after_the_sweep_is_killed(parent, tmp_path: Path) -> None:
     client, experiment_id, parent_id = parent
     script = tmp_path / "killed_sweep.py"
-    script.write_text(textwrap.dedent(SWEEP_PROCESS.format(tests=str(Path(__file__).parent), parent_id=parent_id)))
+    script.write_text(
+        textwrap.dedent(SWEEP_PROCESS.format(tests=str(Path(__file__).parent), parent_id=parent_id))
+    )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == -signal.SIGKILL, result.stderr
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        finished = client.search_runs([experiment_id], filter_string="params.study_name = 's-b1'", max_results=100)
+        finished = client.search_runs(
+            [experiment_id], filter_string="params.study_name = 's-b1'", max_results=100
+        )
         if len(finished) == 12 and all(r.info.status != "RUNNING" for r in finished):
             break
         time.sleep(0.5)
@@ -149,14 +162,32 @@ def test_runs_handed_to_the_helper_are_written_after_the_sweep_is_killed(parent,
 
 
 def test_a_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_store: str) -> None:
-    """A process killed between telling a trial and writing its run: the rerun writes it from the trial's values."""
+    """A process killed between telling a trial and writing its run: the rerun writes it from the trial's
+    values."""
     import optuna
     from click.testing import CliRunner
 
     from mbgd.cli import main
 
-    args = ["sweep", "--batch-sizes", "10", "--n-trials", "4", "--population", "2", "--seeds", "1", "--epochs", "3",
-            "--scan", "16", "--tuning-cost-seeds", "0", "--name", "fill"]
+    args = [
+        "sweep",
+        "--batch-sizes",
+        "10",
+        "--n-trials",
+        "4",
+        "--population",
+        "2",
+        "--seeds",
+        "1",
+        "--epochs",
+        "3",
+        "--scan",
+        "16",
+        "--tuning-cost-seeds",
+        "0",
+        "--name",
+        "fill",
+    ]
     assert CliRunner().invoke(main, args).exit_code == 0
     client = MlflowClient(tracking_store)
     trial_filter = "params.study_name = 'fill-b10' and params.trial != ''"  # not the best-b10 run beside them
@@ -171,12 +202,15 @@ def test_a_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_store: st
     assert {r.info.status for r in found} == {"FINISHED"}
     (refilled,) = [r for r in found if r.data.params["trial"] == "2"]
     sweeps = {r.info.run_name: r for r in client.search_runs(["0"], "attributes.run_name = 'sweep-fill'")}
-    assert refilled.info.run_id != lost.info.run_id and refilled.info.run_name == lost.info.run_name
-    assert refilled.data.params == lost.data.params and refilled.data.metrics == lost.data.metrics
+    assert refilled.info.run_id != lost.info.run_id
+    assert refilled.info.run_name == lost.info.run_name
+    assert refilled.data.params == lost.data.params
+    assert refilled.data.metrics == lost.data.metrics
     assert [m.value for m in client.get_metric_history(refilled.info.run_id, "loss")] == [
         m.value for m in client.get_metric_history(lost.info.run_id, "loss")
     ]
-    assert refilled.data.tags["mlflow.parentRunId"] != lost.data.tags["mlflow.parentRunId"]  # the rerun's sweep run
+    # the rerun's sweep run
+    assert refilled.data.tags["mlflow.parentRunId"] != lost.data.tags["mlflow.parentRunId"]
     assert len(sweeps) == 1
     study = optuna.load_study(study_name="fill-b10", storage="sqlite:///optuna.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4

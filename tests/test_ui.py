@@ -13,7 +13,10 @@ from mbgd.tracking import charts_link, runs_link
 
 
 def test_links_open_on_the_training_runs_and_their_charts() -> None:
-    assert runs_link("http://127.0.0.1:5000", "7") == "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+    assert (
+        runs_link("http://127.0.0.1:5000", "7")
+        == "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+    )
     assert charts_link("http://127.0.0.1:5000", "7") == (
         "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning&compareRunsMode=CHART"
     )
@@ -51,7 +54,8 @@ def test_dashboard_without_optuna_dashboard_says_how_to_install_it(monkeypatch: 
     result = CliRunner().invoke(cli.main, ["dashboard"])
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "Error: optuna-dashboard is not installed: pip install 'mbgd[dashboard]' (or optuna-dashboard==0.21.0)"
+        "Error: optuna-dashboard is not installed: pip install 'mbgd[dashboard]' "
+        "(or optuna-dashboard==0.21.0)"
     )
 
 

@@ -21,7 +21,10 @@ def test_links_drop_the_user_and_password_of_the_tracking_uri() -> None:
     assert ui_base(SECRET_URI) == SERVER
     assert ui_base("http://token@127.0.0.1:5000") == "http://127.0.0.1:5000"
     assert ui_base("http://mlflow.example.org:5000/?token=abc") == "http://mlflow.example.org:5000"
-    assert runs_link(SECRET_URI, "7", RUN) == f"{SERVER}/#/experiments/7/runs/{RUN}?workflowType=machine_learning"
+    assert (
+        runs_link(SECRET_URI, "7", RUN)
+        == f"{SERVER}/#/experiments/7/runs/{RUN}?workflowType=machine_learning"
+    )
     assert charts_link(SECRET_URI, "7", "v") == (
         f"{SERVER}/#/experiments/7/runs?workflowType=machine_learning&compareRunsMode=CHART&viewStateShareKey=v"
     )
@@ -46,7 +49,9 @@ def invoke(monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
     return result.output
 
 
-def test_train_prints_its_run_and_comparison_links_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_prints_its_run_and_comparison_links_without_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr("mbgd.runs.tracked_train", fake(TrainOutcome(RUN, "7", {}, {10: "child"})))
     lines = invoke(monkeypatch, "train", "--epochs", "1").splitlines()
     assert f"run {RUN}: {SERVER}/#/experiments/7/runs/{RUN}?workflowType=machine_learning" in lines

@@ -1,4 +1,5 @@
-"""The saved view of a comparison: the MLflow UI's envelope, one log-scale `loss` chart, the comparison's runs."""
+"""The saved view of a comparison: the MLflow UI's envelope, one log-scale `loss` chart, the comparison's
+runs."""
 
 import json
 
@@ -89,4 +90,8 @@ def test_train_without_a_comparison_prints_no_comparison_link(tracking_store: st
     result = CliRunner().invoke(main, ["train", "--epochs", "1", "--compare-with", ""])
     assert result.exit_code == 0, result.output
     assert "comparison:" not in result.output
-    assert not [tag for tag in MlflowClient(tracking_store).get_experiment("0").tags if tag.startswith(VIEW_TAG_PREFIX)]
+    assert not [
+        tag
+        for tag in MlflowClient(tracking_store).get_experiment("0").tags
+        if tag.startswith(VIEW_TAG_PREFIX)
+    ]

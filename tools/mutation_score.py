@@ -1,4 +1,5 @@
-"""`make mutate`'s last line: the share of mutants killed, from mutmut's results, for the mutant name patterns given.
+"""`make mutate`'s last line: the share of mutants killed, from mutmut's results, for the mutant name patterns
+given.
 
 Killed (a test failed) and timeout count as killed; survived, no tests, suspicious and not checked do not.
 """
@@ -14,7 +15,9 @@ KILLED = {"killed", "timeout"}
 
 def main(patterns: list[str]) -> int:
     mutmut = Path(sys.executable).with_name("mutmut")
-    output = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        [str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=True
+    ).stdout
     statuses = {}
     for line in output.splitlines():
         name, _, status = line.strip().rpartition(": ")
@@ -29,7 +32,10 @@ def main(patterns: list[str]) -> int:
     for name in survivors:
         print(f"  {statuses[name]}: {name}")
     by_status = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
-    print(f"mutation score: {killed}/{len(statuses)} mutants killed ({100 * killed / len(statuses):.1f}%; {by_status})")
+    print(
+        f"mutation score: {killed}/{len(statuses)} mutants killed "
+        f"({100 * killed / len(statuses):.1f}%; {by_status})"
+    )
     return 0
 
 

@@ -30,21 +30,25 @@ class DataSpec:
     # The tutorial's Dataset trains on the noise-free line while the recorded loss uses the noisy Y;
     # "noisy" trains on the noisy Y instead.
     targets: str = "clean"
-    # The tutorial computes its targets in float32 (-5 * X on float32 X), and a float64 run casts them. "float64"
-    # computes the line (and adds the noise) in float64 from the same float32 X and draws: at the tutorial's lr 0.1
-    # batch size 1 amplifies the float32 targets' rounding some 3e7-fold within an epoch.
+    # The tutorial computes its targets in float32 (-5 * X on float32 X), and a float64 run casts them.
+    # "float64" computes the line (and adds the noise) in float64 from the same float32 X and draws: at the
+    # tutorial's lr 0.1 batch size 1 amplifies the float32 targets' rounding some 3e7-fold within an epoch.
     targets_dtype: str = "float32"
     csv: str = ""  # a CSV path replaces the synthetic set
     features: tuple[str, ...] = ()  # CSV feature columns; empty: all but the target
     target: str = ""  # CSV target column; empty: the last column
 
     def __post_init__(self) -> None:
-        _require(1 <= self.n_points <= MAX_POINTS, f"n_points must be in 1..{MAX_POINTS}, got {self.n_points}")
+        _require(
+            1 <= self.n_points <= MAX_POINTS, f"n_points must be in 1..{MAX_POINTS}, got {self.n_points}"
+        )
         for name in ("x_min", "x_max", "slope", "intercept", "noise"):
             _require(math.isfinite(getattr(self, name)), f"{name} must be finite, got {getattr(self, name)}")
         _require(self.x_min < self.x_max, f"x_min ({self.x_min}) must be below x_max ({self.x_max})")
         _require(self.noise >= 0, f"noise must be >= 0, got {self.noise}")
-        _require(self.targets in TARGETS, f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
+        _require(
+            self.targets in TARGETS, f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}"
+        )
         _require(
             self.targets_dtype in DTYPES,
             f"targets_dtype must be one of {', '.join(DTYPES)}, got {self.targets_dtype!r}",
@@ -176,8 +180,12 @@ def build_train_config(values: dict[str, Any]) -> TrainConfig:
 
     Sweep settings in the values are not training settings and are left to build_sweep_config.
     """
-    data = {key: _coerce(key, _DATA_KEYS[key].type, value) for key, value in values.items() if key in _DATA_KEYS}
-    train = {key: _coerce(key, _TRAIN_KEYS[key].type, value) for key, value in values.items() if key in _TRAIN_KEYS}
+    data = {
+        key: _coerce(key, _DATA_KEYS[key].type, value) for key, value in values.items() if key in _DATA_KEYS
+    }
+    train = {
+        key: _coerce(key, _TRAIN_KEYS[key].type, value) for key, value in values.items() if key in _TRAIN_KEYS
+    }
     unknown = sorted(set(values) - _known_keys())
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(unknown)}")
@@ -242,14 +250,16 @@ class SweepConfig:
     # least-squares optimum's loss, when that is higher). 1e-4: four orders of magnitude, well above float32's
     # rounding of the noise-free fit.
     target_ratio: float = 1e-4
-    pruner: str = "none"  # stop unpromising trials early; "none" keeps results comparable with unpruned sweeps
+    # stop unpromising trials early; "none" keeps results comparable with unpruned sweeps
+    pruner: str = "none"
     sampler_seed: int = 0
     population: int = 16  # trials asked at once and trained in one vectorised pass
-    # A dense scan of this many log-spaced lrs (trained as populations) starts every study; the Optuna trials then
-    # refine around its best. 512: steps of 1.8% over the sweep's four decades, 0.6% over scaling's range. 0: none.
+    # A dense scan of this many log-spaced lrs (trained as populations) starts every study; the Optuna trials
+    # then refine around its best. 512: steps of 1.8% over the sweep's four decades, 0.6% over scaling's
+    # range. 0: none.
     scan: int = 512
-    # How many TPE trials, without the scan, it takes to come within 5% of the scan's optimum: the median over this
-    # many sampler seeds (trials_to_5pct). 0: not measured.
+    # How many TPE trials, without the scan, it takes to come within 5% of the scan's optimum: the median over
+    # this many sampler seeds (trials_to_5pct). 0: not measured.
     tuning_cost_seeds: int = 10
     workers: int = 1  # local processes asking and telling against the same studies
     seeds: int = 5  # re-runs of each best lr (and of the tutorial's fixed lr)
@@ -260,7 +270,9 @@ class SweepConfig:
         _require(bool(self.batch_sizes), "batch_sizes must list at least one batch size")
         bad = [b for b in self.batch_sizes if b < 1]
         _require(not bad, f"batch sizes must be >= 1, got {bad}")
-        _require(len(set(self.batch_sizes)) == len(self.batch_sizes), f"batch sizes repeat: {self.batch_sizes}")
+        _require(
+            len(set(self.batch_sizes)) == len(self.batch_sizes), f"batch sizes repeat: {self.batch_sizes}"
+        )
         _require(bool(self.name.strip()), "name must not be empty")
         _require(self.n_trials >= 1, f"n_trials must be >= 1, got {self.n_trials}")
         _require(self.population >= 1, f"population must be >= 1, got {self.population}")
@@ -274,7 +286,8 @@ class SweepConfig:
             _require(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value}")
         _require(self.lr_min < self.lr_max, f"lr_min ({self.lr_min}) must be below lr_max ({self.lr_max})")
         _require(
-            self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
+            self.objective in OBJECTIVES,
+            f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}",
         )
         _require(self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         _require(0 < self.target_ratio < 1, f"target_ratio must be in (0, 1), got {self.target_ratio}")
@@ -317,7 +330,8 @@ SCALING_DEFAULTS: dict[str, Any] = {
     "name": "mbgd-scaling",  # studies are <name>-<order>-<regime>-b<batch size>
     "batch_sizes": (1, 2, 3, 4, 5, 10, 20, 25, 50, 100),  # log-spaced from SGD to the full batch of 100
     "objective": "updates_to",
-    "epochs": 30,  # the full batch needs about 24 updates to come within 5% of the noisy optimum at its best lr
+    # the full batch needs about 24 updates to come within 5% of the noisy optimum at its best lr
+    "epochs": 30,
     # lr_min, lr_max: from the data's theory unless given (ScalingConfig.lr_from_theory)
     "n_trials": 20,  # 10 random trials, then 10 guided by TPE: 40 studies in a few minutes
     "population": 10,  # = TPE's 10 startup trials, so the second population is the guided one
@@ -327,7 +341,8 @@ SCALING_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ScalingConfig:
-    """Updates to a target loss vs batch size: an lr study (objective updates_to) per batch size, order, regime.
+    """Updates to a target loss vs batch size: an lr study (objective updates_to) per batch size, order,
+    regime.
 
     `sweep` holds what every study shares (grid, trials, lr range, seeds, storage, target ratio, training);
     `study_config` sets the batch order and the training targets of one (order, regime).
@@ -336,26 +351,40 @@ class ScalingConfig:
     sweep: SweepConfig = field(default_factory=lambda: build_sweep_config(SCALING_DEFAULTS))
     orders: tuple[str, ...] = ORDERS
     targets: tuple[str, ...] = TARGETS
-    # The lr bounds not given, set from the data once it is loaded (mbgd.scaling.resolve_lr_range): from half of
-    # SGD's theoretical best step 1/beta to twice full-batch descent's stability limit 2/lambda_1. The tuned lrs
-    # lie in a decade or so there; the sweep's four decades would leave half the trials diverging or crawling.
+    # The lr bounds not given, set from the data once it is loaded (mbgd.scaling.resolve_lr_range): from half
+    # of SGD's theoretical best step 1/beta to twice full-batch descent's stability limit 2/lambda_1. The
+    # tuned lrs lie in a decade or so there; the sweep's four decades would leave half the trials diverging or
+    # crawling.
     lr_from_theory: tuple[str, ...] = ("lr_min", "lr_max")
 
     def __post_init__(self) -> None:
-        _require(self.sweep.objective == "updates_to", f"scaling tunes for updates_to, got {self.sweep.objective!r}")
-        _require(bool(self.orders) and set(self.orders) <= set(ORDERS), f"orders must be among {ORDERS}, got {self.orders}")
-        _require(bool(self.targets) and set(self.targets) <= set(TARGETS), f"targets must be among {TARGETS}, got {self.targets}")
+        _require(
+            self.sweep.objective == "updates_to",
+            f"scaling tunes for updates_to, got {self.sweep.objective!r}",
+        )
+        _require(
+            bool(self.orders) and set(self.orders) <= set(ORDERS),
+            f"orders must be among {ORDERS}, got {self.orders}",
+        )
+        _require(
+            bool(self.targets) and set(self.targets) <= set(TARGETS),
+            f"targets must be among {TARGETS}, got {self.targets}",
+        )
 
     def study_config(self, order: str, targets: str) -> SweepConfig:
         """The sweep of one batch order and one regime; its studies are <name>-<order>-<regime>-b<B>."""
         train = replace(
-            self.sweep.train, shuffle=order == "shuffled", data=replace(self.sweep.train.data, targets=targets)
+            self.sweep.train,
+            shuffle=order == "shuffled",
+            data=replace(self.sweep.train.data, targets=targets),
         )
         return replace(self.sweep, train=train, name=f"{self.sweep.name}-{order}-{REGIMES[targets]}")
 
     def as_params(self) -> dict[str, str]:
         """The sweep's params with the command's own `order` and `targets` (as `mlflow run` logs them too)."""
-        params = {key: value for key, value in self.sweep.as_params().items() if key not in ("shuffle", "targets")}
+        params = {
+            key: value for key, value in self.sweep.as_params().items() if key not in ("shuffle", "targets")
+        }
         order = BOTH if len(self.orders) == len(ORDERS) else self.orders[0]
         targets = BOTH if len(self.targets) == len(TARGETS) else self.targets[0]
         return {**params, "order": order, "targets": targets}
@@ -374,7 +403,9 @@ def build_scaling_config(values: dict[str, Any]) -> ScalingConfig:
         order = BOTH if shuffle is None else ("shuffled" if shuffle else "fixed")
     targets = values.pop("targets", None) or BOTH
     _require(order in (*ORDERS, BOTH), f"order must be one of {', '.join((*ORDERS, BOTH))}, got {order!r}")
-    _require(targets in (*TARGETS, BOTH), f"targets must be one of {', '.join((*TARGETS, BOTH))}, got {targets!r}")
+    _require(
+        targets in (*TARGETS, BOTH), f"targets must be one of {', '.join((*TARGETS, BOTH))}, got {targets!r}"
+    )
     return ScalingConfig(
         sweep=build_sweep_config(values),
         orders=ORDERS if order == BOTH else (order,),

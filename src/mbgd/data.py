@@ -98,14 +98,18 @@ def read_csv(spec: DataSpec) -> RegressionData:
     features = spec.features or tuple(name for name in header if name != target)
     missing = [name for name in (*features, target) if name not in header]
     if missing:
-        raise ConfigError(f"data file {path} has no column {', '.join(map(repr, missing))}; columns: {header}")
+        raise ConfigError(
+            f"data file {path} has no column {', '.join(map(repr, missing))}; columns: {header}"
+        )
     if not features:
         raise ConfigError(f"data file {path} needs at least one feature column besides the target {target!r}")
     columns = [header.index(name) for name in (*features, target)]
     values = []
     for line_number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise ConfigError(f"data file {path} line {line_number} has {len(row)} fields, the header {len(header)}")
+            raise ConfigError(
+                f"data file {path} line {line_number} has {len(row)} fields, the header {len(header)}"
+            )
         try:
             values.append([float(row[c]) for c in columns])
         except ValueError:
@@ -139,7 +143,8 @@ class RegressionDataset(Dataset):
 
 
 class BatchIndexSampler(Sampler):
-    """Yields one batch of indices at a time: a slice in order (a view, no copy), index tensors when shuffled."""
+    """Yields one batch of indices at a time: a slice in order (a view, no copy), index tensors when
+    shuffled."""
 
     def __init__(
         self, n: int, batch_size: int, *, shuffle: bool, drop_last: bool, generator: torch.Generator | None
@@ -169,8 +174,11 @@ def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, t
 def make_loader(
     dataset: RegressionDataset, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int
 ) -> DataLoader:
-    """torch's DataLoader over whole-batch fetches; a seeded generator makes the shuffled order reproducible."""
+    """torch's DataLoader over whole-batch fetches; a seeded generator makes the shuffled order
+    reproducible."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    sampler = BatchIndexSampler(len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator)
+    sampler = BatchIndexSampler(
+        len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator
+    )
     # batch_size=None turns off per-sample collation: each sampler item is already a batch of indices.
     return DataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=_as_batch)

@@ -1,8 +1,8 @@
 """A fitted line, y = x · w + b, as an MLflow pyfunc model "from code" (tracking.log_model saves it).
 
-MLflow copies this file into the model's folder and runs it when the model is loaded; the weights, the bias and
-the feature names come from the model's config. So a logged model needs only MLflow, numpy and pandas to load,
-not mbgd. mbgd itself never imports this module.
+MLflow copies this file into the model's folder and runs it when the model is loaded; the weights, the bias
+and the feature names come from the model's config. So a logged model needs only MLflow, numpy and pandas to
+load, not mbgd. mbgd itself never imports this module.
 """
 
 import mlflow.pyfunc

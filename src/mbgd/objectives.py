@@ -1,8 +1,8 @@
 """What a trial minimises, and the targets and floors it counts to: pure functions of a training's History.
 
-auc, final and epochs_to score the recorded full-dataset loss (the tutorial's, on the noisy targets) against the
-noise floor; updates_to counts parameter updates on the training loss against a target (mbgd scaling). Imports
-neither Optuna nor MLflow.
+auc, final and epochs_to score the recorded full-dataset loss (the tutorial's, on the noisy targets) against
+the noise floor; updates_to counts parameter updates on the training loss against a target (mbgd scaling).
+Imports neither Optuna nor MLflow.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def noise_floor(data: RegressionData) -> float:
     """The loss the noise alone leaves: the generating line's MSE on the recorded targets (about 0.155 in the
     tutorial), or for a CSV, which has no known line, the least-squares fit's MSE.
 
-    The generating line, not the least-squares one, because the tutorial trains on the noise-free targets and so
-    converges to the generating line, whose loss can sit more than 5% above the least-squares minimum.
+    The generating line, not the least-squares one, because the tutorial trains on the noise-free targets and
+    so converges to the generating line, whose loss can sit more than 5% above the least-squares minimum.
     """
     if data.y_line is not None:
         return float(((data.y_eval.double() - data.y_line.double()) ** 2).mean())
@@ -64,8 +64,8 @@ def training_loss_path(history: History) -> list[float]:
 
 
 def ended_diverged(history: History) -> bool:
-    """Diverged: the loss became non-finite, or the run ended above the training loss it started from (a float32
-    loss that climbs to 1e33 is still finite, and is no less a failure)."""
+    """Diverged: the loss became non-finite, or the run ended above the training loss it started from (a
+    float32 loss that climbs to 1e33 is still finite, and is no less a failure)."""
     if history.diverged or not history.train_losses:
         return True
     path = training_loss_path(history) if history.update_losses else history.train_losses
@@ -76,9 +76,9 @@ def updates_to_target(history: History, target: float) -> int | None:
     """Updates from which the training loss stays at or below the target until the end of the budget: 0 if it
     never leaves it, None if the run ends above it or diverged (ended_diverged).
 
-    Counted on the full-dataset training loss after every update (fit_population(record_updates=True)), the last,
-    partial batch of an epoch included as the update it is. A run that touches the target and climbs away again
-    has not reached it: first_touch_updates counts that touch.
+    Counted on the full-dataset training loss after every update (fit_population(record_updates=True)), the
+    last, partial batch of an epoch included as the update it is. A run that touches the target and climbs
+    away again has not reached it: first_touch_updates counts that touch.
     """
     path = training_loss_path(history)
     if ended_diverged(history) or not path or path[-1] > target:
@@ -97,7 +97,8 @@ def first_touch_updates(history: History, target: float) -> int | None:
 
 
 def samples_seen(history: History, updates: int) -> int:
-    """Samples the first `updates` updates used: whole epochs, then full batches (the partial one ends an epoch)."""
+    """Samples the first `updates` updates used: whole epochs, then full batches (the partial one ends an
+    epoch)."""
     epochs, rest = divmod(updates, history.updates_per_epoch)
     return epochs * history.samples_per_epoch + rest * history.batch_size
 
@@ -113,8 +114,8 @@ def objective_floor(objective: str, data: RegressionData) -> float:
 def objective_value(
     objective: str, history: History, *, epochs: int, floor: float, target_ratio: float = 1e-4
 ) -> float:
-    """auc: mean log10 full-dataset loss over the epochs; final: the last loss; epochs_to: epochs to the floor;
-    updates_to: updates until the training loss reaches updates_target (the worst value if never)."""
+    """auc: mean log10 full-dataset loss over the epochs; final: the last loss; epochs_to: epochs to the
+    floor; updates_to: updates until the training loss reaches updates_target (the worst value if never)."""
     worst = worst_value(objective, epochs, history.updates_per_epoch)
     if history.diverged:
         return worst
@@ -129,8 +130,8 @@ def objective_value(
 
 
 def intermediate_value(objective: str, losses: Sequence[float]) -> float:
-    """The objective so far, from the full-dataset losses up to this epoch: auc's running mean of log10 losses;
-    for final and epochs_to, the current loss (lower is closer to the floor)."""
+    """The objective so far, from the full-dataset losses up to this epoch: auc's running mean of log10
+    losses; for final and epochs_to, the current loss (lower is closer to the floor)."""
     if objective == "auc":
         return statistics.fmean(math.log10(max(loss, 1e-300)) for loss in losses)
     return losses[-1]

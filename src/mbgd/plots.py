@@ -24,7 +24,11 @@ def _plain_log_labels(axes) -> None:
 
     def label(value: float, _position) -> str:
         exponent = round(math.log10(value)) if value > 0 else 0
-        return f"10{str(exponent).translate(_SUPERSCRIPTS)}" if value > 0 and math.isclose(value, 10.0**exponent) else ""
+        return (
+            f"10{str(exponent).translate(_SUPERSCRIPTS)}"
+            if value > 0 and math.isclose(value, 10.0**exponent)
+            else ""
+        )
 
     axes.yaxis.set_major_formatter(FuncFormatter(label))
     axes.yaxis.set_minor_formatter(NullFormatter())
@@ -40,7 +44,13 @@ def loss_curve_figure(history: History, *, title: str) -> Figure:
         updates_per_epoch = max(history.updates_per_epoch, 1)
         epochs_axis = [(i + 1) / updates_per_epoch for i in range(len(history.batch_losses))]
         axes.plot(epochs_axis, history.batch_losses, color="0.75", linewidth=0.8, label="mini-batch loss")
-    axes.plot(range(len(history.epoch_losses)), history.epoch_losses, marker="o", markersize=3, label="full-dataset loss")
+    axes.plot(
+        range(len(history.epoch_losses)),
+        history.epoch_losses,
+        marker="o",
+        markersize=3,
+        label="full-dataset loss",
+    )
     axes.set_yscale("log")
     _plain_log_labels(axes)
     axes.set_xlabel("epoch")
@@ -62,7 +72,8 @@ def comparison_figure(histories: Mapping[int, History], *, highlight: int, n: in
             "linewidth": 2.6 if own else 1.4,
             "alpha": 1.0 if own else 0.8,
             "zorder": 3 if own else 2,
-            "label": f"batch size {batch_size} ({regime(batch_size, n)})" + (" — this run" if own else "")
+            "label": f"batch size {batch_size} ({regime(batch_size, n)})"
+            + (" — this run" if own else "")
             + (", diverged" if history.diverged else ""),
         }
         epochs = range(len(history.epoch_losses))
@@ -91,7 +102,9 @@ def _band(axes, xs, histories: list[History], *, label: str, color) -> None:
     columns = [[c[i] for c in curves] for i in range(length)]
     mean = [sum(col) / len(col) for col in columns]
     axes.plot(xs[:length], mean, color=color, label=label)
-    axes.fill_between(xs[:length], [min(col) for col in columns], [max(col) for col in columns], color=color, alpha=0.2)
+    axes.fill_between(
+        xs[:length], [min(col) for col in columns], [max(col) for col in columns], color=color, alpha=0.2
+    )
 
 
 def _colors(batch_sizes) -> dict[int, str]:
@@ -99,16 +112,28 @@ def _colors(batch_sizes) -> dict[int, str]:
 
 
 def tuned_comparison_figure(results, *, fixed_lr: float, n_seeds: int) -> Figure:
-    """(a) The tutorial's fixed-lr comparison beside the tuned one: mean loss per epoch, min-max over seeds."""
+    """(a) The tutorial's fixed-lr comparison beside the tuned one: mean loss per epoch, min-max over
+    seeds."""
     figure = Figure(figsize=(11, 4.2))
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.86, wspace=0.15)
     fixed_axes, tuned_axes = figure.subplots(1, 2, sharey=True)
     colors = _colors([r.batch_size for r in results])
     for r in results:
         epochs = list(range(max(len(h.epoch_losses) for h in r.fixed.histories + r.tuned.histories)))
-        _band(fixed_axes, epochs, r.fixed.histories, label=f"batch size {r.batch_size}", color=colors[r.batch_size])
-        _band(tuned_axes, epochs, r.tuned.histories, label=f"batch size {r.batch_size}, lr {r.best_lr:.3g}",
-              color=colors[r.batch_size])
+        _band(
+            fixed_axes,
+            epochs,
+            r.fixed.histories,
+            label=f"batch size {r.batch_size}",
+            color=colors[r.batch_size],
+        )
+        _band(
+            tuned_axes,
+            epochs,
+            r.tuned.histories,
+            label=f"batch size {r.batch_size}, lr {r.best_lr:.3g}",
+            color=colors[r.batch_size],
+        )
     fixed_axes.set_title(f"the tutorial's comparison: lr {fixed_lr} for all")
     tuned_axes.set_title("each batch size at its own best lr")
     for axes in (fixed_axes, tuned_axes):
@@ -142,7 +167,9 @@ def tuned_cost_figure(results) -> Figure:
         ):
             _band(axes, xs, r.tuned.histories, label=label, color=colors[r.batch_size])
         _band(panels[2], mean_seconds, r.tuned.histories, label=label, color=colors[r.batch_size])
-    for axes, x_label in zip(panels, ("parameter updates", "samples seen", "wall-clock seconds"), strict=True):
+    for axes, x_label in zip(
+        panels, ("parameter updates", "samples seen", "wall-clock seconds"), strict=True
+    ):
         axes.set_yscale("log")
         axes.set_xscale("symlog", linthresh=1 if x_label != "wall-clock seconds" else 1e-3)
         axes.set_xlim(left=0)
@@ -164,11 +191,23 @@ def lr_sensitivity_figure(results, *, objective: str) -> Figure:
         color = colors[r.batch_size]
         finite = sorted((lr, v) for lr, v, diverged in r.trials if not diverged)
         diverged = [(lr, v) for lr, v, d in r.trials if d]
-        axes.plot([p[0] for p in finite], [p[1] for p in finite], "o-", color=color, markersize=3, linewidth=0.8,
-                  label=f"batch size {r.batch_size}")
+        axes.plot(
+            [p[0] for p in finite],
+            [p[1] for p in finite],
+            "o-",
+            color=color,
+            markersize=3,
+            linewidth=0.8,
+            label=f"batch size {r.batch_size}",
+        )
         if diverged:
-            axes.plot([p[0] for p in diverged], [max(v for _, v in finite) if finite else p[1] for p in diverged],
-                      "x", color=color, markersize=7)
+            axes.plot(
+                [p[0] for p in diverged],
+                [max(v for _, v in finite) if finite else p[1] for p in diverged],
+                "x",
+                color=color,
+                markersize=7,
+            )
         axes.axvline(r.theory["theory_first_instability_lr"], color=color, linestyle="--", linewidth=1)
         axes.axvline(r.theory["theory_best_lr"], color=color, linestyle=":", linewidth=1)
     axes.plot([], [], "kx", label="diverged (drawn at the worst finite value)")
@@ -190,14 +229,36 @@ def best_lr_figure(results, *, exponent: float | None, exponent_se: float | None
     axes = figure.subplots()
     sizes = [r.batch_size for r in results]
     best = [r.best_lr for r in results]
-    fitted = f"log-log slope {exponent:.2f} ± {exponent_se:.2f}" if exponent_se is not None else "too few to fit"
+    fitted = (
+        f"log-log slope {exponent:.2f} ± {exponent_se:.2f}" if exponent_se is not None else "too few to fit"
+    )
     axes.plot(sizes, best, "o-", color="C0", label=f"tuned ({fitted})")
-    axes.plot(sizes, [r.theory["theory_best_lr"] for r in results], "s:", color="C2", label="theory: fastest contraction")
-    axes.plot(sizes, [r.theory["theory_first_instability_lr"] for r in results], "^--", color="C3", label="theory: first instability")
+    axes.plot(
+        sizes,
+        [r.theory["theory_best_lr"] for r in results],
+        "s:",
+        color="C2",
+        label="theory: fastest contraction",
+    )
+    axes.plot(
+        sizes,
+        [r.theory["theory_first_instability_lr"] for r in results],
+        "^--",
+        color="C3",
+        label="theory: first instability",
+    )
     smallest, anchor = sizes[0], best[0]
-    axes.plot(sizes, [anchor * b / smallest for b in sizes], color="0.5", linewidth=1, label="linear rule (lr ∝ B)")
-    axes.plot(sizes, [anchor * (b / smallest) ** 0.5 for b in sizes], color="0.5", linewidth=1, linestyle="-.",
-              label="square-root rule (lr ∝ √B)")
+    axes.plot(
+        sizes, [anchor * b / smallest for b in sizes], color="0.5", linewidth=1, label="linear rule (lr ∝ B)"
+    )
+    axes.plot(
+        sizes,
+        [anchor * (b / smallest) ** 0.5 for b in sizes],
+        color="0.5",
+        linewidth=1,
+        linestyle="-.",
+        label="square-root rule (lr ∝ √B)",
+    )
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("batch size")
@@ -219,7 +280,10 @@ def optuna_figures(study) -> dict[str, Figure]:
     from optuna.exceptions import ExperimentalWarning
 
     figures = {}
-    for name, plot in (("optimization_history", optuna_plots.plot_optimization_history), ("slice", optuna_plots.plot_slice)):
+    for name, plot in (
+        ("optimization_history", optuna_plots.plot_optimization_history),
+        ("slice", optuna_plots.plot_slice),
+    ):
         with warnings.catch_warnings():
             # Optuna marks its matplotlib backend experimental on every call; the plots themselves are fine.
             warnings.simplefilter("ignore", ExperimentalWarning)
@@ -236,8 +300,12 @@ def close(figure: Figure) -> None:
     pyplot.close(figure)
 
 
-# Batch-size scaling (mbgd scaling): each figure takes scaling.json's content and has one panel per regime_key.
-_ORDER_STYLES = {"fixed_order": ("C0", "o", "fixed order (the tutorial's)"), "shuffled": ("C1", "s", "shuffled")}
+# Batch-size scaling (mbgd scaling): each figure takes scaling.json's content and has one panel per
+# regime_key.
+_ORDER_STYLES = {
+    "fixed_order": ("C0", "o", "fixed order (the tutorial's)"),
+    "shuffled": ("C1", "s", "shuffled"),
+}
 _REGIME_TITLES = {
     "interpolation": "interpolation: noise-free training targets",
     "noisy": "noisy training targets",
@@ -247,7 +315,9 @@ _REGIME_TITLES = {
 def _scaling_panels(summary: dict, *, title: str) -> tuple[Figure, dict]:
     regimes = summary["regimes"]
     figure = Figure(figsize=(6.0 * len(regimes), 4.8))
-    figure.subplots_adjust(left=0.08 if len(regimes) > 1 else 0.13, right=0.98, bottom=0.11, top=0.86, wspace=0.2)
+    figure.subplots_adjust(
+        left=0.08 if len(regimes) > 1 else 0.13, right=0.98, bottom=0.11, top=0.86, wspace=0.2
+    )
     axes = figure.subplots(1, len(regimes), squeeze=False)[0]
     sizes = [int(b) for b in summary["by_batch_size"]]
     marks = [summary["critical_batch_size_theory"], summary["noise_scale_at_target"] or min(sizes)]
@@ -266,27 +336,50 @@ def _scaling_rows(summary: dict, order: str, regime_key: str) -> list[tuple[int,
     return [(int(b), row[order][regime_key]) for b, row in summary["by_batch_size"].items() if order in row]
 
 
-def _measured(axes, rows: list[tuple[int, dict]], key: str, *, order: str, seeds: int) -> list[tuple[int, float]]:
+def _measured(
+    axes, rows: list[tuple[int, dict]], key: str, *, order: str, seeds: int
+) -> list[tuple[int, float]]:
     """Mean over the seeds with the sd as error bars; hollow where some seeds never reached the target."""
     color, marker, label = _ORDER_STYLES[order]
     points = [(b, r[key], r[f"{key}_sd"] or 0.0, r["seeds_reached"]) for b, r in rows if r[key] is not None]
     if not points:
         return []
-    axes.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], color=color,
-                  marker=marker, markersize=5, capsize=2, linewidth=1.4, label=label)
+    axes.errorbar(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        yerr=[p[2] for p in points],
+        color=color,
+        marker=marker,
+        markersize=5,
+        capsize=2,
+        linewidth=1.4,
+        label=label,
+    )
     partial = [p for p in points if p[3] < seeds]
     if partial:
-        axes.plot([p[0] for p in partial], [p[1] for p in partial], marker, color="white", markersize=3, zorder=4)
+        axes.plot(
+            [p[0] for p in partial], [p[1] for p in partial], marker, color="white", markersize=3, zorder=4
+        )
     return [(p[0], p[1]) for p in points]
 
 
 def _mark_predictions(axes, summary: dict, regime_key: str) -> None:
-    axes.axvline(summary["critical_batch_size_theory"], color="C2", linestyle="--", linewidth=1.2,
-                 label=f"predicted: m* = β/λ₁ = {summary['critical_batch_size_theory']:.3g}")
+    axes.axvline(
+        summary["critical_batch_size_theory"],
+        color="C2",
+        linestyle="--",
+        linewidth=1.2,
+        label=f"predicted: m* = β/λ₁ = {summary['critical_batch_size_theory']:.3g}",
+    )
     noise_scale = summary["noise_scale_at_target"]
     if regime_key == "noisy" and noise_scale:
-        axes.axvline(noise_scale, color="C3", linestyle="--", linewidth=1.2,
-                     label=f"predicted: B_simple at the target = {noise_scale:.3g}")
+        axes.axvline(
+            noise_scale,
+            color="C3",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"predicted: B_simple at the target = {noise_scale:.3g}",
+        )
 
 
 def _mark_knees(axes, summary: dict, regime_key: str) -> None:
@@ -294,30 +387,51 @@ def _mark_knees(axes, summary: dict, regime_key: str) -> None:
         knee = regimes.get(regime_key, {}).get("critical_batch_size")
         if knee:
             color, _, label = _ORDER_STYLES[order]
-            axes.axvline(knee, color=color, linestyle="-.", linewidth=1.2,
-                         label=f"measured knee e_min/s_min, {label.split(' (')[0]}: {knee:.3g}")
+            axes.axvline(
+                knee,
+                color=color,
+                linestyle="-.",
+                linewidth=1.2,
+                label=f"measured knee e_min/s_min, {label.split(' (')[0]}: {knee:.3g}",
+            )
 
 
 def scaling_updates_figure(summary: dict) -> Figure:
     """Updates to the target vs batch size, log-log: measured (both orders), perfect scaling from the smallest
-    batch size, the fit s_min + e_min / B whose knee is e_min / s_min, and the predicted critical batch sizes."""
-    figure, panels = _scaling_panels(summary, title="parameter updates until the training loss reaches the target")
+    batch size, the fit s_min + e_min / B whose knee is e_min / s_min, and the predicted critical batch
+    sizes."""
+    figure, panels = _scaling_panels(
+        summary, title="parameter updates until the training loss reaches the target"
+    )
     seeds = len(summary["seeds"])
     for regime_key, axes in panels.items():
         lowest = math.inf
         for order in summary["orders"]:
-            points = _measured(axes, _scaling_rows(summary, order, regime_key), "updates_to_target", order=order, seeds=seeds)
+            points = _measured(
+                axes, _scaling_rows(summary, order, regime_key), "updates_to_target", order=order, seeds=seeds
+            )
             if not points:
                 continue
             lowest = min(lowest, *(u for _, u in points))
             color = _ORDER_STYLES[order][0]
             sizes = [b for b, _ in points]
             first_b, first_updates = points[0]
-            axes.plot(sizes, [first_updates * first_b / b for b in sizes], color=color, linestyle=(0, (1, 3)), linewidth=1)
+            axes.plot(
+                sizes,
+                [first_updates * first_b / b for b in sizes],
+                color=color,
+                linestyle=(0, (1, 3)),
+                linewidth=1,
+            )
             fit = summary["measured"][order][regime_key]
             if fit["fewest_updates"] is not None and fit["fewest_samples"] is not None:
-                axes.plot(sizes, [fit["fewest_updates"] + fit["fewest_samples"] / b for b in sizes], color=color,
-                          linewidth=0.8, alpha=0.6)
+                axes.plot(
+                    sizes,
+                    [fit["fewest_updates"] + fit["fewest_samples"] / b for b in sizes],
+                    color=color,
+                    linewidth=0.8,
+                    alpha=0.6,
+                )
         _mark_predictions(axes, summary, regime_key)
         _mark_knees(axes, summary, regime_key)
         axes.plot([], [], color="0.3", linestyle=(0, (1, 3)), linewidth=1, label="perfect scaling (∝ 1/B)")
@@ -336,7 +450,9 @@ def scaling_samples_figure(summary: dict) -> Figure:
     seeds = len(summary["seeds"])
     for regime_key, axes in panels.items():
         for order in summary["orders"]:
-            points = _measured(axes, _scaling_rows(summary, order, regime_key), "samples_to_target", order=order, seeds=seeds)
+            points = _measured(
+                axes, _scaling_rows(summary, order, regime_key), "samples_to_target", order=order, seeds=seeds
+            )
             if points:
                 axes.axhline(points[0][1], color=_ORDER_STYLES[order][0], linestyle=(0, (1, 3)), linewidth=1)
         _mark_predictions(axes, summary, regime_key)
@@ -359,12 +475,22 @@ def scaling_lr_figure(summary: dict) -> Figure:
         low, high = axes.get_xlim()
         ms = [low * (high / low) ** (i / 200) for i in range(201)]
         beta, lambda_1 = summary["beta"], summary["lambda_1"]
-        axes.plot(ms, [m / (beta + lambda_1 * (m - 1)) if m >= 1 else math.nan for m in ms], color="C2",
-                  linestyle="--", label="η*(m) = m / (β + λ₁(m − 1)) (Ma, Bassily & Belkin)")
+        axes.plot(
+            ms,
+            [m / (beta + lambda_1 * (m - 1)) if m >= 1 else math.nan for m in ms],
+            color="C2",
+            linestyle="--",
+            label="η*(m) = m / (β + λ₁(m − 1)) (Ma, Bassily & Belkin)",
+        )
         for bound in summary["lr_range"]:
             axes.axhline(bound, color="0.6", linewidth=0.8, linestyle=":")
-        axes.axvline(summary["critical_batch_size_theory"], color="C2", linestyle=":", linewidth=1,
-                     label=f"m* = {summary['critical_batch_size_theory']:.3g}")
+        axes.axvline(
+            summary["critical_batch_size_theory"],
+            color="C2",
+            linestyle=":",
+            linewidth=1,
+            label=f"m* = {summary['critical_batch_size_theory']:.3g}",
+        )
         axes.plot([], [], color="0.6", linewidth=0.8, linestyle=":", label="the studies' lr range")
         axes.set_ylabel("learning rate")
         axes.legend(fontsize="x-small", loc="lower right")
@@ -372,15 +498,17 @@ def scaling_lr_figure(summary: dict) -> Figure:
 
 
 def lr_scan_figure(scans, trials: Mapping[str, list[tuple[float, float]]], *, title: str) -> Figure:
-    """Objective vs lr of each study's dense scan, the Optuna trials that refined it on top, the scan's best and the
-    tuned best marked. Per study two panels: the whole range (diverged runs as crosses at the top of the finite
-    values) and a zoom on the scan points around the best, where the refinement searched."""
+    """Objective vs lr of each study's dense scan, the Optuna trials that refined it on top, the scan's best
+    and the tuned best marked. Per study two panels: the whole range (diverged runs as crosses at the top of
+    the finite values) and a zoom on the scan points around the best, where the refinement searched."""
     count = len(scans)
     columns = min(count, 5)
     rows = math.ceil(count / columns)
     height = 5.6 * rows + 0.6
     figure = Figure(figsize=(3.6 * columns, height))
-    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.6 / height, top=1 - 0.9 / height, hspace=0.55, wspace=0.32)
+    figure.subplots_adjust(
+        left=0.07, right=0.99, bottom=0.6 / height, top=1 - 0.9 / height, hspace=0.55, wspace=0.32
+    )
     grid = figure.subplots(2 * rows, columns, squeeze=False)
     for index, scan in enumerate(scans):
         whole = grid[2 * (index // columns), index % columns]
@@ -389,7 +517,8 @@ def lr_scan_figure(scans, trials: Mapping[str, list[tuple[float, float]]], *, ti
         whole.set_title(scan.study_name, fontsize="small")
         best = scan.best_index
         around = range(max(best - 12, 0), min(best + 13, len(scan.lrs)))
-        _scan_panel(zoom, scan, trials.get(scan.study_name, []), around, log_x=False)  # a narrow range: linear
+        # a narrow range: linear
+        _scan_panel(zoom, scan, trials.get(scan.study_name, []), around, log_x=False)
         zoom.set_title("around the scan's best", fontsize="x-small")
     for index in range(count, rows * columns):
         grid[2 * (index // columns), index % columns].set_visible(False)
@@ -408,27 +537,71 @@ def _scan_panel(axes, scan, refined: list[tuple[float, float]], indices: range, 
     low, high = lrs[0], lrs[-1]
     ok = [(scan.lrs[i], scan.values[i]) for i in indices if not scan.diverged[i]]
     bad = [scan.lrs[i] for i in indices if scan.diverged[i]]
-    axes.plot([p[0] for p in ok], [p[1] for p in ok], ".-", color="C0", linewidth=0.8, markersize=2,
-              label=f"scan ({len(scan.lrs)} lrs)")
+    axes.plot(
+        [p[0] for p in ok],
+        [p[1] for p in ok],
+        ".-",
+        color="C0",
+        linewidth=0.8,
+        markersize=2,
+        label=f"scan ({len(scan.lrs)} lrs)",
+    )
     if bad:
         axes.plot(bad, [top] * len(bad), "x", color="C3", markersize=3, label="diverged (drawn at the top)")
     inside = [(lr, v) for lr, v in refined if low <= lr <= high]
     if inside:
-        axes.plot([p[0] for p in inside], [min(v, top) for _, v in inside], "o", color="C1", markersize=3,
-                  label="Optuna trials")
+        axes.plot(
+            [p[0] for p in inside],
+            [min(v, top) for _, v in inside],
+            "o",
+            color="C1",
+            markersize=3,
+            label="Optuna trials",
+        )
     if refined:
         best_lr, best_value = min(refined, key=lambda p: p[1])
         if low <= best_lr <= high:
-            axes.plot([best_lr], [best_value], "*", color="C1", markersize=11, markeredgecolor="k", label="tuned best")
+            axes.plot(
+                [best_lr],
+                [best_value],
+                "*",
+                color="C1",
+                markersize=11,
+                markeredgecolor="k",
+                label="tuned best",
+            )
     if scan.reached:
-        axes.plot([scan.best_lr], [scan.best_value], "D", color="C0", markersize=6, markerfacecolor="none",
-                  label="scan's best")
+        axes.plot(
+            [scan.best_lr],
+            [scan.best_value],
+            "D",
+            color="C0",
+            markersize=6,
+            markerfacecolor="none",
+            label="scan's best",
+        )
         if scan.at_edge:
-            axes.text(0.5, 0.95, f"best at {scan.at_edge}: widen the range", transform=axes.transAxes,
-                      ha="center", va="top", color="C3", fontsize="x-small")
+            axes.text(
+                0.5,
+                0.95,
+                f"best at {scan.at_edge}: widen the range",
+                transform=axes.transAxes,
+                ha="center",
+                va="top",
+                color="C3",
+                fontsize="x-small",
+            )
     else:
-        axes.text(0.5, 0.95, "no lr reached the target", transform=axes.transAxes, ha="center", va="top",
-                  color="C3", fontsize="x-small")
+        axes.text(
+            0.5,
+            0.95,
+            "no lr reached the target",
+            transform=axes.transAxes,
+            ha="center",
+            va="top",
+            color="C3",
+            fontsize="x-small",
+        )
     if log_x:
         axes.set_xscale("log")
     else:

@@ -18,10 +18,11 @@ def summary_markdown(summary: dict, *, subheading: str = "##") -> str:
     lines = [
         f"# Sweep `{summary['name']}`: best learning rate per batch size",
         "",
-        f"Objective `{summary['objective']}`, pruner `{summary['pruner']}`, {summary['n_trials']} trials per batch size, lr in "
-        f"[{summary['lr_range'][0]:g}, {summary['lr_range'][1]:g}], {summary['epochs']} epochs, {summary['dtype']}, "
-        f"{'shuffled' if summary['shuffle'] else 'fixed'} batch order, {summary['targets']} training targets; "
-        f"each best lr and the tutorial's lr {summary['fixed_lr']:g} re-trained over seeds {seeds[0]}..{seeds[-1]}.",
+        f"Objective `{summary['objective']}`, pruner `{summary['pruner']}`, {summary['n_trials']} trials per "
+        f"batch size, lr in [{summary['lr_range'][0]:g}, {summary['lr_range'][1]:g}], {summary['epochs']} "
+        f"epochs, {summary['dtype']}, {'shuffled' if summary['shuffle'] else 'fixed'} batch order, "
+        f"{summary['targets']} training targets; each best lr and the tutorial's lr {summary['fixed_lr']:g} "
+        f"re-trained over seeds {seeds[0]}..{seeds[-1]}.",
         "",
         "| batch size | best lr | best value | epochs to floor (mean ± sd) | at lr "
         f"{summary['fixed_lr']:g}: epochs to floor | theory: first instability | theory: fastest lr "
@@ -51,17 +52,14 @@ def summary_markdown(summary: dict, *, subheading: str = "##") -> str:
         "",
         "Precision: at the tutorial's lr the ranking is "
         + "; ".join(f"{_format_ranking(r)} in {dtype}" for dtype, r in precision.items())
-        + (
-            " — it **depends on the precision**."
-            if depends
-            else " — it does not depend on the precision."
-        ),
+        + (" — it **depends on the precision**." if depends else " — it does not depend on the precision."),
         "",
         "Theory columns are for the fixed (unshuffled) batch order: one epoch is the linear map "
-        "Π(I − lr·H_batch) of the error; its spectral radius is the contraction per epoch. The first instability "
-        "is where that radius first reaches 1; the map can be stable again above it: "
+        "Π(I − lr·H_batch) of the error; its spectral radius is the contraction per epoch. The first "
+        "instability is where that radius first reaches 1; the map can be stable again above it: "
         + "; ".join(
-            f"batch size {b}: {_intervals(row['theory_stable_intervals'])}" for b, row in by_batch_size.items()
+            f"batch size {b}: {_intervals(row['theory_stable_intervals'])}"
+            for b, row in by_batch_size.items()
         )
         + ".",
         *tuning_cost_markdown(summary, heading=subheading),
@@ -70,14 +68,18 @@ def summary_markdown(summary: dict, *, subheading: str = "##") -> str:
 
 
 def _intervals(intervals: list) -> str:
-    return " ∪ ".join(f"({low:.4g}, {high:.4g})" if low == 0 else f"[{low:.4g}, {high:.4g})" for low, high in intervals)
+    return " ∪ ".join(
+        f"({low:.4g}, {high:.4g})" if low == 0 else f"[{low:.4g}, {high:.4g})" for low, high in intervals
+    )
 
 
 def tuning_cost_markdown(summary: dict, *, heading: str = "##") -> list[str]:
-    """The cost of tuning each batch size: the dense scan's best against the tuned one, and how many TPE trials a
-    study without the scan needs to come within 5% of the optimum."""
+    """The cost of tuning each batch size: the dense scan's best against the tuned one, and how many TPE
+    trials a study without the scan needs to come within 5% of the optimum."""
     rows = summary["by_batch_size"]
-    if not any(row.get("scan_best_lr") is not None or row.get("trials_to_5pct_by_seed") for row in rows.values()):
+    if not any(
+        row.get("scan_best_lr") is not None or row.get("trials_to_5pct_by_seed") for row in rows.values()
+    ):
         return []
     seeds = summary.get("tuning_cost_seeds", 0)
     lines = [
@@ -85,10 +87,10 @@ def tuning_cost_markdown(summary: dict, *, heading: str = "##") -> list[str]:
         f"{heading} The cost of tuning each batch size",
         "",
         f"Each study began with a dense scan of {summary.get('scan', 0)} log-spaced lrs over the range; its "
-        f"{summary['n_trials']} Optuna trials then refined between the best scan point's neighbours. Tuned regret: "
-        "the tuned best relative to the scan's best (negative: the refinement found better). Without the scan: "
-        f"the TPE trials a study of this sweep's kind needs before one is within 5% of the optimum (median over "
-        f"{seeds} sampler seeds; never = not within {TUNING_COST_CAP} trials).",
+        f"{summary['n_trials']} Optuna trials then refined between the best scan point's neighbours. Tuned "
+        "regret: the tuned best relative to the scan's best (negative: the refinement found better). Without "
+        "the scan: the TPE trials a study of this sweep's kind needs before one is within 5% of the optimum "
+        f"(median over {seeds} sampler seeds; never = not within {TUNING_COST_CAP} trials).",
         "",
         "| batch size | scan's best lr | scan's best value | tuned best value | tuned regret "
         "| TPE trials to 5% without the scan: median (range) |",
@@ -106,9 +108,10 @@ def tuning_cost_markdown(summary: dict, *, heading: str = "##") -> list[str]:
         median = row.get("trials_to_5pct")
         edge = f" (at {row['scan_at_edge']})" if row.get("scan_at_edge") else ""
         lines.append(
-            f"| {batch_size} | {_maybe(row.get('scan_best_lr'), '.4g')}{edge} | {_maybe(row.get('scan_best_value'), '.4g')} "
-            f"| {row['best_value']:.4g} | {_maybe(row.get('tuned_regret'), '+.1%')} "
-            f"| {('never' if median is None else median) if by_seed else '—'}{spread} |"
+            f"| {batch_size} | {_maybe(row.get('scan_best_lr'), '.4g')}{edge} | "
+            f"{_maybe(row.get('scan_best_value'), '.4g')} | {row['best_value']:.4g} | "
+            f"{_maybe(row.get('tuned_regret'), '+.1%')} | "
+            f"{('never' if median is None else median) if by_seed else '—'}{spread} |"
         )
     return lines
 
@@ -118,11 +121,15 @@ def _maybe(value, spec: str) -> str:
 
 
 REPORT_FIGURES = {
-    "tutorial_comparison.png": "The tutorial's comparison at lr {fixed_lr:g}, float32 (left: per epoch; right: per update)",
+    "tutorial_comparison.png": (
+        "The tutorial's comparison at lr {fixed_lr:g}, float32 (left: per epoch; right: per update)"
+    ),
     "tutorial_comparison_float64.png": "The same in float64 (the same data, cast)",
     "tuned_comparison.png": "Fixed lr vs each batch size at its own best lr, mean and min-max over the seeds",
     "tuned_cost.png": "Tuned curves against parameter updates, samples seen and wall-clock seconds",
-    "lr_sensitivity.png": "Objective vs lr for every trial; dashed: first instability, dotted: fastest lr (theory)",
+    "lr_sensitivity.png": (
+        "Objective vs lr for every trial; dashed: first instability, dotted: fastest lr (theory)"
+    ),
     "best_lr_vs_batch_size.png": "Best lr vs batch size, with the linear and square-root rules",
 }
 
@@ -134,7 +141,8 @@ def _final(history) -> str:
 def report_markdown(
     summary: dict, histories_by_dtype: dict[str, dict], fixed_lr: float, *, exact_targets: dict | None = None
 ) -> str:
-    """report.md: the reproduction in both precisions, the sweep's table, and findings read off the numbers."""
+    """report.md: the reproduction in both precisions, the sweep's table, and findings read off the
+    numbers."""
     dtypes = list(histories_by_dtype)
     batch_sizes = sorted(histories_by_dtype[dtypes[0]])
     rows = summary["by_batch_size"]
@@ -142,9 +150,9 @@ def report_markdown(
     lines = [
         "# mbgd reproduction report",
         "",
-        "Generated by `mbgd report`: the tutorial's comparison in both precisions, then an Optuna study of the "
-        "learning rate per batch size, each best lr re-trained over several seeds. Every number below is read "
-        "from this run.",
+        "Generated by `mbgd report`: the tutorial's comparison in both precisions, then an Optuna study of "
+        "the learning rate per batch size, each best lr re-trained over several seeds. Every number below is "
+        "read from this run.",
         "",
         "## 1. The tutorial, reproduced",
         "",
@@ -158,49 +166,67 @@ def report_markdown(
             history = histories_by_dtype[dtype][batch_size]
             first = ", ".join(f"{v:.4g}" for v in history.epoch_losses[:4])
             lines.append(f"| {batch_size} | {dtype} | {first} | {_final(history)} |")
-    lines += ["", "![tutorial comparison](tutorial_comparison.png)", "", "## 2. Each batch size at its own learning rate", ""]
+    lines += [
+        "",
+        "![tutorial comparison](tutorial_comparison.png)",
+        "",
+        "## 2. Each batch size at its own learning rate",
+        "",
+    ]
     lines += summary_markdown(summary, subheading="###").splitlines()[2:]
     lines += ["", "![tuned comparison](tuned_comparison.png)", "", "![tuned cost](tuned_cost.png)", ""]
     lines += ["![lr sensitivity](lr_sensitivity.png)", "", "![best lr](best_lr_vs_batch_size.png)", ""]
     lines += ["## 3. Findings", ""]
     lines.append(
-        f"- **The comparison turns around.** At the tutorial's lr {fixed_lr:g} the best batch size is {fixed_first} "
-        f"(ranking {_format_ranking(summary['ranking_fixed_lr'])}); with each batch size at its own best lr it is "
-        f"{tuned_first} (ranking {_format_ranking(summary['ranking_tuned'])}). Epochs to the noise floor at the best "
-        "lr: " + ", ".join(f"batch size {b}: {rows[str(b)]['epochs_to_floor_mean']:.3g}" for b in summary['ranking_tuned'])
+        f"- **The comparison turns around.** At the tutorial's lr {fixed_lr:g} the best batch size is "
+        f"{fixed_first} (ranking {_format_ranking(summary['ranking_fixed_lr'])}); with each batch size at "
+        f"its own best lr it is {tuned_first} (ranking {_format_ranking(summary['ranking_tuned'])}). Epochs "
+        "to the noise floor at the best lr: "
+        + ", ".join(
+            f"batch size {b}: {rows[str(b)]['epochs_to_floor_mean']:.3g}" for b in summary["ranking_tuned"]
+        )
         + "."
     )
     for batch_size in batch_sizes:
         row = rows[str(batch_size)]
         others = [pair for pair in row.get("theory_stable_intervals", [])[1:]]
         again = (
-            " (stable again on " + ", ".join(f"[{low:.4g}, {high:.4g})" for low, high in others) + ")" if others else ""
+            " (stable again on " + ", ".join(f"[{low:.4g}, {high:.4g})" for low, high in others) + ")"
+            if others
+            else ""
         )
         lines.append(
-            f"- **Batch size {batch_size}, theory.** First instability at lr {row['theory_first_instability_lr']:.4g}"
-            f"{again}; the fastest "
-            f"contraction per epoch is {row['theory_min_spectral_radius']:.3g} at lr {row['theory_best_lr']:.4g} "
-            f"(the study found {row['best_lr']:.4g}). At lr {fixed_lr:g} the epoch contracts the error by "
-            f"{row['spectral_radius_at_fixed_lr']:.3g} but can amplify it {row['transient_at_fixed_lr']:.3g}x "
-            "inside the epoch before that."
+            f"- **Batch size {batch_size}, theory.** First instability at lr "
+            f"{row['theory_first_instability_lr']:.4g}{again}; the fastest contraction per epoch is "
+            f"{row['theory_min_spectral_radius']:.3g} at lr {row['theory_best_lr']:.4g} (the study found "
+            f"{row['best_lr']:.4g}). At lr {fixed_lr:g} the epoch contracts the error by "
+            f"{row['spectral_radius_at_fixed_lr']:.3g} but can amplify it "
+            f"{row['transient_at_fixed_lr']:.3g}x inside the epoch before that."
         )
     precision = summary["ranking_fixed_lr_by_dtype"]
     finals = {
-        dtype: ", ".join(f"{b}: {_final(histories_by_dtype[dtype][b])}" for b in batch_sizes) for dtype in dtypes
+        dtype: ", ".join(f"{b}: {_final(histories_by_dtype[dtype][b])}" for b in batch_sizes)
+        for dtype in dtypes
     }
     lines.append(
         "- **Precision.** At the tutorial's lr the ranking is "
         + "; ".join(f"{_format_ranking(r)} in {d}" for d, r in precision.items())
-        + (" — it depends on the precision" if summary["ranking_fixed_lr_depends_on_precision"] else " — the same")
-        + ". Final losses: " + "; ".join(f"{d} ({f})" for d, f in finals.items())
+        + (
+            " — it depends on the precision"
+            if summary["ranking_fixed_lr_depends_on_precision"]
+            else " — the same"
+        )
+        + ". Final losses: "
+        + "; ".join(f"{d} ({f})" for d, f in finals.items())
         + ". A large transient amplification turns rounding errors into a visible difference"
         + (
-            ": the tutorial's targets are computed in float32 (-5·X on float32 X), and a float64 run casts them, "
-            "rounding included. With the targets computed in float64 (`--targets-dtype float64`, preset "
-            "`experiments/tutorial-float64-targets.toml`) the float64 final losses are "
+            ": the tutorial's targets are computed in float32 (-5·X on float32 X), and a float64 run casts "
+            "them, rounding included. With the targets computed in float64 (`--targets-dtype float64`, "
+            "preset `experiments/tutorial-float64-targets.toml`) the float64 final losses are "
             + ", ".join(f"{b}: {_final(h)}" for b, h in exact_targets.items())
-            + f" (the noise floor is {summary.get('noise_floor', float('nan')):.6g}): the float64 run's gap comes from "
-            "the targets' float32 rounding, amplified within each epoch, not from float64 arithmetic."
+            + f" (the noise floor is {summary.get('noise_floor', float('nan')):.6g}): the float64 run's gap "
+            "comes from the targets' float32 rounding, amplified within each epoch, not from float64 "
+            "arithmetic."
             if exact_targets
             else "."
         )
@@ -213,11 +239,14 @@ def report_markdown(
 
 
 def exponent_text(summary: dict) -> str:
-    """The fitted log-log slope with its standard error, or why there is none; never more than the points hold."""
+    """The fitted log-log slope with its standard error, or why there is none; never more than the points
+    hold."""
     n = len(summary["by_batch_size"])
     slope, error = summary["best_lr_exponent"], summary.get("best_lr_exponent_se")
     if n < 3 or slope is None or error is None or not math.isfinite(error):
-        return f"no exponent fitted ({n} batch size{'s' if n != 1 else ''}: too few to estimate its uncertainty)"
+        return (
+            f"no exponent fitted ({n} batch size{'s' if n != 1 else ''}: too few to estimate its uncertainty)"
+        )
     return (
         f"log-log slope {slope:.2f} ± {error:.2f} (standard error over {n} batch sizes; "
         f"{'a fit through three points, no scaling law' if n == 3 else 'a fit, not a law'})"
@@ -236,7 +265,9 @@ def write_report(folder, markdown: str, figures: dict) -> None:
 
 
 SCALING_FIGURES = {
-    "scaling_updates.png": "Updates to the target vs batch size (log-log), perfect scaling dotted, knees and predictions",
+    "scaling_updates.png": (
+        "Updates to the target vs batch size (log-log), perfect scaling dotted, knees and predictions"
+    ),
     "scaling_samples.png": "Samples to the target vs batch size",
     "scaling_lr.png": "Tuned learning rate vs batch size, with the interpolation theory's η*(m)",
 }
@@ -268,18 +299,22 @@ def _knee_sentence(summary: dict, order: str, regime: str) -> str:
     if knee is None:
         return "no fit"
     return (
-        f"the fit {measured['fewest_updates']:.3g} + {measured['fewest_samples']:.3g}/B updates puts the knee at "
-        f"B ≈ {knee:.3g}"
+        f"the fit {measured['fewest_updates']:.3g} + {measured['fewest_samples']:.3g}/B updates puts the "
+        f"knee at B ≈ {knee:.3g}"
     )
 
 
-PERFECT_SCALING_TOLERANCE = 1.25  # "perfect scaling": samples to the target within 25% of the smallest batch's
+# "perfect scaling": samples to the target within 25% of the smallest batch's
+PERFECT_SCALING_TOLERANCE = 1.25
 
 
 def perfect_scaling_up_to(summary: dict, order: str, regime: str) -> tuple[int, int | None]:
-    """The largest batch size up to which every batch size needs at most 1.25x the samples of the smallest one,
-    and the next batch size (where scaling leaves perfect), or None when the whole grid scales perfectly."""
-    rows = sorted((int(b), r[order][regime]["samples_to_target"]) for b, r in summary["by_batch_size"].items())
+    """The largest batch size up to which every batch size needs at most 1.25x the samples of the smallest
+    one, and the next batch size (where scaling leaves perfect), or None when the whole grid scales
+    perfectly."""
+    rows = sorted(
+        (int(b), r[order][regime]["samples_to_target"]) for b, r in summary["by_batch_size"].items()
+    )
     rows = [(b, samples) for b, samples in rows if samples is not None]
     if not rows:
         return 0, None
@@ -299,21 +334,22 @@ def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
         f"{heading} Scaling: updates to a target loss vs batch size",
         "",
         f"`mbgd scaling` (`{summary['name']}`): for each batch size, batch order and regime, a dense scan of "
-        f"{summary.get('scan', 0)} log-spaced lrs over [{summary['lr_range'][0]:.3g}, {summary['lr_range'][1]:.3g}] "
-        f"and then an Optuna study of {summary['n_trials']} trials between the scan's best point's neighbours "
-        "minimise the number of parameter updates from which the full-dataset loss on the training targets stays at "
-        "or below the target until the end of the budget (a run that touches the target and climbs away has not "
-        "reached it; its first touch is the `first touch` column; a run whose loss ends non-finite or above where it "
-        f"started is diverged). The target: {summary['target_ratio']:g} × the initial loss on the noise-free targets "
-        f"(interpolation), within {summary['noisy_target_tolerance']:.0%} of the least-squares optimum's loss on the "
-        f"noisy ones. Each best lr is re-trained over seeds {seeds[0]}..{seeds[-1]} (mean ± sd over those that reach "
-        f"the target within {summary['epochs']} epochs; {summary['dtype']}, {summary['data']}). `scan` is the scan's "
-        "best count and the tuned result's regret against it.",
+        f"{summary.get('scan', 0)} log-spaced lrs over "
+        f"[{summary['lr_range'][0]:.3g}, {summary['lr_range'][1]:.3g}] and then an Optuna study of "
+        f"{summary['n_trials']} trials between the scan's best point's neighbours minimise the number of "
+        "parameter updates from which the full-dataset loss on the training targets stays at or below the "
+        "target until the end of the budget (a run that touches the target and climbs away has not reached "
+        "it; its first touch is the `first touch` column; a run whose loss ends non-finite or above where it "
+        f"started is diverged). The target: {summary['target_ratio']:g} × the initial loss on the noise-free "
+        f"targets (interpolation), within {summary['noisy_target_tolerance']:.0%} of the least-squares "
+        f"optimum's loss on the noisy ones. Each best lr is re-trained over seeds {seeds[0]}..{seeds[-1]} "
+        f"(mean ± sd over those that reach the target within {summary['epochs']} epochs; {summary['dtype']}, "
+        f"{summary['data']}). `scan` is the scan's best count and the tuned result's regret against it.",
         "",
         f"Predictions: the interpolation theory (Ma, Bassily & Belkin 2018) gives m* = β/λ₁ = "
-        f"{summary['beta']:.4g}/{summary['lambda_1']:.4g} = **{m_star:.3g}** and the step η*(m) = m/(β + λ₁(m − 1)); "
-        "the simple noise scale B_simple = tr Σ/|G|² (McCandlish et al. 2018), measured along each best-lr run where "
-        "it reaches the target (median over the batch sizes), is "
+        f"{summary['beta']:.4g}/{summary['lambda_1']:.4g} = **{m_star:.3g}** and the step η*(m) = m/(β + "
+        "λ₁(m − 1)); the simple noise scale B_simple = tr Σ/|G|² (McCandlish et al. 2018), measured along "
+        "each best-lr run where it reaches the target (median over the batch sizes), is "
         + (
             f"**{summary['noise_scale_at_target']:.3g}** in the noisy regime."
             if summary["noise_scale_at_target"] is not None
@@ -330,9 +366,13 @@ def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
             cells = [batch_size, f"{by_order[orders[0]][regime]['eta_star']:.4g}"]
             for order in orders:
                 row = by_order[order][regime]
-                reached = "" if row["seeds_reached"] == len(seeds) else f" ({row['seeds_reached']}/{len(seeds)} seeds)"
+                reached = (
+                    ""
+                    if row["seeds_reached"] == len(seeds)
+                    else f" ({row['seeds_reached']}/{len(seeds)} seeds)"
+                )
                 cells += [
-                    _value(row['best_lr'], 4),
+                    _value(row["best_lr"], 4),
                     _spread(row, "updates_to_target") + reached,
                     _value(row.get("first_touch_updates")),
                     _value(row["samples_to_target"], 4),
@@ -363,7 +403,8 @@ def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
         tutorial = [b for b in (1, 10, 20) if b in by_b]
         if len(tutorial) >= 2:
             lines.append(
-                f"- **The tutorial's batch sizes ({_ORDER_NAMES[first_order]}, {regime})**, each at its own lr: "
+                f"- **The tutorial's batch sizes ({_ORDER_NAMES[first_order]}, {regime})**, each at its own "
+                "lr: "
                 + ", ".join(
                     f"batch size {b}: {_value(by_b[b]['updates_to_target'])} updates, "
                     f"{_value(by_b[b]['samples_to_target'], 4)} samples"

@@ -64,14 +64,19 @@ class ScalingPoint:
 
     @property
     def tuned_regret(self) -> float:
-        """The tuned best's updates relative to the scan's best (0: as good; negative: the refinement did better)."""
+        """The tuned best's updates relative to the scan's best (0: as good; negative: the refinement did
+        better)."""
         if self.lr_scan is None:
             return math.nan
         return relative_regret("updates_to", self.best_value, self.lr_scan.best_value)
 
     def stat(self, name: str) -> tuple[float, float]:
         """Mean and population sd over the seeds that reached the target; nan when none did."""
-        values = [getattr(run, name) for run in self.runs if run.updates is not None and getattr(run, name) is not None]
+        values = [
+            getattr(run, name)
+            for run in self.runs
+            if run.updates is not None and getattr(run, name) is not None
+        ]
         if not values:
             return math.nan, math.nan
         return statistics.fmean(values), statistics.pstdev(values)
@@ -278,7 +283,9 @@ def measure_scaling(
                     runs=seed_runs(study_config, batch_size, best_lr),
                     lr_scan=lr_scan,
                     worst_value=objectives.worst_value(
-                        "updates_to", study_config.train.epochs, updates_per_epoch(data.n, batch_size, study_config.train)
+                        "updates_to",
+                        study_config.train.epochs,
+                        updates_per_epoch(data.n, batch_size, study_config.train),
                     ),
                 )
                 points.append(point)
@@ -294,10 +301,13 @@ def updates_per_epoch(n: int, batch_size: int, config: TrainConfig) -> int:
 
 
 def progress_line(order: str, targets: str, point: ScalingPoint) -> str:
-    """One finished study, as `mbgd scaling` prints it; a scan whose best lr is an end of the range says so."""
+    """One finished study, as `mbgd scaling` prints it; a scan whose best lr is an end of the range says
+    so."""
     updates, _ = point.stat("updates")
     reached = f"{updates:.4g} updates to target" if point.reached else "never reached the target"
-    best = f"best lr {point.best_lr:.4g}" if point.best_value < point.worst_value else "no lr reached the target"
+    best = (
+        f"best lr {point.best_lr:.4g}" if point.best_value < point.worst_value else "no lr reached the target"
+    )
     line = (
         f"{order:>8} {REGIMES[targets]:>13} batch size {point.batch_size:>4}: {best}, "
         f"{reached} ({point.reached}/{len(point.runs)} seeds reached it)"
@@ -340,8 +350,8 @@ def noise_scale_at_target(curves: Sequence[ScalingCurve]) -> dict[str, float]:
 
 
 def lr_exponent(curve: ScalingCurve) -> dict:
-    """The log-log slope of the tuned lr against the batch size over the grid, with its standard error (None where
-    fewer than three batch sizes have a tuned lr)."""
+    """The log-log slope of the tuned lr against the batch size over the grid, with its standard error (None
+    where fewer than three batch sizes have a tuned lr)."""
     tuned = [(p.batch_size, p.best_lr) for p in curve.points if p.best_value < p.worst_value]
     slope, error = sweep.fitted_exponent([b for b, _ in tuned], [lr for _, lr in tuned])
     return {"best_lr_exponent": _number(slope), "best_lr_exponent_se": _number(error)}

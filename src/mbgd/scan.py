@@ -1,9 +1,9 @@
 """Dense learning-rate scans: N log-spaced lrs over a study's range, trained as populations.
 
-The lr is one number and training is vectorised, so a dense scan costs little and cannot miss what a handful of
-sampled trials can: in the tutorial's fixed order the updates-to-target objective is needle-shaped in the lr (a
-1.5% change can double it). Every lr study starts with one; its best points seed the Optuna refinement, and the
-scan is the reference the tuned result is checked against (`tuned_regret`).
+The lr is one number and training is vectorised, so a dense scan costs little and cannot miss what a handful
+of sampled trials can: in the tutorial's fixed order the updates-to-target objective is needle-shaped in the
+lr (a 1.5% change can double it). Every lr study starts with one; its best points seed the Optuna refinement,
+and the scan is the reference the tuned result is checked against (`tuned_regret`).
 
 Pure: returns tables and numbers; the tracking layer writes them (lr_scan/<study>.csv).
 """
@@ -29,7 +29,8 @@ CSV_HEADER = "lr,objective,first_touch,diverged"
 
 @dataclass(frozen=True)
 class LrScan:
-    """One study's scan: per lr, the objective, the first touch of the target (updates_to only) and divergence."""
+    """One study's scan: per lr, the objective, the first touch of the target (updates_to only) and
+    divergence."""
 
     study_name: str
     objective: str
@@ -59,20 +60,22 @@ class LrScan:
 
     @property
     def reached(self) -> bool:
-        """Whether any lr did better than the worst value (for updates_to: reached and stayed at the target)."""
+        """Whether any lr did better than the worst value (for updates_to: reached and stayed at the
+        target)."""
         return self.best_value < self.worst
 
     @property
     def at_edge(self) -> str:
-        """"lr_min" or "lr_max" when the best lr is the range's first or last point (the optimum may lie beyond
-        it: widen the range), else ""."""
+        """ "lr_min" or "lr_max" when the best lr is the range's first or last point (the optimum may lie
+        beyond it: widen the range), else ""."""
         if not self.reached or len(self.lrs) < 2:
             return ""
         index = self.best_index
         return "lr_min" if index == 0 else "lr_max" if index == len(self.lrs) - 1 else ""
 
     def refinement_range(self, steps: int = REFINE_STEPS) -> tuple[float, float]:
-        """The lrs between the best point's neighbours `steps` grid points away (clipped to the scan's range)."""
+        """The lrs between the best point's neighbours `steps` grid points away (clipped to the scan's
+        range)."""
         first = self.values.index(self.best_value)
         last = first
         while last + 1 < len(self.values) and self.values[last + 1] == self.best_value:
@@ -82,7 +85,8 @@ class LrScan:
         return low, high
 
     def best_points(self, count: int) -> list[float]:
-        """Up to `count` lrs of the best distinct local minima, best first (to enqueue as the first trials)."""
+        """Up to `count` lrs of the best distinct local minima, best first (to enqueue as the first
+        trials)."""
         values = self.values
         minima = [
             i
@@ -103,7 +107,9 @@ class LrScan:
 
     def to_csv(self) -> str:
         rows = [CSV_HEADER]
-        for lr, value, touch, diverged in zip(self.lrs, self.values, self.first_touch, self.diverged, strict=True):
+        for lr, value, touch, diverged in zip(
+            self.lrs, self.values, self.first_touch, self.diverged, strict=True
+        ):
             rows.append(f"{lr!r},{value!r},{'' if touch is None else touch},{int(diverged)}")
         return "\n".join(rows) + "\n"
 
@@ -135,7 +141,11 @@ def scan_lrs(config: SweepConfig, data: RegressionData, batch_size: int, lrs: Se
         for history in histories:
             values.append(
                 objectives.objective_value(
-                    config.objective, history, epochs=train_config.epochs, floor=floor, target_ratio=config.target_ratio
+                    config.objective,
+                    history,
+                    epochs=train_config.epochs,
+                    floor=floor,
+                    target_ratio=config.target_ratio,
                 )
             )
             worst = objectives.worst_value(config.objective, train_config.epochs, history.updates_per_epoch)
@@ -162,8 +172,9 @@ def run_scan(config: SweepConfig, data: RegressionData, batch_size: int) -> LrSc
 
 
 def relative_regret(objective: str, value: float, reference: float) -> float:
-    """How much worse `value` is than `reference`, as a fraction: for auc (a mean of log10 losses) the ratio of
-    the geometric-mean losses minus 1; for the others value / reference - 1. Negative: better than the reference."""
+    """How much worse `value` is than `reference`, as a fraction: for auc (a mean of log10 losses) the ratio
+    of the geometric-mean losses minus 1; for the others value / reference - 1. Negative: better than the
+    reference."""
     if objective == "auc":
         return 10 ** (value - reference) - 1
     if reference == 0:
@@ -184,13 +195,13 @@ def tpe_trials_to_within(
     seeds: int,
     max_trials: int = TUNING_COST_MAX_TRIALS,
 ) -> list[int | None]:
-    """How many TPE trials a study without the scan needs before one is within 5% of `optimum`: per sampler seed
-    (sampler_seed + batch size + 0 .. seeds - 1; the first is the sweep's own), the 1-based number of the first
-    such trial, None if none of max_trials is.
+    """How many TPE trials a study without the scan needs before one is within 5% of `optimum`: per sampler
+    seed (sampler_seed + batch size + 0 .. seeds - 1; the first is the sweep's own), the 1-based number of the
+    first such trial, None if none of max_trials is.
 
     Each seed is a study as the sweep runs one without a scan (in memory: the count, not the storage, is
-    measured): TPE with constant liar over [lr_min, lr_max], `population` trials asked at once. The populations of
-    all seeds still searching train together in one vectorised pass.
+    measured): TPE with constant liar over [lr_min, lr_max], `population` trials asked at once. The
+    populations of all seeds still searching train together in one vectorised pass.
     """
     import optuna
 
@@ -219,9 +230,12 @@ def tpe_trials_to_within(
         )
         for (s, trial, _), history in zip(asked, histories, strict=True):
             value = objectives.objective_value(
-                config.objective, history, epochs=train_config.epochs, floor=floor, target_ratio=config.target_ratio
+                config.objective,
+                history,
+                epochs=train_config.epochs,
+                floor=floor,
+                target_ratio=config.target_ratio,
             )
             studies[s].tell(trial, value)
             if found[s] is None and relative_regret(config.objective, value, optimum) <= WITHIN:
                 found[s] = trial.number + 1
-

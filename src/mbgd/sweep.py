@@ -113,9 +113,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def _sync_at_checkpoints(engine) -> None:
-    """synchronous=NORMAL on every connection of this storage: with a write-ahead log, commits survive a killed
-    process and only a power cut can lose the last ones; it saves a disk sync per commit, and a sweep commits
-    thousands of times (ask, suggest, tell, attributes)."""
+    """synchronous=NORMAL on every connection of this storage: with a write-ahead log, commits survive a
+    killed process and only a power cut can lose the last ones; it saves a disk sync per commit, and a sweep
+    commits thousands of times (ask, suggest, tell, attributes)."""
     import sqlalchemy
 
     def on_connect(connection, record) -> None:
@@ -158,7 +158,8 @@ def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.Ba
 
 
 def remaining_trials(config: SweepConfig, storage: optuna.storages.BaseStorage) -> int:
-    """Open (create or check) every batch size's study; returns the trials they still need to reach n_trials."""
+    """Open (create or check) every batch size's study; returns the trials they still need to reach
+    n_trials."""
     return sum(
         max(0, config.n_trials - finished_count(open_study(config, b, storage))) for b in config.batch_sizes
     )
@@ -177,16 +178,18 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=PRUNING_FACTOR)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=PRUNING_FACTOR
+        )
     return optuna.pruners.NopPruner()
 
 
 def decision_epochs(epochs: int) -> list[int]:
     """Epochs 1, 3, 9, 27, ... below `epochs`: Hyperband's rungs, where a trial reports and may be pruned.
 
-    Every report and every pruning decision is a round trip to the storage (about 4 and 20 ms on sqlite, far more
-    than an epoch of training), so trials report where a pruner can act, not after every epoch; the median
-    pruner compares trials at the same epochs.
+    Every report and every pruning decision is a round trip to the storage (about 4 and 20 ms on sqlite, far
+    more than an epoch of training), so trials report where a pruner can act, not after every epoch; the
+    median pruner compares trials at the same epochs.
     """
     steps, step = [], 1
     while step < epochs:
@@ -226,10 +229,10 @@ def run_study(
 ) -> optuna.Study:
     """Ask, train and tell populations of trials until the study has n_trials finished ones.
 
-    Safe with any number of workers (processes or machines) on one storage: a worker takes only budget no other
-    worker holds (mbgd.protocol says why that is exact) and waits while others finish theirs. A trial whose
-    worker died is failed (same host: its process is gone; another host: its heartbeat stopped) and its budget
-    asked again.
+    Safe with any number of workers (processes or machines) on one storage: a worker takes only budget no
+    other worker holds (mbgd.protocol says why that is exact) and waits while others finish theirs. A trial
+    whose worker died is failed (same host: its process is gone; another host: its heartbeat stopped) and its
+    budget asked again.
     """
     study = open_study(config, batch_size, storage)
     train_config = config.train.with_batch_size(batch_size)
@@ -239,8 +242,12 @@ def run_study(
         trials: list[AskedTrial] = []
         try:
             done = protocol.reserve(
-                study, config.n_trials, config.population, distribution,
-                lambda count: propose_lrs(study, count, distribution), trials,
+                study,
+                config.n_trials,
+                config.population,
+                distribution,
+                lambda count: propose_lrs(study, count, distribution),
+                trials,
             )
             if progress:
                 progress(batch_size, done, config.n_trials)
@@ -252,7 +259,8 @@ def run_study(
         if not trials:
             if done >= config.n_trials:
                 return study
-            time.sleep(WAIT_POLL_S)  # the rest of the budget is with other workers: wait in case one of them dies
+            # the rest of the budget is with other workers: wait in case one of them dies
+            time.sleep(WAIT_POLL_S)
             continue
         if on_trials:
             on_trials(batch_size, study.study_name, records)
@@ -277,9 +285,9 @@ def trial_distribution(study: optuna.Study, config: SweepConfig) -> optuna.distr
 
 
 def prepare_refinement(study: optuna.Study, lr_scan) -> None:
-    """Make a new study refine its scan (mbgd.scan.LrScan): record the narrowed range the trials sample (between
-    the best scan point's neighbours) and enqueue the best scan lr as the first trial. A study that already has
-    trials or a range keeps them (a resumed study goes on as it began)."""
+    """Make a new study refine its scan (mbgd.scan.LrScan): record the narrowed range the trials sample
+    (between the best scan point's neighbours) and enqueue the best scan lr as the first trial. A study that
+    already has trials or a range keeps them (a resumed study goes on as it began)."""
     if study.user_attrs.get(REFINEMENT_ATTR) is not None or study.get_trials(deepcopy=False):
         return
     low, high = lr_scan.refinement_range()
@@ -296,16 +304,21 @@ def prepare_refinement(study: optuna.Study, lr_scan) -> None:
     study.enqueue_trial({"lr": lr_scan.best_lr})
 
 
-def propose_lrs(study: optuna.Study, count: int, distribution: optuna.distributions.FloatDistribution) -> list[float]:
+def propose_lrs(
+    study: optuna.Study, count: int, distribution: optuna.distributions.FloatDistribution
+) -> list[float]:
     """The study's sampler's next `count` learning rates, proposed on an in-memory copy of the study.
 
     The same proposals as asking `count` trials of the study and then suggesting each one's lr (other workers'
-    running trials included, and with TPE's constant liar the earlier proposals too), without the storage round
-    trips: on a database every ask and suggest re-reads every running trial, so a population of K costs K^2 reads.
+    running trials included, and with TPE's constant liar the earlier proposals too), without the storage
+    round trips: on a database every ask and suggest re-reads every running trial, so a population of K costs
+    K^2 reads.
     """
     mirror = optuna.create_study(direction="minimize", sampler=study.sampler)
     # WAITING trials (enqueued) are claimed as they are (claim_waiting), not proposed again
-    mirror.add_trials(t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING)
+    mirror.add_trials(
+        t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING
+    )
     proposals = [mirror.ask() for _ in range(count)]
     return [trial.suggest_float("lr", distribution.low, distribution.high, log=True) for trial in proposals]
 
@@ -318,19 +331,27 @@ def ask_within_budget(
     *,
     distribution: optuna.distributions.FloatDistribution | None = None,
 ) -> list[AskedTrial]:
-    """Take up to `wanted` RUNNING trials of the budget no other worker holds (enqueued ones first, then new ones
-    with the sampler's learning rates, each created in one storage write with its owner's attributes), each
-    appended to `asked` at once so that an interruption can fail it; [] when other workers hold the rest."""
+    """Take up to `wanted` RUNNING trials of the budget no other worker holds (enqueued ones first, then new
+    ones with the sampler's learning rates, each created in one storage write with its owner's attributes),
+    each appended to `asked` at once so that an interruption can fail it; [] when other workers hold the
+    rest."""
     trials = asked if asked is not None else []
     distribution = distribution or lr_distribution(config)
     first = len(trials)
     protocol.reserve(
-        study, config.n_trials, wanted, distribution, lambda count: propose_lrs(study, count, distribution), trials
+        study,
+        config.n_trials,
+        wanted,
+        distribution,
+        lambda count: propose_lrs(study, count, distribution),
+        trials,
     )
     return trials[first:]
 
 
-def train_population(config, train_config, data, study, trials: Sequence[AskedTrial], floor) -> list[TrialRecord]:
+def train_population(
+    config, train_config, data, study, trials: Sequence[AskedTrial], floor
+) -> list[TrialRecord]:
     """Train the trials' learning rates together, then tell each its value or its pruning (heartbeats on until
     they are told); returns the records of those told (protocol.tell: a trial another worker failed meanwhile
     is not)."""
@@ -342,7 +363,10 @@ def train_population(config, train_config, data, study, trials: Sequence[AskedTr
     try:
         with protocol.heartbeats(study._storage, [t.trial_id for t in trials]):
             histories = fit_population(
-                train_config, data, [t.lr for t in trials], on_epoch=on_epoch,
+                train_config,
+                data,
+                [t.lr for t in trials],
+                on_epoch=on_epoch,
                 record_updates=config.objective == "updates_to",
             )
             outcomes = {}
@@ -360,7 +384,9 @@ def trial_outcome(config: SweepConfig, epochs: int, floor: float, trial: AskedTr
     """What to tell the trial (protocol.Outcome) and its record: COMPLETE with its objective, PRUNED, or FAIL
     (a non-finite value; no objective has one today). Its per-epoch losses go with it, so that a rerun can
     write its run should this process die before it does (stored_record)."""
-    value = objective_value(config.objective, history, epochs=epochs, floor=floor, target_ratio=config.target_ratio)
+    value = objective_value(
+        config.objective, history, epochs=epochs, floor=floor, target_ratio=config.target_ratio
+    )
     attrs: dict = {protocol.LOSSES_ATTR: list(history.epoch_losses)}
     if history.diverged:  # set only where they say something: one storage write each
         attrs |= {"diverged": True, "diverged_reason": history.diverged_reason}
@@ -372,7 +398,9 @@ def trial_outcome(config: SweepConfig, epochs: int, floor: float, trial: AskedTr
         state = optuna.trial.TrialState.COMPLETE
     else:
         state = optuna.trial.TrialState.FAIL
-    outcome = protocol.Outcome(trial, state, value if state == optuna.trial.TrialState.COMPLETE else None, attrs)
+    outcome = protocol.Outcome(
+        trial, state, value if state == optuna.trial.TrialState.COMPLETE else None, attrs
+    )
     return outcome, TrialRecord(trial.number, history.lr, value, state.name, history)
 
 
@@ -384,24 +412,39 @@ def stored_record(trial: optuna.trial.FrozenTrial, batch_size: int) -> TrialReco
         return None
     lr = float(trial.params["lr"])
     history = History(
-        lr=lr, batch_size=batch_size, updates_per_epoch=0, samples_per_epoch=0, epoch_losses=list(losses),
+        lr=lr,
+        batch_size=batch_size,
+        updates_per_epoch=0,
+        samples_per_epoch=0,
+        epoch_losses=list(losses),
         diverged=bool(trial.user_attrs.get("diverged", False)),
     )
     value = trial.value if trial.value is not None else math.nan
     return TrialRecord(trial.number, lr, float(value), trial.state.name, history)
 
 
-def retrain_over_seeds(config: SweepConfig, batch_size: int, lr: float, *, dtype: str | None = None) -> SeedRuns:
+def retrain_over_seeds(
+    config: SweepConfig, batch_size: int, lr: float, *, dtype: str | None = None
+) -> SeedRuns:
     """The batch size at one lr over config.seeds seeds (each draws its own noise and, shuffled, order)."""
     histories, floors, objective_floors = [], [], []
     for offset in range(config.seeds):
         seed_config: TrainConfig = replace(
-            config.train, batch_size=batch_size, lr=lr, seed=config.train.seed + offset,
+            config.train,
+            batch_size=batch_size,
+            lr=lr,
+            seed=config.train.seed + offset,
             dtype=dtype or config.train.dtype,
         )
         data = load_data(seed_config.data, seed_config.seed)
         histories.extend(
-            fit_population(seed_config, data, [lr], record_batch_loss=False, record_updates=config.objective == "updates_to")
+            fit_population(
+                seed_config,
+                data,
+                [lr],
+                record_batch_loss=False,
+                record_updates=config.objective == "updates_to",
+            )
         )
         floors.append(noise_floor(data))
         objective_floors.append(objective_floor(config.objective, data))
@@ -438,7 +481,8 @@ class BatchSizeResult:
 
     @property
     def scan_summary(self) -> dict:
-        """scan_best_lr, scan_best_value, scan_at_edge, tuned_regret (the tuned best relative to the scan's)."""
+        """scan_best_lr, scan_best_value, scan_at_edge, tuned_regret (the tuned best relative to the
+        scan's)."""
         from mbgd.scan import relative_regret
 
         scan = self.lr_scan
@@ -455,19 +499,28 @@ class BatchSizeResult:
 def analyse_batch_size(
     config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan=None
 ) -> BatchSizeResult:
-    """Best trial, its seeds, the fixed-lr seeds in both precisions, the epoch-map theory, and what tuning costs:
-    the scan's best and how many TPE trials without the scan reach 5% of the optimum."""
+    """Best trial, its seeds, the fixed-lr seeds in both precisions, the epoch-map theory, and what tuning
+    costs: the scan's best and how many TPE trials without the scan reach 5% of the optimum."""
     from mbgd import scan
+
     batch_size = int(study.study_name.rsplit("-b", 1)[1])
     best = study.best_trial
     best_lr = float(best.params["lr"])
     other_dtype = "float64" if config.train.dtype == "float32" else "float32"
     epoch_theory = theory.epoch_map_theory(data.x, batch_size)
-    theory_values = {f"theory_{key}": value for key, value in epoch_theory.as_dict().items() if key != "batch_size"}
-    theory_values["theory_stable_intervals"] = [list(pair) for pair in theory.stable_intervals(data.x, batch_size)]
+    theory_values = {
+        f"theory_{key}": value for key, value in epoch_theory.as_dict().items() if key != "batch_size"
+    }
+    theory_values["theory_stable_intervals"] = [
+        list(pair) for pair in theory.stable_intervals(data.x, batch_size)
+    ]
     theory_values["spectral_radius_at_best_lr"] = float(theory.spectral_radius(data.x, batch_size, best_lr))
-    theory_values["spectral_radius_at_fixed_lr"] = float(theory.spectral_radius(data.x, batch_size, config.train.lr))
-    theory_values["transient_at_fixed_lr"] = theory.max_transient_amplification(data.x, batch_size, config.train.lr)
+    theory_values["spectral_radius_at_fixed_lr"] = float(
+        theory.spectral_radius(data.x, batch_size, config.train.lr)
+    )
+    theory_values["transient_at_fixed_lr"] = theory.max_transient_amplification(
+        data.x, batch_size, config.train.lr
+    )
     trials = [
         (float(t.params["lr"]), float(t.value), bool(t.user_attrs.get("diverged", False)))
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -542,7 +595,9 @@ def summarize(config: SweepConfig, results: Sequence[BatchSizeResult]) -> dict:
             "complete_trials": len(r.trials),
             "pruned_trials": r.pruned_trials,
             **r.scan_summary,
-            "trials_to_5pct": None if r.trials_to_5pct_by_seed is None else median_trials(r.trials_to_5pct_by_seed),
+            "trials_to_5pct": None
+            if r.trials_to_5pct_by_seed is None
+            else median_trials(r.trials_to_5pct_by_seed),
             "trials_to_5pct_by_seed": r.trials_to_5pct_by_seed,
             **r.theory,
         }

@@ -208,8 +208,8 @@ def stable_intervals(
     """The lrs in (0, lr_hi] where the fixed-order epoch map is stable (spectral radius < 1), as intervals.
 
     A log grid of per_decade points per decade from the first instability's decade to lr_hi (default: twice
-    full-batch descent's limit 2/lambda_1, past which no batch size is stable here), each edge bisected. Windows
-    narrower than the grid's step can be missed; the first interval always starts at 0.
+    full-batch descent's limit 2/lambda_1, past which no batch size is stable here), each edge bisected.
+    Windows narrower than the grid's step can be missed; the first interval always starts at 0.
     """
     _require_identifiable(x)
     hessians = _stacked_hessians(x, batch_size)
@@ -224,7 +224,11 @@ def stable_intervals(
     intervals, start = [], 0.0
     for i in range(1, len(stable)):
         if stable[i - 1] and not stable[i]:
-            end = first if i == 1 and start == 0.0 else _bisect_boundary(hessians, float(grid[i - 1]), float(grid[i]))
+            end = (
+                first
+                if i == 1 and start == 0.0
+                else _bisect_boundary(hessians, float(grid[i - 1]), float(grid[i]))
+            )
             intervals.append((start, end))
         elif not stable[i - 1] and stable[i]:
             start = _bisect_boundary(hessians, float(grid[i]), float(grid[i - 1]))
@@ -353,7 +357,8 @@ def optimal_lr_interpolation(x: Tensor, m: int | Sequence[int] | Tensor) -> floa
 
 def interpolation_contraction(x: Tensor, m: int | Sequence[int] | Tensor) -> float | Tensor:
     """Ma, Bassily & Belkin's bound on the per-update contraction of E|theta - theta*|^2 at eta*(m):
-    g*(m) = 1 - m lambda_min / (beta + lambda_1 (m - 1)), lambda_min the full-data Hessian's smallest eigenvalue.
+    g*(m) = 1 - m lambda_min / (beta + lambda_1 (m - 1)), lambda_min the full-data Hessian's smallest
+    eigenvalue.
 
     Updates to a given error scale as 1 / -log g*(m): about (beta + lambda_1 (m - 1)) / m, i.e. 1/m (perfect
     scaling) below m* and flat above it. The bound is for batches drawn with replacement.
@@ -394,8 +399,8 @@ def gradient_noise_scale(x: Tensor, y: Tensor, w: float | Tensor, b: float) -> f
 def gradient_noise_scale_path(x: Tensor, y: Tensor, params: Tensor | Sequence[Sequence[float]]) -> Tensor:
     """B_simple = tr(Sigma) / |G|^2 at each of T points (w..., b) along a training run: shape (T,).
 
-    With g_i = 2 r_i a_i: G = (2/n) sum r_i a_i and tr(Sigma) = (4/n) sum r_i^2 |a_i|^2 - |G|^2; inf where G = 0.
-    The loss's factor 2 cancels in the ratio.
+    With g_i = 2 r_i a_i: G = (2/n) sum r_i a_i and tr(Sigma) = (4/n) sum r_i^2 |a_i|^2 - |G|^2; inf where G =
+    0. The loss's factor 2 cancels in the ratio.
     """
     a = _augmented(x)
     y = torch.as_tensor(y).to(_DTYPE).reshape(-1)

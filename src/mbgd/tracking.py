@@ -29,8 +29,8 @@ from mlflow.utils.mlflow_tags import (
 
 from mbgd import liveness
 from mbgd.errors import Interrupted
-from mbgd.tracking_store import tracking_uri
 from mbgd.liveness import HOST, process_alive
+from mbgd.tracking_store import tracking_uri
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -77,7 +77,8 @@ def _use_write_ahead_log(path: str) -> None:
 
 
 def experiment_id_for(mlflow_client: MlflowClient, name: str = "") -> str:
-    """The id of the experiment named `name`, else MLFLOW_EXPERIMENT_NAME, else Default; created if missing."""
+    """The id of the experiment named `name`, else MLFLOW_EXPERIMENT_NAME, else Default; created if
+    missing."""
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
     if not name:
         return os.environ.get("MLFLOW_EXPERIMENT_ID", DEFAULT_EXPERIMENT_ID)
@@ -88,7 +89,11 @@ def experiment_id_for(mlflow_client: MlflowClient, name: str = "") -> str:
         return mlflow_client.create_experiment(name)
     except MlflowException as error:
         # Another worker created it between our look-up and create: use theirs.
-        experiment = mlflow_client.get_experiment_by_name(name) if error.error_code == "RESOURCE_ALREADY_EXISTS" else None
+        experiment = (
+            mlflow_client.get_experiment_by_name(name)
+            if error.error_code == "RESOURCE_ALREADY_EXISTS"
+            else None
+        )
         if experiment is None:
             raise
         return experiment.experiment_id
@@ -111,8 +116,8 @@ def run_scope(
 ) -> Iterator[RunRef]:
     """Create a run (or adopt the one `mlflow run` made) and end it FINISHED, FAILED or KILLED.
 
-    An adopted run is renamed and tagged but left for `mlflow run` to finish, as it expects to; the source, user
-    and git tags `mlflow run` gave it are kept. A run ended KILLED is listed in the interruption's
+    An adopted run is renamed and tagged but left for `mlflow run` to finish, as it expects to; the source,
+    user and git tags `mlflow run` gave it are kept. A run ended KILLED is listed in the interruption's
     `killed_run_ids`, so that the command can say whether it left any.
     """
     all_tags = {MLFLOW_RUN_NAME: run_name, **liveness_tags(), **(tags or {})}
@@ -126,7 +131,9 @@ def run_scope(
         mlflow_client.log_batch(adopt_run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
     else:
         experiment_id = parent.experiment_id if parent else experiment_id_for(mlflow_client, experiment_name)
-        run = mlflow_client.create_run(experiment_id, tags={**provenance_tags(), **all_tags}, run_name=run_name)
+        run = mlflow_client.create_run(
+            experiment_id, tags={**provenance_tags(), **all_tags}, run_name=run_name
+        )
         ref = RunRef(run.info.run_id, experiment_id)
     try:
         with heartbeat(mlflow_client, ref.run_id):
@@ -172,8 +179,8 @@ def _note_killed(error: BaseException, run_id: str) -> None:
 
 @functools.cache
 def provenance_tags() -> Mapping[str, str]:
-    """What made a run: the source, user and git tags `mlflow.start_run` would set (MLflow's context registry),
-    and the versions of mbgd, torch, MLflow and Optuna (`mbgd.version`, `mbgd.torch_version`, ...).
+    """What made a run: the source, user and git tags `mlflow.start_run` would set (MLflow's context
+    registry), and the versions of mbgd, torch, MLflow and Optuna (`mbgd.version`, `mbgd.torch_version`, ...).
 
     Resolved once per process: git is not free. MLflow looks for git beside the command's main file; a console
     script in an ignored .venv has none, so the commit is then the one mbgd's own source is checked out at.
@@ -205,7 +212,8 @@ def provenance_tags() -> Mapping[str, str]:
 
 
 def liveness_tags() -> dict[str, str]:
-    """Who runs a run, and when it was last seen alive: how a later command tells an orphan from a live run."""
+    """Who runs a run, and when it was last seen alive: how a later command tells an orphan from a live
+    run."""
     return {HOST_TAG: HOST, PID_TAG: str(os.getpid()), HEARTBEAT_TAG: str(int(time.time()))}
 
 
@@ -213,7 +221,9 @@ def liveness_tags() -> dict[str, str]:
 def heartbeat(mlflow_client: MlflowClient, run_id: str) -> Iterator[None]:
     """Refresh the run's heartbeat tag every RUN_HEARTBEAT_S while it is active."""
     with liveness.heartbeat(
-        lambda: mlflow_client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time()))), RUN_HEARTBEAT_S, now=False
+        lambda: mlflow_client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time()))),
+        RUN_HEARTBEAT_S,
+        now=False,
     ):
         yield
 
@@ -223,7 +233,9 @@ def end_orphaned_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[s
     no heartbeat for ORPHAN_AFTER_S), e.g. after a `kill -9`. Runs mbgd did not make are left alone."""
     orphans = []
     now = time.time()
-    for run in mlflow_client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+    for run in mlflow_client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    ):
         tags = run.data.tags
         if PID_TAG not in tags:
             continue
@@ -247,7 +259,8 @@ def log_values(
 ) -> int:
     """Log everything in as few log_batch calls as MLflow's limits allow; returns the number of calls.
 
-    On the run `mlflow run` made, the params it logged already keep its values (see params_not_logged_by_mlflow_run).
+    On the run `mlflow run` made, the params it logged already keep its values (see
+    params_not_logged_by_mlflow_run).
     """
     if params and run_id == run_id_from_mlflow_run():
         params = params_not_logged_by_mlflow_run(mlflow_client, run_id, params)
@@ -256,7 +269,10 @@ def log_values(
     pending_metrics = list(metrics)
     calls = 0
     while pending_params or pending_tags or pending_metrics or calls == 0:
-        batch_params, pending_params = pending_params[:MAX_PARAMS_PER_CALL], pending_params[MAX_PARAMS_PER_CALL:]
+        batch_params, pending_params = (
+            pending_params[:MAX_PARAMS_PER_CALL],
+            pending_params[MAX_PARAMS_PER_CALL:],
+        )
         room = MAX_ITEMS_PER_CALL - len(batch_params)
         batch_tags, pending_tags = pending_tags[:room], pending_tags[room:]
         room = min(MAX_METRICS_PER_CALL, room - len(batch_tags))
@@ -277,7 +293,9 @@ def params_not_logged_by_mlflow_run(
     return {key: value for key, value in params.items() if key not in logged}
 
 
-def series(key: str, values: Sequence[float], *, first_step: int = 0, timestamp: int | None = None) -> list[Metric]:
+def series(
+    key: str, values: Sequence[float], *, first_step: int = 0, timestamp: int | None = None
+) -> list[Metric]:
     """A metric history: values at steps first_step, first_step + 1, ..."""
     timestamp = timestamp if timestamp is not None else int(time.time() * 1000)
     return [Metric(key, float(v), timestamp, first_step + i) for i, v in enumerate(values)]
@@ -301,7 +319,11 @@ def history_metrics(history: History, *, weight_names: Sequence[str]) -> list[Me
         else:
             results.update({f"w_{name}": value for name, value in zip(weight_names, history.w, strict=True)})
         results["b"] = history.b
-    return [*series("batch_loss", history.batch_losses), *series("loss", history.epoch_losses), *scalars(results)]
+    return [
+        *series("batch_loss", history.batch_losses),
+        *series("loss", history.epoch_losses),
+        *scalars(results),
+    ]
 
 
 def log_figure(mlflow_client: MlflowClient, run_id: str, figure: Figure, artifact_file: str) -> None:
@@ -319,7 +341,9 @@ def log_dataset(mlflow_client: MlflowClient, run_id: str, data: RegressionData) 
     else:
         dataset = _csv_dataset(data, features, targets)
     entity = dataset._to_mlflow_entity()
-    mlflow_client.log_inputs(run_id, [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
+    mlflow_client.log_inputs(
+        run_id, [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])]
+    )
 
 
 def _csv_dataset(data: RegressionData, features, targets):
@@ -357,7 +381,8 @@ def log_model(
     example: Sequence[Sequence[float]] = (),
     artifact_path: str = "model",
 ) -> str:
-    """Log the fitted line y = x · w + b as the run's pyfunc model; returns its URI, runs:/<run_id>/<artifact_path>.
+    """Log the fitted line y = x · w + b as the run's pyfunc model; returns its URI,
+    runs:/<run_id>/<artifact_path>.
 
     The model (mbgd/line_model.py, "from code") takes a DataFrame with the feature names as columns. It has an
     explicit signature, an input example (`example`'s rows, else 0 and 1 for every feature) and pinned pip
@@ -383,7 +408,8 @@ def log_model(
     config = {"feature_names": names, "w": [float(v) for v in w], "b": float(b)}
     pyfunc_logger = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_logger.level
-    pyfunc_logger.setLevel(logging.WARNING)  # not "Validating input example against model signature" every run
+    # not "Validating input example against model signature" every run
+    pyfunc_logger.setLevel(logging.WARNING)
     try:
         with tempfile.TemporaryDirectory(prefix="mbgd-model-") as folder:
             path = Path(folder) / artifact_path.rsplit("/", 1)[-1]
@@ -417,9 +443,11 @@ def check_model_name(name: str) -> None:
         raise ConfigError(f"register_model: {error.message}") from None
 
 
-def register_model(mlflow_client: MlflowClient, model_uri: str, name: str, *, tags: Mapping[str, str] | None = None):
-    """A new version of the registered model `name` (created if missing, by whichever process gets there first)
-    from a runs:/<run_id>/<path> model; returns the ModelVersion."""
+def register_model(
+    mlflow_client: MlflowClient, model_uri: str, name: str, *, tags: Mapping[str, str] | None = None
+):
+    """A new version of the registered model `name` (created if missing, by whichever process gets there
+    first) from a runs:/<run_id>/<path> model; returns the ModelVersion."""
     from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 
     try:
@@ -455,11 +483,15 @@ def ui_base(tracking_uri: str) -> str:
 def runs_link(tracking_uri: str, experiment_id: str, run_id: str = "") -> str:
     """A UI link that opens on the runs, or on one run, in the model-training layout.
 
-    Without `workflowType=machine_learning` MLflow 3's UI opens an experiment on its GenAI overview and a run in
-    the GenAI layout (unless the browser remembers otherwise).
+    Without `workflowType=machine_learning` MLflow 3's UI opens an experiment on its GenAI overview and a run
+    in the GenAI layout (unless the browser remembers otherwise).
     """
     runs = f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs"
-    return f"{runs}/{run_id}?workflowType=machine_learning" if run_id else f"{runs}?workflowType=machine_learning"
+    return (
+        f"{runs}/{run_id}?workflowType=machine_learning"
+        if run_id
+        else f"{runs}?workflowType=machine_learning"
+    )
 
 
 def charts_link(server: str, experiment_id: str, view_key: str = "") -> str:
@@ -471,7 +503,9 @@ def charts_link(server: str, experiment_id: str, view_key: str = "") -> str:
     return f"{link}&viewStateShareKey={view_key}" if view_key else link
 
 
-def find_trial_run(mlflow_client: MlflowClient, experiment_id: str, study_name: str, trial: int) -> str | None:
+def find_trial_run(
+    mlflow_client: MlflowClient, experiment_id: str, study_name: str, trial: int
+) -> str | None:
     """The child run of a trial logged by an earlier sweep process (found by its params)."""
     runs = mlflow_client.search_runs(
         [experiment_id],

@@ -40,7 +40,8 @@ def require_tracking_store() -> str:
 
 
 def check(uri: str) -> None:
-    """Raise StoreUnavailable when the store at `uri` cannot be reached (a server or database) or used (sqlite).
+    """Raise StoreUnavailable when the store at `uri` cannot be reached (a server or database) or used
+    (sqlite).
 
     Other stores (databricks, …) are left to MLflow.
     """
@@ -54,13 +55,15 @@ def check(uri: str) -> None:
             _probe_port(uri, DATABASE_PORTS[scheme])
     except (OSError, ValueError) as error:
         reason = " ".join(str(getattr(error, "reason", None) or error).split()) or type(error).__name__
-        raise StoreUnavailable(f"cannot use the MLflow tracking store {redact(uri)} (MLFLOW_TRACKING_URI): {reason}") from None
+        raise StoreUnavailable(
+            f"cannot use the MLflow tracking store {redact(uri)} (MLFLOW_TRACKING_URI): {reason}"
+        ) from None
 
 
 def _probe_server(uri: str) -> None:
-    """GET <server>/health, which an MLflow server answers 200. Another answer below 500 (401, 403: a proxy that
-    wants credentials) lets MLflow go on, except 404: no MLflow server there. 5xx is a server MLflow would retry
-    for minutes."""
+    """GET <server>/health, which an MLflow server answers 200. Another answer below 500 (401, 403: a proxy
+    that wants credentials) lets MLflow go on, except 404: no MLflow server there. 5xx is a server MLflow
+    would retry for minutes."""
     import http.client
     import ssl
     import urllib.error
@@ -78,7 +81,9 @@ def _probe_server(uri: str) -> None:
             return
     except urllib.error.HTTPError as error:
         if error.code == 404 or error.code >= 500:
-            raise OSError(f"GET {probe} answered HTTP {error.code}: no MLflow tracking server there") from None
+            raise OSError(
+                f"GET {probe} answered HTTP {error.code}: no MLflow tracking server there"
+            ) from None
     except http.client.HTTPException as error:  # something answered, but not HTTP
         raise OSError(f"no HTTP server there ({type(error).__name__})") from None
 
@@ -93,7 +98,8 @@ def _probe_port(uri: str, default_port: int) -> None:
 
 
 def _check_sqlite_path(uri: str) -> None:
-    """The database file's folder exists or can be made (MLflow makes it), and the file or folder is writable."""
+    """The database file's folder exists or can be made (MLflow makes it), and the file or folder is
+    writable."""
     path = uri.removeprefix("sqlite://").split("?")[0]
     if path.startswith("/"):
         path = path[1:]  # sqlite:///relative.db, sqlite:////absolute.db

@@ -34,7 +34,8 @@ class History:
     # Full-dataset loss on the recorded targets before each epoch's updates, plus one after the last epoch
     # (epochs + 1 values, fewer when training diverged).
     epoch_losses: list[float] = field(default_factory=list)
-    # The same on the targets the model trains on (equal to epoch_losses unless they differ, as in the tutorial).
+    # The same on the targets the model trains on (equal to epoch_losses unless they differ, as in the
+    # tutorial).
     train_losses: list[float] = field(default_factory=list)
     batch_losses: list[float] = field(default_factory=list)  # one per update
     # Recorded only when asked (record_updates): after every update, the full-dataset loss on the training
@@ -54,7 +55,11 @@ class History:
 
     @property
     def updates(self) -> int:
-        return len(self.batch_losses) if self.batch_losses else self.updates_per_epoch * (len(self.epoch_losses) - 1)
+        return (
+            len(self.batch_losses)
+            if self.batch_losses
+            else self.updates_per_epoch * (len(self.epoch_losses) - 1)
+        )
 
     @property
     def train_seconds(self) -> float:
@@ -105,7 +110,12 @@ def fit_population(
     k, d = len(lrs), data.n_features
     samples_per_epoch = len(loader) * config.batch_size if config.drop_last else data.n
     histories = [
-        History(lr=float(v), batch_size=config.batch_size, updates_per_epoch=len(loader), samples_per_epoch=samples_per_epoch)
+        History(
+            lr=float(v),
+            batch_size=config.batch_size,
+            updates_per_epoch=len(loader),
+            samples_per_epoch=samples_per_epoch,
+        )
         for v in lrs
     ]
     # Rows of w, b and lr belong to the models still training; `members` maps each row to its History.
@@ -114,18 +124,20 @@ def fit_population(
     lr = torch.tensor(list(lrs), dtype=dtype)
     w = torch.full((k, d), config.init_w, dtype=dtype)
     b = torch.full((k,), config.init_b, dtype=dtype)
-    # The batch losses of the current epoch, one row per update (one preallocated tensor: at 10^7 points a list
-    # of per-update tensors would hold some 10^4 small tensors, about 4 MB).
+    # The batch losses of the current epoch, one row per update (one preallocated tensor: at 10^7 points a
+    # list of per-update tensors would hold some 10^4 small tensors, about 4 MB).
     batch_losses: torch.Tensor | None = None
     update_params: list[torch.Tensor] = []  # (rows, d + 1) after each update of the current epoch
-    # A fixed order has the same batches every epoch (views of the data): fetched once, unless there are so many
-    # that keeping them would cost memory.
+    # A fixed order has the same batches every epoch (views of the data): fetched once, unless there are so
+    # many that keeping them would cost memory.
     batches = list(loader) if not config.shuffle and len(loader) <= _CACHED_BATCHES else None
     start = time.perf_counter()
 
     for epoch in range(config.epochs + 1):
         eval_loss = full_dataset_loss(w, b, data.x, data.y_eval)
-        train_loss = eval_loss if data.y_train is data.y_eval else full_dataset_loss(w, b, data.x, data.y_train)
+        train_loss = (
+            eval_loss if data.y_train is data.y_eval else full_dataset_loss(w, b, data.x, data.y_train)
+        )
         elapsed = time.perf_counter() - start
         rows = members.tolist()
         if batch_losses is not None:
@@ -233,7 +245,12 @@ def _append_batch_losses(histories: list[History], members: list[int], losses: t
 
 
 def _append_updates(
-    histories: list[History], members: list[int], params: torch.Tensor, data: RegressionData, *, keep_params: bool
+    histories: list[History],
+    members: list[int],
+    params: torch.Tensor,
+    data: RegressionData,
+    *,
+    keep_params: bool,
 ) -> None:
     """Parameters after each update of one epoch, shape (updates, rows, d + 1), and their training losses."""
     updates, rows, width = params.shape

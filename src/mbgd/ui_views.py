@@ -58,8 +58,14 @@ def comparison_view_state(parent_run_id: str, other_metric_keys: Iterable[str]) 
         "isGenerated": False,
     }
     hidden = [
-        {"uuid": f"mbgd-hidden-{key}", "type": "LINE", "metricSectionId": SECTION_ID, "metricKey": key,
-         "deleted": True, "isGenerated": True}
+        {
+            "uuid": f"mbgd-hidden-{key}",
+            "type": "LINE",
+            "metricSectionId": SECTION_ID,
+            "metricKey": key,
+            "deleted": True,
+            "isGenerated": True,
+        }
         for key in sorted(set(other_metric_keys) - {COMPARED_METRIC})
     ]
     section = {
