@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from checks import assert_one_line_usage_error_and_no_run
 from mbgd.cli import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -142,12 +143,35 @@ def test_bad_input_is_a_one_line_usage_error_and_creates_no_run(
         "unknown_key": str(unknown_key),
     }
     result = invoke("train", *[arg.format(**paths) for arg in args])
-    assert result.exit_code == 2, result.output
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1
-    assert message in error_lines[0]
-    assert "Traceback" not in result.output
-    assert all_runs(MlflowClient(tracking_store)) == []
+    assert_one_line_usage_error_and_no_run(result, message, tracking_store)
+
+
+BAD_STUDY_INPUTS = [  # (command, arguments, what the error says)
+    ("sweep", ["--batch-sizes", ""], "at least one batch size"),
+    ("sweep", ["--batch-sizes", "1,0"], "batch sizes must be >= 1"),
+    ("sweep", ["--n-trials", "0"], "n_trials must be >= 1"),
+    ("sweep", ["--lr-min", "0.1", "--lr-max", "0.1"], "lr_min (0.1) must be below lr_max (0.1)"),
+    ("sweep", ["--objective", "speed"], "'speed' is not one of"),
+    ("sweep", ["--storage", "nosuchdb://x"], "cannot open Optuna storage"),
+    ("sweep", ["--storage", "sqlite:////nonexistent-dir/sub/optuna.db"], "cannot open Optuna storage"),
+    ("sweep", ["--population", "0"], "population must be >= 1"),
+    ("sweep", ["--seeds", "0"], "seeds must be >= 1"),
+    ("scaling", ["--batch-sizes", ""], "at least one batch size"),
+    ("scaling", ["--batch-sizes", "4,-2"], "batch sizes must be >= 1"),
+    ("scaling", ["--target-ratio", "0"], "target_ratio must be in (0, 1)"),
+    ("scaling", ["--target-ratio", "1.5"], "target_ratio must be in (0, 1)"),
+    ("scaling", ["--target-ratio", "nan"], "target_ratio must be in (0, 1)"),
+    ("scaling", ["--targets", "dirty"], "'dirty' is not one of 'clean', 'noisy', 'both'"),
+    ("scaling", ["--order", "random"], "'random' is not one of"),
+]
+
+
+@pytest.mark.parametrize(("command", "args", "message"), BAD_STUDY_INPUTS)
+def test_bad_study_input_is_a_one_line_usage_error_and_creates_no_run(
+    tracking_store: str, command: str, args: list[str], message: str
+) -> None:
+    result = invoke(command, *args)
+    assert_one_line_usage_error_and_no_run(result, message, tracking_store)
 
 
 def test_help_does_not_import_torch_or_mlflow() -> None:

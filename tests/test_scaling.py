@@ -262,29 +262,6 @@ def test_bad_scaling_config_is_refused(values: dict, message: str) -> None:
         build_scaling_config(values)
 
 
-BAD_SCALING_INPUTS = [
-    (["--batch-sizes", ""], "at least one batch size"),
-    (["--batch-sizes", "4,-2"], "batch sizes must be >= 1"),
-    (["--target-ratio", "0"], "target_ratio must be in (0, 1)"),
-    (["--target-ratio", "1.5"], "target_ratio must be in (0, 1)"),
-    (["--target-ratio", "nan"], "target_ratio must be in (0, 1)"),
-    (["--targets", "dirty"], "'dirty' is not one of 'clean', 'noisy', 'both'"),
-    (["--order", "random"], "'random' is not one of"),
-]
-
-
-@pytest.mark.parametrize(("args", "message"), BAD_SCALING_INPUTS)
-def test_bad_scaling_input_is_a_one_line_usage_error_and_creates_no_run(
-    tracking_store: str, args: list[str], message: str
-) -> None:
-    result = CliRunner().invoke(main, ["scaling", *args])
-    assert result.exit_code == 2, result.output
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1
-    assert message in error_lines[0]
-    assert MlflowClient(tracking_store).search_runs(["0"]) == []
-
-
 # --- measuring ----------------------------------------------------------------------------------------------
 
 
