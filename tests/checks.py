@@ -14,3 +14,14 @@ def assert_one_line_usage_error_and_no_run(result: Result, message: str, trackin
     client = MlflowClient(tracking_store)
     experiments = [e.experiment_id for e in client.search_experiments()]
     assert client.search_runs(experiments) == []
+
+
+def runs_after(args: list[str], tracking_store: str, max_results: int = 500) -> list:
+    """Run an mbgd command that must succeed; return the runs of MLflow's Default experiment."""
+    from click.testing import CliRunner
+
+    from mbgd.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return MlflowClient(tracking_store).search_runs(["0"], max_results=max_results)

@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 from click.testing import CliRunner
-from mlflow import MlflowClient
 
+from checks import runs_after
 from mbgd.cli import main
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
@@ -106,10 +106,7 @@ def test_pruned_trials_end_killed_in_mlflow_with_their_state_tag(tracking_store:
         "--name",
         "pruned",
     ]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    client = MlflowClient(tracking_store)
-    runs = client.search_runs(["0"], max_results=100)
+    runs = runs_after(args, tracking_store, max_results=100)
     trial_runs = [r for r in runs if "trial" in r.data.params]
     assert len(trial_runs) == 16
     expected_status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}

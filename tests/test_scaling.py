@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from checks import runs_after
 from mbgd import report, scaling, theory
 from mbgd.cli import main
 from mbgd.config import ConfigError, ScalingConfig, SweepConfig, TrainConfig, build_scaling_config
@@ -330,10 +331,8 @@ def test_scaling_command_tracks_trials_logs_figures_and_resumes(tracking_store: 
         "--output-dir",
         str(tmp_path / "results"),
     ]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
+    runs = runs_after(args, tracking_store, max_results=500)
     client = MlflowClient(tracking_store)
-    runs = client.search_runs(["0"], max_results=500)
     (parent,) = [r for r in runs if r.info.run_name == "scaling-tiny"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FINISHED"

@@ -13,6 +13,7 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from checks import runs_after
 from mbgd.cli import main
 from mbgd.config import ConfigError, SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
@@ -228,10 +229,8 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
         "--name",
         "tiny",
     ]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
+    runs = runs_after(args, tracking_store, max_results=100)
     client = MlflowClient(tracking_store)
-    runs = client.search_runs(["0"], max_results=100)
     (parent,) = [r for r in runs if r.info.run_name == "sweep-tiny"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FINISHED"

@@ -240,22 +240,8 @@ def test_mlflow_models_predict_serves_the_logged_model(tracking_store: str, tmp_
     assert predictions == pytest.approx([1.5 * w + b, -2 * w + b], rel=1e-12)
 
 
-TINY_SWEEP = (
-    "--batch-sizes",
-    "1,2",
-    "--n-trials",
-    "2",
-    "--population",
-    "2",
-    "--seeds",
-    "1",
-    "--epochs",
-    "2",
-    "--scan",
-    "8",
-    "--tuning-cost-seeds",
-    "0",
-)
+TINY_STUDY = tuple("--batch-sizes 1,2 --n-trials 2 --population 2 --seeds 1 --epochs 2 --scan 8".split())
+TINY_SWEEP = (*TINY_STUDY, "--tuning-cost-seeds", "0")
 INPUTS = pd.DataFrame({"x": [-5.0, 0.3, 4.9]})
 
 
@@ -333,18 +319,7 @@ def test_a_bad_register_model_name_is_a_one_line_usage_error_before_any_run(
 def test_scaling_logs_each_best_lr_model_that_predicts_like_an_independent_fit(tracking_store: str) -> None:
     invoke(
         "scaling",
-        "--batch-sizes",
-        "1,2",
-        "--n-trials",
-        "2",
-        "--population",
-        "2",
-        "--seeds",
-        "1",
-        "--epochs",
-        "2",
-        "--scan",
-        "8",
+        *TINY_STUDY,
         "--name",
         "sc",
         "--output-dir",
