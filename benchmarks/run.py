@@ -26,6 +26,7 @@ from harness import OUTPUT_DIR, PROJECT_ROOT, Context, Result, machine_line
 BENCHMARKS = {  # id -> module with run(context) -> list[Result], or module:function
     "P1": "p1_train",
     "P2": "p2_sweep",
+    "P2S": "p2s_sweep",
     "P3": "p3_loader",
     "P4": "p4_help",
     "S1": "s1_epoch_time",
