@@ -105,9 +105,10 @@ def stop_and_rerun(sig: signal.Signals, code: int, *, to_group: bool):
         # kill -9 of the group ends the sweep at once; it may also have finished just before the signal
         broken = [] if sig == signal.SIGKILL else expect(process.returncode, code, stderr, finished_ok=True)
         rerun = subprocess.run(command(8, 4), env=env, capture_output=True, text=True, timeout=600, check=False)
-        return broken or expect(rerun.returncode, 0, rerun.stderr) or guarantees_broken(
-            storage, env["MLFLOW_TRACKING_URI"], "soak", BATCH_SIZES, N_TRIALS, faults=True
-        )
+        return [  # all of them: a stop that ends untidily may still leave the rerun exact
+            *broken, *expect(rerun.returncode, 0, rerun.stderr),
+            *guarantees_broken(storage, env["MLFLOW_TRACKING_URI"], "soak", BATCH_SIZES, N_TRIALS, faults=True),
+        ]
 
     return scenario
 
@@ -167,7 +168,7 @@ def main() -> None:
                 finally:
                     os.chdir(cwd)
                 if broken:
-                    failures.append(f"round {round_number + 1}: {'; '.join(broken)}")
+                    failures.append(f"round {round_number + 1}: {' | '.join(b[-600:] for b in broken)}")
                 else:
                     passed += 1
                     shutil.rmtree(folder)

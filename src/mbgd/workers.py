@@ -10,11 +10,14 @@ import time
 from typing import Any
 
 from mbgd.config import SweepConfig
-from mbgd.errors import Interrupted, WorkerError
-from mbgd.tracking import RunRef
+from mbgd.tracking import Interrupted, RunRef
 
 POLL_S = 1.0
 STOP_TIMEOUT_S = 30.0
+
+
+class WorkerError(RuntimeError):
+    """Workers ended before the studies were finished."""
 
 
 def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, progress=None) -> None:
