@@ -10,14 +10,11 @@ import time
 from typing import Any
 
 from mbgd.config import SweepConfig
-from mbgd.tracking import Interrupted, RunRef
+from mbgd.errors import Interrupted, WorkerError
+from mbgd.tracking import RunRef
 
 POLL_S = 1.0
 STOP_TIMEOUT_S = 30.0
-
-
-class WorkerError(RuntimeError):
-    """Workers ended before the studies were finished."""
 
 
 def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, progress=None) -> None:
@@ -80,9 +77,15 @@ def describe_exit(code: int | None) -> str:
 def _raise_interrupted(signum: int, frame: Any) -> None:
     # One stop is enough: a second (Ctrl-C reaches every worker, then the sweep SIGTERMs them) must not land in
     # the clean-up the first started, where it could only be printed as an ignored exception.
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, signal.SIG_IGN)
+    _ignore_stops()
     raise Interrupted(signal.Signals(signum).name)
+
+
+def _ignore_stops() -> None:
+    # A Python no-op, not SIG_IGN: a signal already received when the handler changes would raise OSError
+    # ("ignored due to race condition") under SIG_IGN.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda signum, frame: None)
 
 
 def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index: int) -> None:
@@ -105,6 +108,7 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
 
         for batch_size in config.batch_sizes:
             sweep.run_study(config, data, batch_size, storage, on_trials=on_trials)
+        _ignore_stops()  # done: the sweep's SIGTERM must not land in the interpreter's shutdown
     except KeyboardInterrupt:
         sys.exit(130)
     except Interrupted as stop:
