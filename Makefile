@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The project's .venv comes first on PATH so that `mlflow run --env-manager local` runs its commands in it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test test-fast bench soak clean mutate
+.PHONY: install run test test-fast lint bench soak clean mutate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,16 @@ run: install
 	mlflow run . --env-manager local -P batch_size=20
 	@echo "Open the MLflow UI on these runs: $(BIN)/mbgd ui"
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+# ruff (pinned in the test extra): its checks and its formatting, over everything that is Python here.
+lint: install
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -3,10 +3,10 @@ and one line per scenario with its pass count.
 
     .venv/bin/python benchmarks/soak.py --rounds 20
 
-A round passes when the sweep ends as it should (exit code 0, or 130/143 for a signal) and, after a rerun where
-the fault stopped the sweep, every guarantee holds (tests/test_scale_out.py's guarantees_broken): exactly
---n-trials COMPLETE trials per batch size, none RUNNING, exactly one FINISHED child run per COMPLETE trial and no
-RUNNING run. Small on purpose (5 epochs, --scan 16, --tuning-cost-seeds 0, --seeds 1).
+A round passes when the sweep ends as it should (exit code 0, or 130/143 for a signal) and, after a rerun
+where the fault stopped the sweep, every guarantee holds (tests/test_scale_out.py's guarantees_broken):
+exactly `--n-trials` COMPLETE trials per batch size, none RUNNING, exactly one FINISHED child run per
+COMPLETE trial and no RUNNING run. Small on purpose (5 epochs, --scan 16, --tuning-cost-seeds 0, --seeds 1).
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_scale_out import guarantees_broken, start, states, sweep_command, wait_for, worker_pids  # noqa: E402
-
 from mbgd import trial_runs  # noqa: E402
+from test_scale_out import guarantees_broken, start, states, sweep_command, wait_for, worker_pids  # noqa: E402
 
 BATCH_SIZES = (1, 10)
 N_TRIALS = 16
@@ -35,8 +34,15 @@ SMALL = ("--epochs", "5", "--scan", "16", "--tuning-cost-seeds", "0", "--name", 
 
 def command(workers: int, population: int, batch_sizes=BATCH_SIZES, n_trials: int = N_TRIALS) -> list[str]:
     return sweep_command(
-        "--workers", str(workers), "--population", str(population), "--batch-sizes", ",".join(map(str, batch_sizes)),
-        "--n-trials", str(n_trials), *SMALL,
+        "--workers",
+        str(workers),
+        "--population",
+        str(population),
+        "--batch-sizes",
+        ",".join(map(str, batch_sizes)),
+        "--n-trials",
+        str(n_trials),
+        *SMALL,
     )
 
 
@@ -72,7 +78,8 @@ def kill_a_worker(folder: Path, env: dict, rng: random.Random) -> list[str]:
 
 def kill_the_helper(folder: Path, env: dict, rng: random.Random) -> list[str]:
     storage = f"sqlite:///{folder / 'optuna.db'}"
-    n_trials = trial_runs.HELPER_FROM_TRIALS  # one process writes its trial runs through the helper from here on
+    # one process writes its trial runs through the helper from here on
+    n_trials = trial_runs.HELPER_FROM_TRIALS
     process = start(command(1, 4, (1,), n_trials), env)
     try:
         wait_for(lambda: worker_pids(process.pid), what="the helper")
@@ -104,10 +111,15 @@ def stop_and_rerun(sig: signal.Signals, code: int, *, to_group: bool):
                 os.killpg(process.pid, signal.SIGKILL)
         # kill -9 of the group ends the sweep at once; it may also have finished just before the signal
         broken = [] if sig == signal.SIGKILL else expect(process.returncode, code, stderr, finished_ok=True)
-        rerun = subprocess.run(command(8, 4), env=env, capture_output=True, text=True, timeout=600, check=False)
+        rerun = subprocess.run(
+            command(8, 4), env=env, capture_output=True, text=True, timeout=600, check=False
+        )
         return [  # all of them: a stop that ends untidily may still leave the rerun exact
-            *broken, *expect(rerun.returncode, 0, rerun.stderr),
-            *guarantees_broken(storage, env["MLFLOW_TRACKING_URI"], "soak", BATCH_SIZES, N_TRIALS, faults=True),
+            *broken,
+            *expect(rerun.returncode, 0, rerun.stderr),
+            *guarantees_broken(
+                storage, env["MLFLOW_TRACKING_URI"], "soak", BATCH_SIZES, N_TRIALS, faults=True
+            ),
         ]
 
     return scenario
@@ -155,8 +167,10 @@ def main() -> None:
                 folder.mkdir()
                 shutil.copy(template, folder / "mlflow.db")
                 with sqlite3.connect(folder / "mlflow.db") as db:
-                    db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                               (str(folder / "mlruns" / "0"),))
+                    db.execute(
+                        "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                        (str(folder / "mlruns" / "0"),),
+                    )
                 db.close()
                 env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
                 cwd = os.getcwd()

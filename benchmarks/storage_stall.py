@@ -1,5 +1,6 @@
-"""The longest storage stall a worker meets: `mbgd sweep --workers 8 --population 4` on sqlite, with every Optuna
-storage call, every wait for the study's lock and every gap between a trial's heartbeats timed in each worker.
+"""The longest storage stall a worker meets: `mbgd sweep --workers 8 --population 4` on sqlite, with every
+Optuna storage call, every wait for the study's lock and every gap between a trial's heartbeats timed in each
+worker.
 
     .venv/bin/python benchmarks/storage_stall.py [--workers 8] [--population 4] [--n-trials 48] [--epochs 20]
 
@@ -48,8 +49,16 @@ def timed(owner, name: str) -> None:
     setattr(owner, name, wrapper)
 
 
-for method in ("create_new_trial", "get_all_trials", "get_trial", "set_trial_state_values", "set_trial_user_attr",
-               "set_trial_param", "record_heartbeat", "_get_stale_trial_ids"):
+for method in (
+    "create_new_trial",
+    "get_all_trials",
+    "get_trial",
+    "set_trial_state_values",
+    "set_trial_user_attr",
+    "set_trial_param",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+):
     timed(optuna.storages.RDBStorage, method)
 
 _record_heartbeat = optuna.storages.RDBStorage.record_heartbeat
@@ -69,7 +78,9 @@ _set_trial_state_values = optuna.storages.RDBStorage.set_trial_state_values
 
 def tell_and_time_the_age(self, trial_id: int, state, values=None) -> bool:
     told = _set_trial_state_values(self, trial_id, state, values)
-    if state.is_finished() and trial_id in LAST_BEAT:  # the oldest a live trial's heartbeat got before its tell
+    if (
+        state.is_finished() and trial_id in LAST_BEAT
+    ):  # the oldest a live trial's heartbeat got before its tell
         note("heartbeat age at the tell", time.monotonic() - LAST_BEAT.pop(trial_id))
     return told
 
@@ -109,17 +120,38 @@ def main() -> None:
         os.chdir(folder)
         start = time.monotonic()
         with contextlib.suppress(SystemExit):
-            mbgd([
-                "sweep", "--workers", options.workers, "--population", options.population, "--batch-sizes", "1,10,20",
-                "--n-trials", options.n_trials, "--epochs", options.epochs, "--seeds", "1", "--scan", "16",
-                "--tuning-cost-seeds", "0", "--name", "stall",
-            ])
+            mbgd(
+                [
+                    "sweep",
+                    "--workers",
+                    options.workers,
+                    "--population",
+                    options.population,
+                    "--batch-sizes",
+                    "1,10,20",
+                    "--n-trials",
+                    options.n_trials,
+                    "--epochs",
+                    options.epochs,
+                    "--seeds",
+                    "1",
+                    "--scan",
+                    "16",
+                    "--tuning-cost-seeds",
+                    "0",
+                    "--name",
+                    "stall",
+                ]
+            )
         elapsed = time.monotonic() - start
         longest: dict[str, float] = {}
         for file in stalls.glob("*.json"):
             for name, seconds in json.loads(file.read_text()).items():
                 longest[name] = max(longest.get(name, 0.0), seconds)
-    print(f"{options.workers} workers x population {options.population}, {elapsed:.0f} s, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{options.workers} workers x population {options.population}, {elapsed:.0f} s, load "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     for name, seconds in sorted(longest.items(), key=lambda item: -item[1]):
         print(f"  longest {name}: {seconds:.3f} s")
     sys.stdout.flush()

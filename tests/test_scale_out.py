@@ -1,5 +1,5 @@
-"""Scale-out and faults with real processes: several workers on one study (sqlite here, PostgreSQL and an MLflow
-server in CI), kill -9 of a worker or of the whole sweep followed by a rerun, and SIGINT/SIGTERM."""
+"""Scale-out and faults with real processes: several workers on one study (sqlite here, PostgreSQL and an
+MLflow server in CI), kill -9 of a worker or of the whole sweep followed by a rerun, and SIGINT/SIGTERM."""
 
 import collections
 import os
@@ -65,12 +65,19 @@ def worker_pids(parent_pid: int) -> list[int]:
 def training_worker(storage: str, pids: list[int]) -> int | None:
     """A worker pid that holds RUNNING trials of the study, if any."""
     study = optuna.load_study(study_name="faults-b1", storage=storage)
-    holders = {t.user_attrs.get("worker", {}).get("pid") for t in study.get_trials(deepcopy=False, states=(STATE.RUNNING,))}
+    holders = {
+        t.user_attrs.get("worker", {}).get("pid")
+        for t in study.get_trials(deepcopy=False, states=(STATE.RUNNING,))
+    }
     return next((pid for pid in pids if pid in holders), None)
 
 
 def running_runs(client: MlflowClient, experiment_ids: list[str]) -> list[str]:
-    return [r.info.run_name for r in client.search_runs(experiment_ids, max_results=1000) if r.info.status == "RUNNING"]
+    return [
+        r.info.run_name
+        for r in client.search_runs(experiment_ids, max_results=1000)
+        if r.info.status == "RUNNING"
+    ]
 
 
 def test_three_workers_on_postgres_and_an_mlflow_server(
@@ -79,13 +86,31 @@ def test_three_workers_on_postgres_and_an_mlflow_server(
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server_uri}
     env.pop("MLFLOW_EXPERIMENT_NAME", None)
     args = sweep_command(
-        "--workers", "3", "--batch-sizes", "1,10", "--n-trials", "12", "--population", "2", "--epochs", "5",
-        "--lr-max", "0.05",  # no trial diverges, so every loss curve has all 6 points
-        "--storage", fresh_postgres_url, "--experiment", mlflow_experiment, "--name", "scale",
+        "--workers",
+        "3",
+        "--batch-sizes",
+        "1,10",
+        "--n-trials",
+        "12",
+        "--population",
+        "2",
+        "--epochs",
+        "5",
+        "--lr-max",
+        "0.05",  # no trial diverges, so every loss curve has all 6 points
+        "--storage",
+        fresh_postgres_url,
+        "--experiment",
+        mlflow_experiment,
+        "--name",
+        "scale",
     )
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    result = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr and "worker" not in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "worker" not in result.stderr, result.stderr[-3000:]
     password = fresh_postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
     assert password not in result.stdout + result.stderr
 
@@ -106,7 +131,9 @@ def test_three_workers_on_postgres_and_an_mlflow_server(
     assert password not in str(parent.data.params) + str(parent.data.tags)
     assert parent.data.params["storage"].startswith("postgresql+psycopg2://mbgd:***@")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    trial_runs = [r for r in children if "trial" in r.data.params]  # beside them: a best-b<B> run per batch size
+    trial_runs = [
+        r for r in children if "trial" in r.data.params
+    ]  # beside them: a best-b<B> run per batch size
     assert sorted((r.data.params["study_name"], int(r.data.params["trial"])) for r in trial_runs) == sorted(
         (f"scale-b{b}", t.number)
         for b in (1, 10)
@@ -123,7 +150,16 @@ def local_sweep(tracking_store: str, tmp_path: Path):
     """A sweep long enough to be interrupted, on the embedded stores of a temporary folder."""
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     args = sweep_command(
-        "--batch-sizes", "1", "--n-trials", "40", "--population", "2", "--epochs", "40", "--name", "faults",
+        "--batch-sizes",
+        "1",
+        "--n-trials",
+        "40",
+        "--population",
+        "2",
+        "--epochs",
+        "40",
+        "--name",
+        "faults",
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}
     return args, env, storage
@@ -153,9 +189,13 @@ def test_kill_9_of_one_worker_loses_nothing_and_the_rerun_adds_no_trial(local_sw
     assert counts[STATE.RUNNING] == 0
     study = optuna.load_study(study_name="faults-b1", storage=storage)
     failed = [t for t in study.trials if t.state == STATE.FAIL]
-    assert failed  # the killed worker's trials (failed by pid or, if it came first, by Optuna's heartbeat check)
+    assert (
+        failed
+    )  # the killed worker's trials (failed by pid or, if it came first, by Optuna's heartbeat check)
 
-    rerun = subprocess.run([*args, "--workers", "3"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    rerun = subprocess.run(
+        [*args, "--workers", "3"], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert states(storage, "faults-b1") == counts
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
@@ -176,20 +216,26 @@ def test_kill_9_of_the_whole_sweep_then_a_rerun_finishes_it_and_ends_the_orphans
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     assert "sweep-faults" in running_runs(client, ["0"])  # (a trial's run being logged may be RUNNING too)
 
-    rerun = subprocess.run([*args, "--workers", "2"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    rerun = subprocess.run(
+        [*args, "--workers", "2"], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     after = states(storage, "faults-b1")
     assert after[STATE.COMPLETE] == 40
     assert after[STATE.RUNNING] == 0
     assert after[STATE.FAIL] >= before[STATE.RUNNING]  # the killed trials, failed and their budget retried
     runs = {r.info.run_id: r for r in client.search_runs(["0"], max_results=1000)}
-    sweeps = sorted((r.info.start_time, r.info.status) for r in runs.values() if r.info.run_name == "sweep-faults")
+    sweeps = sorted(
+        (r.info.start_time, r.info.status) for r in runs.values() if r.info.run_name == "sweep-faults"
+    )
     assert [status for _, status in sweeps] == ["KILLED", "FINISHED"]
     assert running_runs(client, ["0"]) == []
 
 
 @pytest.mark.parametrize(("sig", "code", "workers"), [(signal.SIGTERM, 143, "2"), (signal.SIGINT, 130, "1")])
-def test_a_signal_to_the_sweep_ends_its_runs_killed_and_its_trials_failed(local_sweep, sig, code, workers) -> None:
+def test_a_signal_to_the_sweep_ends_its_runs_killed_and_its_trials_failed(
+    local_sweep, sig, code, workers
+) -> None:
     args, env, storage = local_sweep
     process = start([*args, "--workers", workers], env)
     try:
@@ -202,7 +248,8 @@ def test_a_signal_to_the_sweep_ends_its_runs_killed_and_its_trials_failed(local_
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == code, stderr[-3000:]
     message = [line for line in stderr.splitlines() if line.startswith("mbgd:")]
-    assert len(message) == 1 and "marked KILLED" in message[0], stderr[-3000:]
+    assert len(message) == 1, stderr[-3000:]
+    assert "marked KILLED" in message[0], stderr[-3000:]
     assert "Traceback" not in stderr
     counts = states(storage, "faults-b1")
     assert counts[STATE.RUNNING] == 0
@@ -214,10 +261,15 @@ def test_a_signal_to_the_sweep_ends_its_runs_killed_and_its_trials_failed(local_
 
 
 @pytest.mark.parametrize("to_group", [False, True], ids=["to-the-sweep", "ctrl-c-to-the-group"])
-def test_ctrl_c_with_the_trial_run_helper_leaves_every_written_trial_run_once(tracking_store, tmp_path, to_group) -> None:
+def test_ctrl_c_with_the_trial_run_helper_leaves_every_written_trial_run_once(
+    tracking_store, tmp_path, to_group
+) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    # 48 trials: the sweep writes its trial runs through the helper process (mbgd.trial_runs.HELPER_FROM_TRIALS)
-    args = sweep_command("--batch-sizes", "1", "--n-trials", "48", "--population", "2", "--epochs", "40", "--name", "helper")
+    # 48 trials: the sweep writes its trial runs through the helper process
+    # (mbgd.trial_runs.HELPER_FROM_TRIALS)
+    args = sweep_command(
+        "--batch-sizes", "1", "--n-trials", "48", "--population", "2", "--epochs", "40", "--name", "helper"
+    )
     process = start(args, {**os.environ, "MLFLOW_TRACKING_URI": tracking_store})
     try:
         wait_for(lambda: states(storage, "helper-b1")[STATE.COMPLETE] >= 6, what="the first trials")
@@ -231,14 +283,24 @@ def test_ctrl_c_with_the_trial_run_helper_leaves_every_written_trial_run_once(tr
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, stderr[-3000:]
-    assert "Traceback" not in stderr and "trial-run writer" not in stderr, stderr[-3000:]
-    wait_for(lambda: not Path(f"/proc/{helper}").exists() or "Z" in Path(f"/proc/{helper}/stat").read_text().split()[2],
-             timeout_s=30, what="the helper to end")
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert "trial-run writer" not in stderr, stderr[-3000:]
+    wait_for(
+        lambda: (
+            not Path(f"/proc/{helper}").exists() or "Z" in Path(f"/proc/{helper}/stat").read_text().split()[2]
+        ),
+        timeout_s=30,
+        what="the helper to end",
+    )
     study = optuna.load_study(study_name="helper-b1", storage=storage)
     told = {t.number for t in study.trials if t.state == STATE.COMPLETE}
     client = MlflowClient(tracking_store)
     assert running_runs(client, ["0"]) == []
-    trial_numbers = [int(r.data.params["trial"]) for r in client.search_runs(["0"], max_results=1000) if "trial" in r.data.params]
+    trial_numbers = [
+        int(r.data.params["trial"])
+        for r in client.search_runs(["0"], max_results=1000)
+        if "trial" in r.data.params
+    ]
     assert len(trial_numbers) == len(set(trial_numbers))  # none twice
     assert set(trial_numbers) <= told
     assert len(trial_numbers) >= len(told) - 2  # all but, at most, the population told as the signal came
@@ -247,7 +309,9 @@ def test_ctrl_c_with_the_trial_run_helper_leaves_every_written_trial_run_once(tr
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_train_ends_its_runs_killed(tracking_store: str, sig, code) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}
-    process = start([str(BIN / "mbgd"), "train", "--batch-size", "1", "--epochs", "100000", "--compare-with", ""], env)
+    process = start(
+        [str(BIN / "mbgd"), "train", "--batch-size", "1", "--epochs", "100000", "--compare-with", ""], env
+    )
     client = MlflowClient(tracking_store)
     try:
         wait_for(lambda: running_runs(client, ["0"]) == ["sgd-b1"], what="the training run")
@@ -263,10 +327,12 @@ def test_a_signal_to_train_ends_its_runs_killed(tracking_store: str, sig, code) 
     assert run.info.status == "KILLED"
 
 
-def guarantees_broken(storage: str, tracking_uri: str, name: str, batch_sizes, n_trials: int, *, faults: bool) -> list[str]:
-    """What breaks the sweep's guarantees, [] if nothing: per batch size exactly n_trials COMPLETE trials, none
-    RUNNING or enqueued, no FAIL trial unless a fault made it; exactly one FINISHED child run per COMPLETE trial,
-    none for another trial, and no RUNNING run."""
+def guarantees_broken(
+    storage: str, tracking_uri: str, name: str, batch_sizes, n_trials: int, *, faults: bool
+) -> list[str]:
+    """What breaks the sweep's guarantees, [] if nothing: per batch size exactly n_trials COMPLETE trials,
+    none RUNNING or enqueued, no FAIL trial unless a fault made it; exactly one FINISHED child run per
+    COMPLETE trial, none for another trial, and no RUNNING run."""
     broken = []
     client = MlflowClient(tracking_uri)
     runs = client.search_runs(["0"], max_results=5000)
@@ -279,27 +345,58 @@ def guarantees_broken(storage: str, tracking_uri: str, name: str, batch_sizes, n
             broken.append(f"{study_name}: {dict((s.name, n) for s, n in counts.items())}")
         if counts[STATE.FAIL] and not faults:
             broken.append(f"{study_name}: {counts[STATE.FAIL]} FAIL trials without a fault")
-        complete = {t.number for t in optuna.load_study(study_name=study_name, storage=storage).trials if t.state == STATE.COMPLETE}
+        complete = {
+            t.number
+            for t in optuna.load_study(study_name=study_name, storage=storage).trials
+            if t.state == STATE.COMPLETE
+        }
         finished = collections.Counter(
-            int(r.data.params["trial"]) for r in runs
-            if r.data.params.get("study_name") == study_name and "trial" in r.data.params and r.info.status == "FINISHED"
+            int(r.data.params["trial"])
+            for r in runs
+            if r.data.params.get("study_name") == study_name
+            and "trial" in r.data.params
+            and r.info.status == "FINISHED"
         )
         if set(finished) != complete or any(n != 1 for n in finished.values()):
             missing, twice = sorted(complete - set(finished)), sorted(k for k, n in finished.items() if n > 1)
-            broken.append(f"{study_name}: runs missing {missing}, twice {twice}, extra {sorted(set(finished) - complete)}")
+            broken.append(
+                f"{study_name}: runs missing {missing}, twice {twice}, extra "
+                f"{sorted(set(finished) - complete)}"
+            )
     return broken
 
 
-def test_eight_workers_of_population_four_end_at_exactly_n_trials_with_one_run_each(tracking_store: str, tmp_path: Path) -> None:
+def test_eight_workers_of_population_four_end_at_exactly_n_trials_with_one_run_each(
+    tracking_store: str, tmp_path: Path
+) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     args = sweep_command(
-        "--workers", "8", "--population", "4", "--batch-sizes", "1,10", "--n-trials", "24", "--epochs", "5",
-        "--scan", "16", "--tuning-cost-seeds", "0", "--name", "exact",
+        "--workers",
+        "8",
+        "--population",
+        "4",
+        "--batch-sizes",
+        "1,10",
+        "--n-trials",
+        "24",
+        "--epochs",
+        "5",
+        "--scan",
+        "16",
+        "--tuning-cost-seeds",
+        "0",
+        "--name",
+        "exact",
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    result = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr and "worker" not in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "worker" not in result.stderr, result.stderr[-3000:]
     assert guarantees_broken(storage, tracking_store, "exact", (1, 10), 24, faults=False) == []
     study = optuna.load_study(study_name="exact-b1", storage=storage)
-    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) >= 2, "the trials should come from several workers"
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) >= 2, (
+        "the trials should come from several workers"
+    )

@@ -27,7 +27,8 @@ def process_alive(pid: int) -> bool:
 @contextlib.contextmanager
 def heartbeat(beat: Callable[[], None], interval_s: float, *, now: bool) -> Iterator[None]:
     """Call `beat` every interval_s seconds in a background thread while the block runs (first at once when
-    `now`). A failing beat is skipped: a missed heartbeat only brings the deadline for declaring us dead closer."""
+    `now`). A failing beat is skipped: a missed heartbeat only brings the deadline for declaring us dead
+    closer."""
     stop = threading.Event()
 
     def loop() -> None:

@@ -2,28 +2,29 @@
 that are gone. The one module that relies on Optuna's storage internals (the RDB storage behind the cache, its
 engine and its heartbeats).
 
-Why the budget is exact. Every change that moves budget between workers (creating a trial, claiming an enqueued
-one, failing an abandoned one, telling one) is made under the study's lock (study_lock), which the database or
-the kernel grants to one process at a time and releases when that process dies: on sqlite an flock on a file
-beside the database (sqlite's own locks are fcntl locks on the database file, which flock leaves alone), on
-PostgreSQL a transaction-level advisory lock, on MySQL GET_LOCK. Under it a worker counts the trials that hold
-budget (finished, RUNNING, and enqueued ones with an lr) and creates only what is left, so no trial is made just
-to be failed.
+Why the budget is exact. Every change that moves budget between workers (creating a trial, claiming an
+enqueued one, failing an abandoned one, telling one) is made under the study's lock (study_lock), which the
+database or the kernel grants to one process at a time and releases when that process dies: on sqlite an flock
+on a file beside the database (sqlite's own locks are fcntl locks on the database file, which flock leaves
+alone), on PostgreSQL a transaction-level advisory lock, on MySQL GET_LOCK. Under it a worker counts the
+trials that hold budget (finished, RUNNING, and enqueued ones with an lr) and creates only what is left, so no
+trial is made just to be failed.
 
 Optuna's own writes are not enough on sqlite: set_trial_state_values reads the state and then writes, and
-pysqlite begins a transaction only at the write (sqlite has no SELECT ... FOR UPDATE), so a COMPLETE write could
-land on a trial another worker had just failed, and two workers could both claim one enqueued trial. Under the
-lock the state read before a tell is still the state when it is written.
+pysqlite begins a transaction only at the write (sqlite has no SELECT ... FOR UPDATE), so a COMPLETE write
+could land on a trial another worker had just failed, and two workers could both claim one enqueued trial.
+Under the lock the state read before a tell is still the state when it is written.
 
 The rule every worker checks after creating trials, which holds even for trials made without the lock (another
 program on the study): a trial runs only if fewer than n_trials trials that hold budget have a smaller number.
-The storage numbers trials in order of creation, a FAIL trial never comes back, and a finished one never leaves
-its state; so the set of budget-holding trials below a given trial only shrinks after the check, and at the end
-the budget-holding trials, the highest-numbered one included, are at most n_trials.
+The storage numbers trials in order of creation, a FAIL trial never comes back, and a finished one never
+leaves its state; so the set of budget-holding trials below a given trial only shrinks after the check, and at
+the end the budget-holding trials, the highest-numbered one included, are at most n_trials.
 
 No live trial is failed: on this host a trial is failed only when its worker process is gone; a trial from
 another host only when its heartbeat is older than GRACE_PERIOD_S, which outlasts the longest storage stall
-measured (see GRACE_PERIOD_S). A worker whose trial was failed all the same says so in one line and asks again.
+measured (see GRACE_PERIOD_S). A worker whose trial was failed all the same says so in one line and asks
+again.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ BUSY_TIMEOUT_S = 60  # how long a sqlite write waits for the database before "da
 # A heartbeat write blocked by a busy sqlite database fails after BUSY_TIMEOUT_S; the beat after it comes one
 # interval later. So a live worker's heartbeat can be BUSY_TIMEOUT_S + 2 intervals old, plus the longest stall
 # measured under load (benchmarks/storage_stall.py, 8 workers x population 4 on 2 cores at load 7: a live
-# trial's heartbeat at most 1.6 s old, the study's lock waited for at most 2.7 s); the rest is margin. Only trials of other hosts are judged by it: on this host, by the process itself.
+# trial's heartbeat at most 1.6 s old, the study's lock waited for at most 2.7 s); the rest is margin. Only
+# trials of other hosts are judged by it: on this host, by the process itself.
 GRACE_PERIOD_S = 90
 WORKER_ATTR = "worker"  # {"host", "pid"} of the process that runs the trial
 LOSSES_ATTR = "epoch_losses"  # the full-dataset loss per epoch, so that a rerun can write a lost trial run
@@ -85,8 +87,8 @@ def rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseSto
 
 @contextlib.contextmanager
 def study_lock(storage: optuna.storages.BaseStorage, study_id: int) -> Iterator[None]:
-    """Hold the study's lock: one process at a time, across machines where the database is shared; released when
-    the block ends or the process dies."""
+    """Hold the study's lock: one process at a time, across machines where the database is shared; released
+    when the block ends or the process dies."""
     import sqlalchemy
 
     engine = getattr(rdb_backend(storage), "engine", None)
@@ -136,7 +138,8 @@ def enqueued_lr(trial: optuna.trial.FrozenTrial) -> float | None:
 
 
 def holds_budget(trial: optuna.trial.FrozenTrial) -> bool:
-    """Finished, RUNNING, or enqueued with an lr (a worker will run it): everything but FAIL and foreign WAITING."""
+    """Finished, RUNNING, or enqueued with an lr (a worker will run it): everything but FAIL and foreign
+    WAITING."""
     if trial.state == STATE.WAITING:
         return enqueued_lr(trial) is not None
     return trial.state != STATE.FAIL
@@ -156,10 +159,10 @@ def reserve(
     propose: Callable[[int], list[float]],
     taken: list[AskedTrial],
 ) -> int:
-    """Under the study's lock: fail the trials whose worker is gone, then take up to `wanted` trials of the budget
-    no other worker holds, enqueued ones first (as Study.ask runs them), then new ones with `propose(k)`'s lrs.
-    Each is appended to `taken` as soon as it is RUNNING (an interruption can then fail it). Returns the
-    finished trials counted."""
+    """Under the study's lock: fail the trials whose worker is gone, then take up to `wanted` trials of the
+    budget no other worker holds, enqueued ones first (as Study.ask runs them), then new ones with
+    `propose(k)`'s lrs. Each is appended to `taken` as soon as it is RUNNING (an interruption can then fail
+    it). Returns the finished trials counted."""
     storage = study._storage
     backend = rdb_backend(storage)
     owner = {"host": HOST, "pid": os.getpid()}
@@ -176,7 +179,9 @@ def reserve(
                 continue
             if backend.set_trial_state_values(trial._trial_id, state=STATE.RUNNING):
                 taken.append(AskedTrial(trial._trial_id, lr, trial.number))
-                backend.set_trial_param(trial._trial_id, "lr", distribution.to_internal_repr(lr), distribution)
+                backend.set_trial_param(
+                    trial._trial_id, "lr", distribution.to_internal_repr(lr), distribution
+                )
                 backend.set_trial_user_attr(trial._trial_id, WORKER_ATTR, owner)
                 record_heartbeat(backend, trial._trial_id)
         new = min(wanted - (len(taken) - first), free)
@@ -184,7 +189,9 @@ def reserve(
             return done
         for lr in propose(new):
             template = optuna.trial.create_trial(
-                state=STATE.RUNNING, params={"lr": lr}, distributions={"lr": distribution},
+                state=STATE.RUNNING,
+                params={"lr": lr},
+                distributions={"lr": distribution},
                 user_attrs={WORKER_ATTR: owner},
             )
             taken.append(AskedTrial(backend.create_new_trial(study._study_id, template_trial=template), lr))
@@ -204,9 +211,9 @@ def reserve(
 def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.FrozenTrial]) -> list[int]:
     """Fail the RUNNING trials whose worker is gone (call under the study's lock); returns their ids.
 
-    On this host: its process is gone (a live process's trial is never failed, however long the storage keeps it
-    waiting). Another host's: its heartbeat is older than GRACE_PERIOD_S. A trial without an owner (not made by
-    mbgd): once it is older than the grace period.
+    On this host: its process is gone (a live process's trial is never failed, however long the storage keeps
+    it waiting). Another host's: its heartbeat is older than GRACE_PERIOD_S. A trial without an owner (not
+    made by mbgd): once it is older than the grace period.
     """
     now = datetime.datetime.now()
     stale: set[int] | None = None
@@ -226,7 +233,9 @@ def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.Frozen
             reason = "its worker died before taking it"
         if reason is None:
             continue
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # a program without the lock did
+        with contextlib.suppress(
+            optuna.exceptions.UpdateFinishedTrialError
+        ):  # a program without the lock did
             backend.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
             if backend.set_trial_state_values(trial._trial_id, state=STATE.FAIL):
                 failed.append(trial._trial_id)
@@ -236,8 +245,8 @@ def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.Frozen
 def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
     """Tell each trial its outcome under the study's lock, if it is still RUNNING; returns those told.
 
-    A trial found finished was failed by another worker while this one trained it (its heartbeat looked stale):
-    one line says so, and its budget is asked again like any failed trial's.
+    A trial found finished was failed by another worker while this one trained it (its heartbeat looked
+    stale): one line says so, and its budget is asked again like any failed trial's.
     """
     backend = rdb_backend(study._storage)
     told = []
@@ -255,7 +264,9 @@ def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
                 reason = backend.get_trial(trial_id).user_attrs.get("fail_reason", "")
                 log.warning(
                     "mbgd: trial %s of %s was failed while this worker ran it%s; its budget is asked again",
-                    stored.number, study.study_name, f" ({reason})" if reason else "",
+                    stored.number,
+                    study.study_name,
+                    f" ({reason})" if reason else "",
                 )
                 continue
             told.append(outcome)
@@ -263,7 +274,8 @@ def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
 
 
 def _values(outcome: Outcome, stored: optuna.trial.FrozenTrial) -> list[float] | None:
-    """COMPLETE: the value; PRUNED: the last reported intermediate value if finite (as Study.tell records it)."""
+    """COMPLETE: the value; PRUNED: the last reported intermediate value if finite (as Study.tell records
+    it)."""
     if outcome.state == STATE.COMPLETE:
         return [outcome.value]
     if outcome.state == STATE.PRUNED and stored.last_step is not None:
@@ -274,7 +286,10 @@ def _values(outcome: Outcome, stored: optuna.trial.FrozenTrial) -> list[float] |
 
 def has_heartbeats(storage: optuna.storages.BaseStorage) -> bool:
     backend = rdb_backend(storage)
-    return isinstance(backend, optuna.storages._heartbeat.BaseHeartbeat) and backend.get_heartbeat_interval() is not None
+    return (
+        isinstance(backend, optuna.storages._heartbeat.BaseHeartbeat)
+        and backend.get_heartbeat_interval() is not None
+    )
 
 
 def record_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
@@ -293,5 +308,7 @@ def heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -
         for trial_id in trial_ids:
             record_heartbeat(storage, trial_id)
 
-    with liveness.heartbeat(beat, HEARTBEAT_INTERVAL_S, now=False):  # the first is recorded when a trial is made
+    with liveness.heartbeat(
+        beat, HEARTBEAT_INTERVAL_S, now=False
+    ):  # the first is recorded when a trial is made
         yield

@@ -28,7 +28,9 @@ def run_name(batch_size: int, n: int) -> str:
 def run_tags(config: TrainConfig, data: RegressionData) -> dict[str, str]:
     tags = {"regime": regime(config.batch_size, data.n), "dtype": config.dtype}
     if config.batch_size > data.n:
-        tags["note"] = f"batch size {config.batch_size} exceeds the {data.n} samples: one full batch per epoch"
+        tags["note"] = (
+            f"batch size {config.batch_size} exceeds the {data.n} samples: one full batch per epoch"
+        )
     return tags
 
 
@@ -54,7 +56,9 @@ def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> 
     histories: dict[int, History] = {}
     child_run_ids: dict[int, str] = {}
 
-    def train_and_log(run_id: str, batch_config: TrainConfig, extra_params: dict[str, str] | None = None) -> History:
+    def train_and_log(
+        run_id: str, batch_config: TrainConfig, extra_params: dict[str, str] | None = None
+    ) -> History:
         history = fit(batch_config, data)
         tracking.log_values(
             client,
@@ -65,8 +69,13 @@ def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> 
         tracking.log_dataset(client, run_id, data)
         if not history.diverged:
             tracking.log_model(
-                client, run_id, history.w, history.b, data.feature_names,
-                target_name=data.target_name, example=data.x[:2].tolist(),
+                client,
+                run_id,
+                history.w,
+                history.b,
+                data.feature_names,
+                target_name=data.target_name,
+                example=data.x[:2].tolist(),
             )
         name = run_name(batch_config.batch_size, data.n)
         figure = plots.loss_curve_figure(history, title=f"{name}, lr {batch_config.lr}")
@@ -97,7 +106,9 @@ def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> 
     return TrainOutcome(own.run_id, own.experiment_id, histories, child_run_ids)
 
 
-def log_comparison(client, run_id: str, histories: dict[int, History], config: TrainConfig, data: RegressionData):
+def log_comparison(
+    client, run_id: str, histories: dict[int, History], config: TrainConfig, data: RegressionData
+):
     """The comparison figure, `compare/loss_b<B>` per batch size, a one-line description and a saved UI view.
 
     The view (`ui_views`) shows the compared runs' `loss` overlaid in one log-scale chart.
@@ -114,8 +125,9 @@ def log_comparison(client, run_id: str, histories: dict[int, History], config: T
     tracking.describe(
         client,
         run_id,
-        f"Batch size {own} ({regime(own, data.n)}, this run) compared with {others}: full-dataset loss per epoch "
-        f"at lr {config.lr} over {config.epochs} epochs ({title}). See `comparison.png` and the `compare` charts.",
+        f"Batch size {own} ({regime(own, data.n)}, this run) compared with {others}: full-dataset loss per "
+        f"epoch at lr {config.lr} over {config.epochs} epochs ({title}). See `comparison.png` and the "
+        "`compare` charts.",
     )
     ui_views.save_comparison_view(client, run_id)
 
@@ -128,15 +140,17 @@ class SweepOutcome:
     summary_markdown: str
     results: list  # sweep.BatchSizeResult per batch size
     best_models: dict[int, str] = field(default_factory=dict)  # model URI by batch size (none if it diverged)
-    registered_versions: dict[int, str] = field(default_factory=dict)  # --register-model's version by batch size
+    registered_versions: dict[int, str] = field(
+        default_factory=dict
+    )  # --register-model's version by batch size
 
 
 TRIAL_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
 def trial_run(parent, batch_size: int, study_name: str, record, *, n: int, dtype: str, label: str = ""):
-    """One told trial as a child run of `parent`: lr, batch size, trial and study as params, the `loss` per epoch,
-    `objective`, `trial` and `diverged`; it ends with the status of its Optuna state (pruned: KILLED).
+    """One told trial as a child run of `parent`: lr, batch size, trial and study as params, the `loss` per
+    epoch, `objective`, `trial` and `diverged`; it ends with the status of its Optuna state (pruned: KILLED).
 
     `label` prefixes the run's name where one parent holds several studies per batch size (mbgd scaling)."""
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -155,9 +169,18 @@ def trial_run(parent, batch_size: int, study_name: str, record, *, n: int, dtype
             "dtype": dtype,
             "diverged": str(record.history.diverged).lower(),
         },
-        params={"lr": repr(record.lr), "batch_size": str(batch_size), "trial": str(record.number), "study_name": study_name},
+        params={
+            "lr": repr(record.lr),
+            "batch_size": str(batch_size),
+            "trial": str(record.number),
+            "study_name": study_name,
+        },
         losses=list(record.history.epoch_losses),
-        results={"objective": record.value, "trial": record.number, "diverged": float(record.history.diverged)},
+        results={
+            "objective": record.value,
+            "trial": record.number,
+            "diverged": float(record.history.diverged),
+        },
         status=TRIAL_RUN_STATUS[record.state],
     )
 
@@ -176,9 +199,9 @@ def scan_studies(config, data: RegressionData, storage) -> dict:
 
 
 def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_run, *, writer, progress=None):
-    """The sweep's study phase: every batch size's scan, then its study to n_trials, each told trial a child run of
-    `sweep_run`; returns the scans by batch size, the studies and, once all are written, the trial runs' ids by
-    (study name, trial number).
+    """The sweep's study phase: every batch size's scan, then its study to n_trials, each told trial a child
+    run of `sweep_run`; returns the scans by batch size, the studies and, once all are written, the trial
+    runs' ids by (study name, trial number).
 
     One process: `writer` (mbgd.trial_runs) writes the trial runs, in a helper process while the studies go on
     when it has one. Several workers: each writes its own trials' runs (the scans are made here first).
@@ -192,14 +215,28 @@ def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_r
         return scans, studies, backfill_trial_runs(writer.client(), sweep_run, config, data, studies)
 
     def on_trials(batch_size: int, study_name: str, records) -> None:
-        writer.submit([trial_run(sweep_run, batch_size, study_name, r, n=data.n, dtype=config.train.dtype) for r in records])
+        writer.submit(
+            [
+                trial_run(sweep_run, batch_size, study_name, r, n=data.n, dtype=config.train.dtype)
+                for r in records
+            ]
+        )
 
-    studies = [sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress) for b in config.batch_sizes]
+    studies = [
+        sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress)
+        for b in config.batch_sizes
+    ]
     written = writer.flush()
-    return scans, studies, {**written, **backfill_trial_runs(writer.client(), sweep_run, config, data, studies)}
+    return (
+        scans,
+        studies,
+        {**written, **backfill_trial_runs(writer.client(), sweep_run, config, data, studies)},
+    )
 
 
-def backfill_trial_runs(client, sweep_run, config, data: RegressionData, studies) -> dict[tuple[str, int], str]:
+def backfill_trial_runs(
+    client, sweep_run, config, data: RegressionData, studies
+) -> dict[tuple[str, int], str]:
     """Write, as children of `sweep_run`, the run of every finished trial that has none in the experiment (its
     process was killed between telling the trial and writing the run: a worker, or an earlier sweep), rebuilt
     from what the trial stored when told (sweep.stored_record); returns their ids by (study name, trial)."""
@@ -207,7 +244,10 @@ def backfill_trial_runs(client, sweep_run, config, data: RegressionData, studies
 
     written = {}
     for batch_size, study in zip(config.batch_sizes, studies, strict=True):
-        records = [sweep.stored_record(t, batch_size) for t in study.get_trials(deepcopy=False, states=sweep.FINISHED_STATES)]
+        records = [
+            sweep.stored_record(t, batch_size)
+            for t in study.get_trials(deepcopy=False, states=sweep.FINISHED_STATES)
+        ]
         runs = [
             trial_run(sweep_run, batch_size, study.study_name, record, n=data.n, dtype=config.train.dtype)
             for record in records
@@ -222,8 +262,8 @@ SCAN_TITLE = "{objective} vs learning rate: the dense scan and the Optuna trials
 
 
 def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: str):
-    """Each scan as lr_scan/<study>.csv, and one figure of them all with the studies' trials on them (returned;
-    None without scans)."""
+    """Each scan as lr_scan/<study>.csv, and one figure of them all with the studies' trials on them
+    (returned; None without scans)."""
     from mbgd import plots, tracking
 
     if not scans:
@@ -260,7 +300,9 @@ def tracked_sweep(
 
     storage_url = config.storage or sweep.default_storage()
     storage = sweep.open_storage(storage_url)
-    remaining = sweep.remaining_trials(config, storage)  # refuses mismatched settings before any MLflow run exists
+    remaining = sweep.remaining_trials(
+        config, storage
+    )  # refuses mismatched settings before any MLflow run exists
     client = tracking.client()
     experiment_id = parent.experiment_id if parent else tracking.experiment_id_for(client, config.experiment)
     tracking.end_orphaned_runs(client, experiment_id)
@@ -278,7 +320,9 @@ def tracked_sweep(
         if writer is None:  # inside the run's scope: its trial runs are written before it ends
             in_process = remaining if config.workers == 1 else 0  # workers write their own
             writer = stack.enter_context(trial_runs.trial_run_writer(expected_trials=in_process))
-        tracking.log_values(client, sweep_run.run_id, params={**config.as_params(), "storage": redact(storage_url)})
+        tracking.log_values(
+            client, sweep_run.run_id, params={**config.as_params(), "storage": redact(storage_url)}
+        )
         tracking.log_dataset(client, sweep_run.run_id, data)
         scans, studies, trial_run_ids = run_studies(
             config, data, storage, storage_url, sweep_run, writer=writer, progress=progress
@@ -291,7 +335,9 @@ def tracked_sweep(
         markdown = report.summary_markdown(summary)
         best_runs = {
             r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))
-            or tracking.find_trial_run(client, sweep_run.experiment_id, config.study_name(r.batch_size), r.best_trial_number)
+            or tracking.find_trial_run(
+                client, sweep_run.experiment_id, config.study_name(r.batch_size), r.best_trial_number
+            )
             for r in results
         }
         best_models = log_sweep_best_models(client, sweep_run, config, data, results)
@@ -312,7 +358,11 @@ def tracked_sweep(
         for artifact_file, figure in sweep_figures(config, results, summary).items():
             tracking.log_figure(client, sweep_run.run_id, figure, artifact_file)
         log_scans(
-            client, sweep_run.run_id, list(scans.values()), studies, figure_file="lr_scan.png",
+            client,
+            sweep_run.run_id,
+            list(scans.values()),
+            studies,
+            figure_file="lr_scan.png",
             title=SCAN_TITLE.format(objective=config.objective),
         )
         for study in studies:
@@ -322,30 +372,42 @@ def tracked_sweep(
         client.log_dict(sweep_run.run_id, summary, "summary.json")
         client.log_text(sweep_run.run_id, markdown, "summary.md")
         tracking.describe(client, sweep_run.run_id, markdown)
-    return SweepOutcome(sweep_run.run_id, sweep_run.experiment_id, summary, markdown, results, best_models, registered)
+    return SweepOutcome(
+        sweep_run.run_id, sweep_run.experiment_id, summary, markdown, results, best_models, registered
+    )
 
 
-# A best lr's model lives in a child run of its own (`best-b<B>`; scaling: `<order>-<regime>-best-b<B>`), not in
-# the best trial's run: the model is the re-training at the run's own seed, which no trial run records; a rerun of
-# a finished sweep adds no trial, so the best trial's run may sit under an earlier sweep's run (and another worker
-# may have written it). A run of its own sits under this run beside the trials, named for what it holds, with the
-# lr, batch size and seed that made the model as its params: where an MLflow user looks for "the best model of B".
+# A best lr's model lives in a child run of its own (`best-b<B>`; scaling: `<order>-<regime>-best-b<B>`), not
+# in the best trial's run: the model is the re-training at the run's own seed, which no trial run records; a
+# rerun of a finished sweep adds no trial, so the best trial's run may sit under an earlier sweep's run (and
+# another worker may have written it). A run of its own sits under this run beside the trials, named for what
+# it holds, with the lr, batch size and seed that made the model as its params: where an MLflow user looks for
+# "the best model of B".
 def log_best_model(
     client, parent, run_name: str, history: History, data: RegressionData, *, params, tags, results
 ) -> str:
     """One best lr's re-training as a child run of `parent`: `params`, the loss curve, w, b and `results` as
-    metrics, and the fitted line as its model; returns the model's URI ('' when the training diverged: no model)."""
+    metrics, and the fitted line as its model; returns the model's URI ('' when the training diverged: no
+    model)."""
     from mbgd import tracking
 
     run_tags = {"regime": regime(history.batch_size, data.n), **tags}
     with tracking.run_scope(client, run_name=run_name, parent=parent, tags=run_tags) as run:
-        metrics = [*tracking.history_metrics(history, weight_names=data.feature_names), *tracking.scalars(results)]
+        metrics = [
+            *tracking.history_metrics(history, weight_names=data.feature_names),
+            *tracking.scalars(results),
+        ]
         tracking.log_values(client, run.run_id, params=params, metrics=metrics)
         if history.diverged:
             return ""
         return tracking.log_model(
-            client, run.run_id, history.w, history.b, data.feature_names,
-            target_name=data.target_name, example=data.x[:2].tolist(),
+            client,
+            run.run_id,
+            history.w,
+            history.b,
+            data.feature_names,
+            target_name=data.target_name,
+            example=data.x[:2].tolist(),
         )
 
 
@@ -355,9 +417,15 @@ def log_sweep_best_models(client, sweep_run, config, data: RegressionData, resul
     models = {}
     for r in results:
         uri = log_best_model(
-            client, sweep_run, f"best-b{r.batch_size}", r.tuned.histories[0], data,
+            client,
+            sweep_run,
+            f"best-b{r.batch_size}",
+            r.tuned.histories[0],
+            data,
             params={
-                "batch_size": r.batch_size, "lr": repr(r.best_lr), "seed": config.train.seed,
+                "batch_size": r.batch_size,
+                "lr": repr(r.best_lr),
+                "seed": config.train.seed,
                 "study_name": config.study_name(r.batch_size),
             },
             tags={"dtype": config.train.dtype},
@@ -378,10 +446,15 @@ def register_best_models(client, name: str, config, results, models: dict[int, s
         if r.batch_size not in models:
             continue
         tags = {
-            "batch_size": str(r.batch_size), "lr": repr(r.best_lr), "seed": str(config.train.seed),
-            "objective": config.objective, "study_name": config.study_name(r.batch_size),
+            "batch_size": str(r.batch_size),
+            "lr": repr(r.best_lr),
+            "seed": str(config.train.seed),
+            "objective": config.objective,
+            "study_name": config.study_name(r.batch_size),
         }
-        versions[r.batch_size] = str(tracking.register_model(client, models[r.batch_size], name, tags=tags).version)
+        versions[r.batch_size] = str(
+            tracking.register_model(client, models[r.batch_size], name, tags=tags).version
+        )
     return versions
 
 
@@ -390,7 +463,9 @@ def sweep_figures(config, results, summary: dict) -> dict:
     from mbgd import plots
 
     return {
-        "tuned_comparison.png": plots.tuned_comparison_figure(results, fixed_lr=config.train.lr, n_seeds=config.seeds),
+        "tuned_comparison.png": plots.tuned_comparison_figure(
+            results, fixed_lr=config.train.lr, n_seeds=config.seeds
+        ),
         "tuned_cost.png": plots.tuned_cost_figure(results),
         "lr_sensitivity.png": plots.lr_sensitivity_figure(results, objective=config.objective),
         "best_lr_vs_batch_size.png": plots.best_lr_figure(
@@ -405,13 +480,16 @@ class ReportOutcome:
     experiment_id: str
     markdown: str
     summary: dict
-    registered_versions: dict[int, str] = field(default_factory=dict)  # --register-model's version by batch size
+    registered_versions: dict[int, str] = field(
+        default_factory=dict
+    )  # --register-model's version by batch size
 
 
 def tracked_report(
     config, data: RegressionData, output_dir: str, *, progress=None, writer=None, register_model: str = ""
 ) -> ReportOutcome:
-    """The tutorial in float32 and float64, then the sweep, all nested under one report run; writes report.md."""
+    """The tutorial in float32 and float64, then the sweep, all nested under one report run; writes
+    report.md."""
     from dataclasses import replace
 
     from mbgd import plots, report, tracking
@@ -426,9 +504,14 @@ def tracked_report(
     ) as report_run:
         histories_by_dtype = {}
         figures = {}
-        for dtype, figure_name in (("float32", "tutorial_comparison.png"), ("float64", "tutorial_comparison_float64.png")):
+        for dtype, figure_name in (
+            ("float32", "tutorial_comparison.png"),
+            ("float64", "tutorial_comparison_float64.png"),
+        ):
             train_config = replace(config.train, dtype=dtype)
-            train_run = TrainRun(train=train_config, compare_with=config.batch_sizes, experiment=config.experiment)
+            train_run = TrainRun(
+                train=train_config, compare_with=config.batch_sizes, experiment=config.experiment
+            )
             outcome = tracked_train(train_run, data, parent=report_run)
             histories_by_dtype[dtype] = outcome.histories
             title = f"lr {train_config.lr}, {dtype}, seed {train_config.seed}, {data.name}"
@@ -441,12 +524,18 @@ def tracked_report(
         figures.update(sweep_figures(config, swept.results, swept.summary))
         scans = [r.lr_scan for r in swept.results if r.lr_scan is not None]
         if scans:
-            trials = {config.study_name(r.batch_size): [(lr, v) for lr, v, _ in r.trials] for r in swept.results}
-            figures["lr_scan.png"] = plots.lr_scan_figure(scans, trials, title=SCAN_TITLE.format(objective=config.objective))
+            trials = {
+                config.study_name(r.batch_size): [(lr, v) for lr, v, _ in r.trials] for r in swept.results
+            }
+            figures["lr_scan.png"] = plots.lr_scan_figure(
+                scans, trials, title=SCAN_TITLE.format(objective=config.objective)
+            )
         markdown = report.report_markdown(
             swept.summary, histories_by_dtype, config.train.lr, exact_targets=float64_targets_finals(config)
         )
-        markdown += report.scaling_section(output_dir)  # from `mbgd scaling --output-dir` with the same folder
+        markdown += report.scaling_section(
+            output_dir
+        )  # from `mbgd scaling --output-dir` with the same folder
         report.write_report(output_dir, markdown, figures)
         client.log_artifacts(report_run.run_id, output_dir, "report")
         tracking.describe(client, report_run.run_id, markdown)
@@ -475,11 +564,13 @@ class ScalingOutcome:
     markdown: str
 
 
-def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progress=None, writer=None) -> ScalingOutcome:
-    """mbgd scaling: every study's trials as child runs of one run, which gets the scaling figures, scaling.json,
-    scaling.md (also its description), the measured curves as metrics (step = batch size) and B_simple along
-    each best-lr run (step = update); each best lr's model goes on a child run `<order>-<regime>-best-b<B>`.
-    With `output_dir`, the figures, scaling.json and scaling.md go there too."""
+def tracked_scaling(
+    config, data: RegressionData, *, output_dir: str = "", progress=None, writer=None
+) -> ScalingOutcome:
+    """mbgd scaling: every study's trials as child runs of one run, which gets the scaling figures,
+    scaling.json, scaling.md (also its description), the measured curves as metrics (step = batch size) and
+    B_simple along each best-lr run (step = update); each best lr's model goes on a child run
+    `<order>-<regime>-best-b<B>`. With `output_dir`, the figures, scaling.json and scaling.md go there too."""
     import contextlib
     import json
     from pathlib import Path
@@ -489,16 +580,28 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
     config = scaling.resolve_lr_range(config, data.x)
     storage_url = config.sweep.storage or sweep.default_storage()
     storage = sweep.open_storage(storage_url)
-    remaining = scaling.open_studies(config, storage)  # refuses mismatched settings before any MLflow run exists
+    remaining = scaling.open_studies(
+        config, storage
+    )  # refuses mismatched settings before any MLflow run exists
     client = tracking.client()
     prefix = f"{config.sweep.name}-"
 
     def on_trials(batch_size: int, study_name: str, records) -> None:
         label = study_name.removeprefix(prefix).rsplit("-b", 1)[0] + "-"  # <order>-<regime>-
-        writer.submit([
-            trial_run(scaling_run, batch_size, study_name, r, n=data.n, dtype=config.sweep.train.dtype, label=label)
-            for r in records
-        ])
+        writer.submit(
+            [
+                trial_run(
+                    scaling_run,
+                    batch_size,
+                    study_name,
+                    r,
+                    n=data.n,
+                    dtype=config.sweep.train.dtype,
+                    label=label,
+                )
+                for r in records
+            ]
+        )
 
     with tracking.run_scope(
         client,
@@ -507,7 +610,9 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
         tags={"scaling": config.sweep.name, "dtype": config.sweep.train.dtype},
         adopt_run_id=tracking.run_id_from_mlflow_run(),
     ) as scaling_run:
-        tracking.log_values(client, scaling_run.run_id, params={**config.as_params(), "storage": redact(storage_url)})
+        tracking.log_values(
+            client, scaling_run.run_id, params={**config.as_params(), "storage": redact(storage_url)}
+        )
         tracking.log_dataset(client, scaling_run.run_id, data)
         with contextlib.ExitStack() as stack:
             if writer is None:
@@ -517,7 +622,9 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
         summary = scaling.summarize(result)
         markdown = report.scaling_markdown(summary, heading="#")
         best_models = log_scaling_best_models(client, scaling_run, result, data)
-        tracking.log_values(client, scaling_run.run_id, metrics=scaling_metrics(result, summary), tags=best_models)
+        tracking.log_values(
+            client, scaling_run.run_id, metrics=scaling_metrics(result, summary), tags=best_models
+        )
         figures = {
             "scaling_updates.png": plots.scaling_updates_figure(summary),
             "scaling_samples.png": plots.scaling_samples_figure(summary),
@@ -529,8 +636,13 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
             scans = [point.lr_scan for point in curve.points if point.lr_scan is not None]
             studies = [sweep.open_study(curve.study_config, p.batch_size, storage) for p in curve.points]
             scan_figure = log_scans(
-                client, scaling_run.run_id, scans, studies, figure_file=f"lr_scan/{curve.order}-{curve.regime}.png",
-                title=f"updates to the target vs lr, {curve.order} order, {curve.regime}: scan and Optuna trials",
+                client,
+                scaling_run.run_id,
+                scans,
+                studies,
+                figure_file=f"lr_scan/{curve.order}-{curve.regime}.png",
+                title=f"updates to the target vs lr, {curve.order} order, {curve.regime}: scan and Optuna "
+                "trials",
             )
             if scan_figure is not None:
                 figures[f"scaling_lr_scan_{curve.order}-{curve.regime}.png"] = scan_figure
@@ -548,9 +660,9 @@ def tracked_scaling(config, data: RegressionData, *, output_dir: str = "", progr
 
 
 def log_scaling_best_models(client, scaling_run, result, data: RegressionData) -> dict[str, str]:
-    """Each (order, regime, batch size)'s best lr re-trained at the run's own seed, as `<order>-<regime>-best-b<B>`;
-    returns the parent's tags `best_model/<order>-<regime>/b<B>` with the model URIs. A study in which no lr
-    reached the target has no best lr, hence no such run."""
+    """Each (order, regime, batch size)'s best lr re-trained at the run's own seed, as
+    `<order>-<regime>-best-b<B>`; returns the parent's tags `best_model/<order>-<regime>/b<B>` with the model
+    URIs. A study in which no lr reached the target has no best lr, hence no such run."""
     tags = {}
     for curve in result.curves:
         key = f"{curve.order}-{curve.regime}"
@@ -559,10 +671,18 @@ def log_scaling_best_models(client, scaling_run, result, data: RegressionData) -
                 continue
             seed_run = point.runs[0]
             uri = log_best_model(
-                client, scaling_run, f"{key}-best-b{point.batch_size}", seed_run.history, data,
+                client,
+                scaling_run,
+                f"{key}-best-b{point.batch_size}",
+                seed_run.history,
+                data,
                 params={
-                    "batch_size": point.batch_size, "lr": repr(point.best_lr), "seed": seed_run.seed,
-                    "study_name": curve.study_name(point.batch_size), "order": curve.order, "targets": curve.targets,
+                    "batch_size": point.batch_size,
+                    "lr": repr(point.best_lr),
+                    "seed": seed_run.seed,
+                    "study_name": curve.study_name(point.batch_size),
+                    "order": curve.order,
+                    "targets": curve.targets,
                 },
                 tags={"dtype": curve.study_config.train.dtype},
                 results={} if seed_run.updates is None else {"updates_to_target": seed_run.updates},
@@ -574,8 +694,8 @@ def log_scaling_best_models(client, scaling_run, result, data: RegressionData) -
 
 def scaling_metrics(result, summary: dict) -> list:
     """Predictions and knees as scalars; per (order, regime) the tuned lr and updates to target with
-    step = batch size (MLflow's charts then draw the scaling curves), and B_simple along each batch size's first
-    seed (step = update)."""
+    step = batch size (MLflow's charts then draw the scaling curves), and B_simple along each batch size's
+    first seed (step = update)."""
     import math
 
     from mbgd import tracking
@@ -596,6 +716,8 @@ def scaling_metrics(result, summary: dict) -> list:
                 metrics += tracking.scalars({f"updates_to_target/{key}": updates}, step=point.batch_size)
             path = [(step, v) for step, v in enumerate(point.runs[0].noise_scales) if math.isfinite(v)]
             metrics += [
-                m for step, v in path for m in tracking.scalars({f"noise_scale/{key}/b{point.batch_size}": v}, step=step)
+                m
+                for step, v in path
+                for m in tracking.scalars({f"noise_scale/{key}/b{point.batch_size}": v}, step=step)
             ]
     return [*tracking.scalars(scalars), *metrics]

@@ -3,8 +3,9 @@
 A trial's run costs MLflow a create, one log_batch and an end: about 25 ms on sqlite, more than a population
 member costs to train. So a long sweep hands the runs of each told population to a helper process and asks,
 trains and tells the next population meanwhile; on a machine with a second core the writing is then off the
-sweep's path. The helper writes everything it is handed, in order, even when the sweep's process is killed, and
-ends when the sweep closes the pipe; if the helper dies, the sweep writes the runs it had not confirmed itself.
+sweep's path. The helper writes everything it is handed, in order, even when the sweep's process is killed,
+and ends when the sweep closes the pipe; if the helper dies, the sweep writes the runs it had not confirmed
+itself.
 
 Imports neither MLflow nor torch at the top: a command starts the helper first, and the helper, which imports
 only MLflow, is ready while the command is still importing its own libraries.
@@ -21,9 +22,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # as in mlflow.utils.mlflow_tags; named here so as not to import MLflow
-# From this many trials on, a command starts the helper: its start costs a second or two of imports (on the other
-# core, while the command imports its own libraries), against about 25 ms per run written here.
+from mbgd.errors import say
+
+# as in mlflow.utils.mlflow_tags; named here so as not to import MLflow
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
+# From this many trials on, a command starts the helper: its start costs a second or two of imports (on the
+# other core, while the command imports its own libraries), against about 25 ms per run written here.
 HELPER_FROM_TRIALS = 48
 
 
@@ -50,8 +54,13 @@ def write(client, run: TrialRun) -> str:
     from mbgd import tracking
 
     return tracking.log_finished_run(
-        client, run.experiment_id, run.name, tags=run.tags, params=run.params,
-        metrics=[*tracking.series("loss", run.losses), *tracking.scalars(run.results)], status=run.status,
+        client,
+        run.experiment_id,
+        run.name,
+        tags=run.tags,
+        params=run.params,
+        metrics=[*tracking.series("loss", run.losses), *tracking.scalars(run.results)],
+        status=run.status,
     )
 
 
@@ -65,7 +74,11 @@ def write_once(client, run: TrialRun) -> str:
     )
     kept = None
     for existing in found:
-        if kept is None and existing.info.status == run.status and existing.data.params.get("trial") == str(run.number):
+        if (
+            kept is None
+            and existing.info.status == run.status
+            and existing.data.params.get("trial") == str(run.number)
+        ):
             kept = existing.info.run_id
         else:
             if existing.info.status == "RUNNING":
@@ -75,12 +88,15 @@ def write_once(client, run: TrialRun) -> str:
 
 
 def runs_by_trial(client, experiment_id: str, study_name: str) -> dict[int, list]:
-    """The experiment's runs of the study's trials (found by their params, under any parent), by trial number."""
+    """The experiment's runs of the study's trials (found by their params, under any parent), by trial
+    number."""
     found: dict[int, list] = {}
     page_token = None
     while True:
         page = client.search_runs(
-            [experiment_id], filter_string=f"params.study_name = '{study_name}'", max_results=1000,
+            [experiment_id],
+            filter_string=f"params.study_name = '{study_name}'",
+            max_results=1000,
             page_token=page_token,
         )
         for run in page:
@@ -94,7 +110,8 @@ def runs_by_trial(client, experiment_id: str, study_name: str) -> dict[int, list
 def backfill(client, runs: Sequence[TrialRun], existing: dict[int, list]) -> dict[tuple[str, int], str]:
     """Write each run whose trial has no run of its status among `existing` (runs_by_trial): a process killed
     between telling a trial and writing its run left it without one. Such a trial's other runs (one ended
-    KILLED before it was finished) are deleted; returns the written runs' ids by (study name, trial number)."""
+    KILLED before it was finished) are deleted; returns the written runs' ids by (study name, trial
+    number)."""
     written = {}
     for run in runs:
         present = existing.get(run.number, [])
@@ -116,7 +133,10 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in STOP_SIGNALS}
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in STOP_SIGNALS
+    }
     try:
         yield
     finally:
@@ -131,7 +151,8 @@ def signals_deferred() -> Iterator[None]:
 
 @contextmanager
 def signals_blocked_for_children() -> Iterator[None]:
-    """A child started in the block starts with SIGINT and SIGTERM blocked (it inherits this thread's mask)."""
+    """A child started in the block starts with SIGINT and SIGTERM blocked (it inherits this thread's
+    mask)."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
@@ -145,9 +166,9 @@ def signals_blocked_for_children() -> Iterator[None]:
 class TrialRunWriter:
     """Writes trial runs, through a helper process when `helper` is set, else in this process.
 
-    The helper uses the tracking store this process would (MLFLOW_TRACKING_URI, else ./mlflow.db), so a command
-    can start it before it imports MLflow itself. `flush` returns, by (study name, trial number), the ids of the
-    runs written so far, once every run submitted is written.
+    The helper uses the tracking store this process would (MLFLOW_TRACKING_URI, else ./mlflow.db), so a
+    command can start it before it imports MLflow itself. `flush` returns, by (study name, trial number), the
+    ids of the runs written so far, once every run submitted is written.
     """
 
     def __init__(self, *, helper: bool) -> None:
@@ -156,12 +177,15 @@ class TrialRunWriter:
         self._unconfirmed: dict[tuple[str, int], TrialRun] = {}
         self._process = self._connection = None
         if helper:
-            context = multiprocessing.get_context("spawn")  # not fork: this process has threads and open databases
+            context = multiprocessing.get_context(
+                "spawn"
+            )  # not fork: this process has threads and open databases
             self._connection, helper_end = context.Pipe()
             self._process = context.Process(target=_helper_main, args=(helper_end,), name="mbgd-trial-runs")
             with signals_blocked_for_children():  # until the helper ignores them: see _helper_main
                 self._process.start()
-            helper_end.close()  # ours closed, the helper sees end-of-file when this process ends, however it ends
+            # ours closed, the helper sees end-of-file when this process ends, however it ends
+            helper_end.close()
 
     @property
     def helper_pid(self) -> int | None:
@@ -169,10 +193,13 @@ class TrialRunWriter:
 
     def submit(self, runs: Sequence[TrialRun]) -> None:
         if self._process is not None:
-            # Unconfirmed before they are sent: whatever stops the sending, close() writes what the helper did not.
+            # Unconfirmed before they are sent: whatever stops the sending, close() writes what the helper did
+            # not.
             self._unconfirmed.update((run.key, run) for run in runs)
             try:
-                with signals_deferred():  # a message is in the pipe whole or not at all (it may wait for room there)
+                with (
+                    signals_deferred()
+                ):  # a message is in the pipe whole or not at all (it may wait for room there)
                     self._connection.send(list(runs))
             except OSError:  # the helper is gone
                 self._take_over()
@@ -204,7 +231,8 @@ class TrialRunWriter:
         return self._client
 
     def _collect(self, *, until_confirmed: bool) -> None:
-        """Take the helper's confirmations: those waiting, or all until nothing is unconfirmed or the helper ends."""
+        """Take the helper's confirmations: those waiting, or all until nothing is unconfirmed or the helper
+        ends."""
         while self._connection.poll() if not until_confirmed else self._unconfirmed:
             try:
                 confirmed = self._connection.recv()
@@ -225,10 +253,9 @@ class TrialRunWriter:
         self._connection.close()
         self._process = self._connection = None
         if code != 0:
-            print(
+            say(
                 f"mbgd: the trial-run writer process ended ({_describe_exit(code)}); this process writes the "
-                f"trial runs from now on, {len(self._unconfirmed)} it had not confirmed first",
-                file=sys.stderr,
+                f"trial runs from now on, {len(self._unconfirmed)} it had not confirmed first"
             )
         for key, run in list(self._unconfirmed.items()):
             self.run_ids[key] = write_once(self.client(), run)
@@ -237,8 +264,8 @@ class TrialRunWriter:
 
 @contextmanager
 def trial_run_writer(*, expected_trials: int) -> Iterator[TrialRunWriter]:
-    """A writer for about `expected_trials` trials (a helper process from HELPER_FROM_TRIALS on), closed, every
-    run written, when the block ends, however it ends."""
+    """A writer for about `expected_trials` trials (a helper process from HELPER_FROM_TRIALS on), closed,
+    every run written, when the block ends, however it ends."""
     writer = TrialRunWriter(helper=expected_trials >= HELPER_FROM_TRIALS)
     try:
         yield writer
@@ -275,7 +302,7 @@ def _helper_main(connection) -> None:
         try:
             confirmed = [(run.study_name, run.number, write(client, run)) for run in runs]
         except Exception as error:  # the sweep's process takes over and meets the error itself
-            print(f"mbgd: the trial-run writer process stopped: {error}", file=sys.stderr)
+            say(f"mbgd: the trial-run writer process stopped: {error}")
             sys.exit(1)
         with suppress(OSError):  # the sweep's process is gone: keep writing what is in the pipe
             connection.send(confirmed)

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from mbgd.config import SweepConfig
-from mbgd.errors import Interrupted, WorkerError
+from mbgd.errors import Interrupted, WorkerError, say
 from mbgd.tracking import RunRef
 
 POLL_S = 1.0
@@ -42,8 +42,8 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
             time.sleep(POLL_S)
     finally:
         stop(processes)
-        # A worker stopped between creating a trial's run and ending it leaves that run RUNNING; its process is
-        # gone now, so this marks it KILLED.
+        # A worker stopped between creating a trial's run and ending it leaves that run RUNNING; its process
+        # is gone now, so this marks it KILLED.
         tracking.end_orphaned_runs(tracking.client(), sweep_run.experiment_id)
     finished = {b: sweep.finished_count(sweep.open_study(config, b, storage)) for b in config.batch_sizes}
     unfinished = {b: n for b, n in finished.items() if n < config.n_trials}
@@ -52,7 +52,7 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
         counts = ", ".join(f"batch size {b}: {n} of {config.n_trials}" for b, n in unfinished.items())
         raise WorkerError(f"the studies are unfinished ({counts}): {'; '.join(failed) or 'no worker error'}")
     for message in failed:
-        print(f"mbgd: {message}; the other workers finished its trials", file=sys.stderr)
+        say(f"mbgd: {message}; the other workers finished its trials")
 
 
 def stop(processes: list[Any]) -> None:
@@ -75,8 +75,8 @@ def describe_exit(code: int | None) -> str:
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    # One stop is enough: a second (Ctrl-C reaches every worker, then the sweep SIGTERMs them) must not land in
-    # the clean-up the first started, where it could only be printed as an ignored exception.
+    # One stop is enough: a second (Ctrl-C reaches every worker, then the sweep SIGTERMs them) must not land
+    # in the clean-up the first started, where it could only be printed as an ignored exception.
     _ignore_stops()
     raise Interrupted(signal.Signals(signum).name)
 
@@ -89,7 +89,8 @@ def _ignore_stops() -> None:
 
 
 def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index: int) -> None:
-    """One worker: every batch size's study in turn, each told trial logged as a child run of the sweep's run."""
+    """One worker: every batch size's study in turn, each told trial logged as a child run of the sweep's
+    run."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:
@@ -103,7 +104,10 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
         def on_trials(batch_size: int, study_name: str, records) -> None:
             for record in records:
                 trial_runs.write(
-                    client, runs.trial_run(sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype)
+                    client,
+                    runs.trial_run(
+                        sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype
+                    ),
                 )
 
         for batch_size in config.batch_sizes:
