@@ -43,12 +43,16 @@ class LrScan:
     @property
     def best_index(self) -> int:
         """The lowest value; among equal ones the middle of the first run of them (the most robust lr)."""
+        first, last = self._best_run()
+        return (first + last) // 2
+
+    def _best_run(self) -> tuple[int, int]:
+        """The first and last index of the first run of consecutive lrs that share the lowest value."""
         best = min(self.values)
-        first = self.values.index(best)
-        last = first
+        first = last = self.values.index(best)
         while last + 1 < len(self.values) and self.values[last + 1] == best:
             last += 1
-        return (first + last) // 2
+        return first, last
 
     @property
     def best_lr(self) -> float:
@@ -76,34 +80,10 @@ class LrScan:
     def refinement_range(self, steps: int = REFINE_STEPS) -> tuple[float, float]:
         """The lrs between the best point's neighbours `steps` grid points away (clipped to the scan's
         range)."""
-        first = self.values.index(self.best_value)
-        last = first
-        while last + 1 < len(self.values) and self.values[last + 1] == self.best_value:
-            last += 1
+        first, last = self._best_run()
         low = self.lrs[max(first - steps, 0)]
         high = self.lrs[min(last + steps, len(self.lrs) - 1)]
         return low, high
-
-    def best_points(self, count: int) -> list[float]:
-        """Up to `count` lrs of the best distinct local minima, best first (to enqueue as the first
-        trials)."""
-        values = self.values
-        minima = [
-            i
-            for i in range(len(values))
-            if values[i] < self.worst
-            and (i == 0 or values[i] <= values[i - 1])
-            and (i == len(values) - 1 or values[i] <= values[i + 1])
-        ]
-        if not minima:
-            return [self.best_lr]
-        chosen = [self.best_index]
-        for i in sorted(minima, key=lambda i: (values[i], i)):
-            if len(chosen) >= count:
-                break
-            if all(abs(i - j) > 1 for j in chosen):
-                chosen.append(i)
-        return [self.lrs[i] for i in chosen]
 
     def to_csv(self) -> str:
         rows = [CSV_HEADER]
