@@ -116,3 +116,23 @@ def test_a_reservation_takes_only_the_budget_no_one_holds(tmp_path: Path) -> Non
     protocol.reserve(second, config.n_trials, 4, lr_distribution(config), lrs, taken_second)
     assert (len(taken_first), len(taken_second)) == (4, 3)
     assert sorted(t.number for t in taken_first + taken_second) == list(range(7))
+
+
+def test_a_worker_that_ended_but_was_not_reaped_counts_as_dead() -> None:
+    import subprocess
+    import time
+
+    from mbgd.liveness import process_alive
+
+    child = subprocess.Popen(["sleep", "30"])
+    assert process_alive(child.pid)
+    child.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the kernel makes it a zombie: ended, not yet reaped by us
+        with open(f"/proc/{child.pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    assert not process_alive(child.pid)
+    child.wait()
+    assert not process_alive(child.pid)

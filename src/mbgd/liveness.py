@@ -12,7 +12,11 @@ HOST = socket.gethostname()
 
 
 def process_alive(pid: int) -> bool:
-    """True while a process with this pid exists on this host."""
+    """True while a process with this pid exists on this host and has not ended.
+
+    A process that ended but was not yet reaped by its parent (a zombie: a killed worker whose sweep has not
+    called wait on it) still answers kill(pid, 0); it is dead all the same, and its trials must be retried.
+    """
     if pid <= 0:
         return False
     try:
@@ -21,7 +25,17 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:  # it exists, under another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether the process has ended and waits to be reaped (Linux's /proc; False where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # "pid (command) state ...": the command may hold spaces and ")"; the state follows the last ")"
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @contextlib.contextmanager

@@ -34,7 +34,9 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
         process.start()
     storage = sweep.open_storage(storage_url)
     try:
-        while any(process.is_alive() for process in processes):
+        # is_alive reaps a process that ended: ask every one, not only up to the first alive (any() would stop
+        # there), or a killed worker stays a zombie whose pid still looks alive to the others.
+        while any([process.is_alive() for process in processes]):
             if progress:
                 for batch_size in config.batch_sizes:
                     study = sweep.open_study(config, batch_size, storage)
