@@ -107,53 +107,60 @@ def reference_study_phase(x, y_train, y_eval, *, name: str, storage_url: str, co
     return trials
 
 
+def time_against(context: Context, config, data, other, *, label: str) -> dict:
+    """mbgd's study phase timed before and after `other(name, config) -> trials` (a side that sets up its own
+    stores), both warmed up first on their own stores; returns the seconds and trial counts of both sides.
+
+    mbgd runs before and after the long other side and the two are averaged, so that a change in the machine's
+    load or disk latency during the run does not favour either side.
+    """
+    from mbgd.trial_runs import trial_run_writer
+
+    mbgd_store = context.store(f"{label}-mlflow-mbgd")
+
+    def mbgd(name: str, **changes) -> tuple[float, int]:
+        use_tracking_store(mbgd_store)  # mbgd's default Optuna storage goes beside it
+        return timed(lambda: mbgd_study_phase(replace(config, name=name, **changes), data, writer))
+
+    use_tracking_store(mbgd_store)  # the helper writes to the store it finds in the environment
+    with trial_run_writer(expected_trials=len(config.batch_sizes) * config.n_trials) as writer:
+        # Warm-up on each side's own stores: tables of both databases, TPE's imports, a few trials.
+        mbgd("warm-up", batch_sizes=(20,), n_trials=4, population=2)
+        timed(lambda: other("warm-up", replace(config, batch_sizes=(20,), n_trials=4)))
+        mbgd_before, trials = mbgd("bench-before")
+        other_seconds, other_trials = timed(lambda: other("bench", config))
+        mbgd_after, _ = mbgd("bench-after")
+    context.note(
+        f"mbgd study phase: {trials} trial runs, {mbgd_before:.2f} s before, {mbgd_after:.2f} s after"
+    )
+    return {
+        "mbgd_seconds": (mbgd_before + mbgd_after) / 2,
+        "other_seconds": other_seconds,
+        "other_trials": other_trials,
+    }
+
+
 def run(context: Context) -> list[Result]:
     import optuna
 
     from mbgd.config import SweepConfig
     from mbgd.data import load_data
-    from mbgd.trial_runs import trial_run_writer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = 8 if context.quick else N_TRIALS
     config = SweepConfig(batch_sizes=BATCH_SIZES, n_trials=n_trials, experiment="bench-p2")
     data = load_data(config.train.data, config.train.seed)
     x, y_train, y_eval = data.x.view(-1), data.y_train, data.y_eval
-    mbgd_store, reference_store = context.store("p2-mlflow-mbgd"), context.store("p2-mlflow-reference")
+    reference_store = context.store("p2-mlflow-reference")
 
-    def mbgd(name: str, **changes) -> tuple[float, int]:
-        use_tracking_store(mbgd_store)  # mbgd's default Optuna storage goes beside it
-        return timed(lambda: mbgd_study_phase(replace(config, name=name, **changes), data, writer))
-
-    def reference(name: str, **changes) -> tuple[float, int]:
+    def reference(name: str, run_config) -> int:
         use_tracking_store(reference_store)
-        reference_storage = context.store("p2-optuna-reference")
-        return timed(
-            lambda: reference_study_phase(
-                x,
-                y_train,
-                y_eval,
-                name=name,
-                storage_url=reference_storage,
-                config=replace(config, **changes),
-            )
-        )
+        storage = context.store("p2-optuna-reference")
+        return reference_study_phase(x, y_train, y_eval, name=name, storage_url=storage, config=run_config)
 
-    use_tracking_store(mbgd_store)  # the helper writes to the store it finds in the environment
-    with trial_run_writer(expected_trials=len(BATCH_SIZES) * n_trials) as writer:
-        # Warm-up on each side's own stores: tables of both databases, TPE's imports, a few trials.
-        mbgd("warm-up", batch_sizes=(20,), n_trials=4, population=2)
-        reference("warm-up", batch_sizes=(20,), n_trials=4)
-        # mbgd runs before and after the long reference and the two are averaged, so that a change in the
-        # machine's load or disk latency during the run does not favour either side.
-        mbgd_before, trials = mbgd("bench-before")
-        reference_seconds, reference_trials = reference("bench")
-        mbgd_after, _ = mbgd("bench-after")
-    mbgd_seconds = (mbgd_before + mbgd_after) / 2
-
-    context.note(
-        f"mbgd study phase: {trials} trial runs, {mbgd_before:.2f} s before, {mbgd_after:.2f} s after"
-    )
+    timings = time_against(context, config, data, reference, label="p2")
+    mbgd_seconds = timings["mbgd_seconds"]
+    reference_seconds, reference_trials = timings["other_seconds"], timings["other_trials"]
     context.note(
         f"reference Optuna + MLflow loop: {reference_trials} trial runs in {reference_seconds:.2f} s"
     )

@@ -12,10 +12,9 @@ before and after the peer and the two are averaged.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
-from harness import Context, Result, timed, use_tracking_store
-from p2_sweep import BATCH_SIZES, N_TRIALS, mbgd_study_phase
+from harness import Context, Result, use_tracking_store
+from p2_sweep import BATCH_SIZES, N_TRIALS, time_against
 
 GOAL = 8.0  # peer ÷ mbgd
 
@@ -77,46 +76,22 @@ def run(context: Context) -> list[Result]:
 
     from mbgd.config import SweepConfig
     from mbgd.data import load_data
-    from mbgd.trial_runs import trial_run_writer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = 8 if context.quick else N_TRIALS
     config = SweepConfig(batch_sizes=BATCH_SIZES, n_trials=n_trials, experiment="bench-p2s")
     data = load_data(config.train.data, config.train.seed)
-    mbgd_store, peer_store = context.store("p2s-mlflow-mbgd"), context.store("p2s-mlflow-peer")
+    peer_store = context.store("p2s-mlflow-peer")
 
-    def mbgd(name: str, **changes) -> tuple[float, int]:
-        use_tracking_store(mbgd_store)
-        return timed(lambda: mbgd_study_phase(replace(config, name=name, **changes), data, writer))
-
-    def peer(name: str, **changes) -> tuple[float, int]:
+    def peer(name: str, run_config) -> int:
         use_tracking_store(peer_store)
         storage = context.store("p2s-optuna-peer")
-        return timed(
-            lambda: peer_study_phase(data, name=name, storage_url=storage, config=replace(config, **changes))
-        )
+        return peer_study_phase(data, name=name, storage_url=storage, config=run_config)
 
-    use_tracking_store(mbgd_store)
-    with trial_run_writer(expected_trials=len(BATCH_SIZES) * n_trials) as writer:
-        mbgd("warm-up", batch_sizes=(20,), n_trials=4, population=2)
-        peer("warm-up", batch_sizes=(20,), n_trials=4)
-        mbgd_before, trials = mbgd("bench-before")
-        peer_seconds, peer_trials = peer("bench")
-        mbgd_after, _ = mbgd("bench-after")
-    mbgd_seconds = (mbgd_before + mbgd_after) / 2
+    timings = time_against(context, config, data, peer, label="p2s")
     context.note(
-        f"mbgd study phase: {trials} trial runs, {mbgd_before:.2f} s before, {mbgd_after:.2f} s after"
+        f"peer (study.optimize, mbgd's training, one log_batch per run): {timings['other_trials']} "
+        f"trial runs in {timings['other_seconds']:.2f} s"
     )
-    context.note(
-        f"peer (study.optimize, mbgd's training, one log_batch per run): {peer_trials} trial runs "
-        f"in {peer_seconds:.2f} s"
-    )
-    return [
-        Result(
-            "P2s",
-            "sweep study phase, strong peer vs mbgd",
-            peer_seconds / mbgd_seconds,
-            goal=GOAL,
-            higher_is_better=True,
-        )
-    ]
+    ratio = timings["other_seconds"] / timings["mbgd_seconds"]
+    return [Result("P2s", "sweep study phase, strong peer vs mbgd", ratio, goal=GOAL, higher_is_better=True)]
