@@ -23,6 +23,7 @@ from mbgd.config import ConfigError, SweepConfig, TrainConfig, redact
 from mbgd.data import RegressionData, load_data
 from mbgd.objectives import epochs_to_floor, intermediate_value, noise_floor, objective_floor, objective_value
 from mbgd.protocol import FINISHED_STATES, AskedTrial
+from mbgd.sqlite_settings import sqlite_path, sync_at_checkpoints, use_write_ahead_log
 from mbgd.train import EpochHook, History, fit_population
 
 WAIT_POLL_S = 1.0  # how often a worker with nothing to ask checks whether other workers' trials ended
@@ -93,8 +94,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     """
     try:
         engine_kwargs = {}
-        if url.startswith("sqlite:///"):
-            _use_write_ahead_log(url[len("sqlite:///") :])
+        path = sqlite_path(url)
+        if path is not None:
+            use_write_ahead_log(path, timeout_s=protocol.BUSY_TIMEOUT_S)
             engine_kwargs = {"connect_args": {"timeout": protocol.BUSY_TIMEOUT_S}}
         with warnings.catch_warnings():  # heartbeats have been "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -104,34 +106,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 heartbeat_interval=protocol.HEARTBEAT_INTERVAL_S,
                 grace_period=protocol.GRACE_PERIOD_S,
             )
-        if url.startswith("sqlite:///"):
-            _sync_at_checkpoints(storage.engine)
+        if path is not None:
+            sync_at_checkpoints(storage.engine)
         return optuna.storages.get_storage(storage)
     except Exception as error:  # storages raise ValueError, ImportError or SQLAlchemy errors for bad URLs
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"cannot open Optuna storage {redact(url)!r}: {first_line}") from None
-
-
-def _sync_at_checkpoints(engine) -> None:
-    """synchronous=NORMAL on every connection of this storage: with a write-ahead log, commits survive a
-    killed process and only a power cut can lose the last ones; it saves a disk sync per commit, and a sweep
-    commits thousands of times (ask, suggest, tell, attributes)."""
-    import sqlalchemy
-
-    def on_connect(connection, record) -> None:
-        connection.execute("PRAGMA synchronous=NORMAL")
-
-    sqlalchemy.event.listen(engine, "connect", on_connect)
-    engine.dispose()  # connections made before the listener existed
-
-
-def _use_write_ahead_log(path: str) -> None:
-    import sqlite3
-
-    if path in ("", ":memory:"):
-        return
-    with contextlib.closing(sqlite3.connect(path, timeout=protocol.BUSY_TIMEOUT_S)) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
 
 
 def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.BaseStorage) -> optuna.Study:

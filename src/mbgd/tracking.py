@@ -10,7 +10,7 @@ import functools
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -30,6 +30,7 @@ from mlflow.utils.mlflow_tags import (
 from mbgd import liveness
 from mbgd.errors import Interrupted
 from mbgd.liveness import HOST, process_alive
+from mbgd.sqlite_settings import sqlite_path, use_write_ahead_log
 from mbgd.tracking_store import tracking_uri
 
 if TYPE_CHECKING:
@@ -61,19 +62,10 @@ def client() -> MlflowClient:
     instead of several, and readers such as `mbgd ui` no longer block the writers.
     """
     uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        _use_write_ahead_log(uri[len("sqlite:///") :])
+    path = sqlite_path(uri)
+    if path is not None:
+        use_write_ahead_log(path, timeout_s=60)
     return MlflowClient()
-
-
-def _use_write_ahead_log(path: str) -> None:
-    import sqlite3
-    from contextlib import closing
-
-    if not path or path == ":memory:" or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        return
-    with suppress(sqlite3.Error), closing(sqlite3.connect(path, timeout=60)) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
 
 
 def experiment_id_for(mlflow_client: MlflowClient, name: str = "") -> str:
