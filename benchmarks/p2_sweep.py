@@ -5,13 +5,13 @@ objective auc (mean log10 full-dataset loss over the epochs, the worst value whe
 trial a child run of one parent run with its params and its per-epoch `loss` series plus `objective`.
 
 mbgd side: what `tracked_sweep` does before its analysis: open the storage and studies, the parent run with
-its params and dataset, then `runs.run_studies` (population trials: 16 learning rates trained at once; the
-trial runs written meanwhile by the helper process that `mbgd sweep` starts before its own imports, and all of
-them written before the timing ends). The helper is started before the warm-up, as the command starts it
-before importing. Reference: one trial at a time, `study.optimize(objective)`, where the objective opens
-`mlflow.start_run(nested=True)`, logs its params, trains its one lr with a plain torch loop (tensor slices,
-autograd, manual update: no DataLoader, so the reference is not slowed by per-sample fetching) and calls
-`mlflow.log_metric("loss", ..., step=epoch)` after each epoch, as the Optuna and MLflow examples do.
+its params and dataset, then `pipeline_sweep.run_studies` (population trials: 16 learning rates trained at
+once; the trial runs written meanwhile by the helper process that `mbgd sweep` starts before its own imports,
+and all of them written before the timing ends). The helper is started before the warm-up, as the command
+starts it before importing. Reference: one trial at a time, `study.optimize(objective)`, where the objective
+opens `mlflow.start_run(nested=True)`, logs its params, trains its one lr with a plain torch loop (tensor
+slices, autograd, manual update: no DataLoader, so the reference is not slowed by per-sample fetching) and
+calls `mlflow.log_metric("loss", ..., step=epoch)` after each epoch, as the Optuna and MLflow examples do.
 
 Not included on either side: the seeds' re-training, theory, figures and summaries that follow the studies.
 Each side has an MLflow sqlite store of its own in the work folder; mbgd's Optuna storage is its default
@@ -33,20 +33,23 @@ WORST_AUC = 40.0  # mbgd's value for a diverged trial (float32's largest finite 
 
 
 def mbgd_study_phase(config, data, writer) -> int:
-    """The first half of mbgd.runs.tracked_sweep, on mbgd's default storage; returns the trial runs logged."""
-    from mbgd import runs, sweep, tracking
+    """The first half of mbgd.pipeline_sweep.tracked_sweep, on mbgd's default storage; returns the trial runs
+    logged."""
+    from mbgd import pipeline_sweep, studies, tracking, tracking_models
 
-    storage_url = config.storage or sweep.default_storage()
-    storage = sweep.open_storage(storage_url)
-    sweep.remaining_trials(config, storage)  # opens (creates) the studies, as tracked_sweep does
+    storage_url = config.storage or studies.default_storage()
+    storage = studies.open_storage(storage_url)
+    studies.remaining_trials(config, storage)  # opens (creates) the studies, as tracked_sweep does
     written_before = len(writer.run_ids)
     client = tracking.client()
     with tracking.run_scope(
         client, experiment_name=config.experiment, run_name=f"sweep-{config.name}"
     ) as parent:
         tracking.log_values(client, parent.run_id, params=config.as_params())
-        tracking.log_dataset(client, parent.run_id, data)
-        _, _, trial_run_ids = runs.run_studies(config, data, storage, storage_url, parent, writer=writer)
+        tracking_models.log_dataset(client, parent.run_id, data)
+        _, _, trial_run_ids = pipeline_sweep.run_studies(
+            config, data, storage, storage_url, parent, writer=writer
+        )
     return len(trial_run_ids) - written_before
 
 
@@ -114,7 +117,7 @@ def time_against(context: Context, config, data, other, *, label: str) -> dict:
     mbgd runs before and after the long other side and the two are averaged, so that a change in the machine's
     load or disk latency during the run does not favour either side.
     """
-    from mbgd.trial_runs import trial_run_writer
+    from mbgd.trial_runs import open_writer
 
     mbgd_store = context.store(f"{label}-mlflow-mbgd")
 
@@ -123,7 +126,7 @@ def time_against(context: Context, config, data, other, *, label: str) -> dict:
         return timed(lambda: mbgd_study_phase(replace(config, name=name, **changes), data, writer))
 
     use_tracking_store(mbgd_store)  # the helper writes to the store it finds in the environment
-    with trial_run_writer(expected_trials=len(config.batch_sizes) * config.n_trials) as writer:
+    with open_writer(trials=len(config.batch_sizes) * config.n_trials) as writer:
         # Warm-up on each side's own stores: tables of both databases, TPE's imports, a few trials.
         mbgd("warm-up", batch_sizes=(20,), n_trials=4, population=2)
         timed(lambda: other("warm-up", replace(config, batch_sizes=(20,), n_trials=4)))

@@ -17,9 +17,9 @@ def study_phase(config, data) -> tuple[float, dict[int, tuple[float, int]]]:
     """Seconds for every batch size's study, and per batch size (best lr, PRUNED trials)."""
     import optuna
 
-    from mbgd import sweep
+    from mbgd import studies, sweep
 
-    storage = sweep.open_storage(config.storage)
+    storage = studies.open_storage(config.storage)
     found = {}
     start = time.perf_counter()
     for batch_size in config.batch_sizes:

@@ -14,7 +14,8 @@ import pytest
 
 from mbgd import protocol
 from mbgd.config import SweepConfig, TrainConfig
-from mbgd.sweep import lr_distribution, open_storage, open_study
+from mbgd.studies import open_storage, open_study
+from mbgd.sweep import lr_distribution
 
 STATE = optuna.trial.TrialState
 N_TRIALS = 7

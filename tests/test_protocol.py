@@ -12,7 +12,8 @@ import pytest
 from mbgd import protocol, sweep
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
-from mbgd.sweep import lr_distribution, open_storage, open_study, run_study
+from mbgd.studies import open_storage, open_study
+from mbgd.sweep import lr_distribution, run_study
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)

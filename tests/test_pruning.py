@@ -13,7 +13,9 @@ from mbgd.cli import main
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
 from mbgd.objectives import intermediate_value
-from mbgd.sweep import decision_epochs, make_pruner, open_storage, run_study
+from mbgd.pruning import decision_epochs, make_pruner
+from mbgd.studies import open_storage
+from mbgd.sweep import run_study
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mbgd import cli, runs, sweep, tracking
+from mbgd import cli, runs, studies, tracking
 from mbgd.config import ConfigError, SweepConfig, TrainConfig, redact
 from mbgd.data import load_data
 from mbgd.tracking_store import StoreUnavailable, check
@@ -56,7 +56,7 @@ def test_redact_leaves_urls_without_a_password_as_they_are(url: str) -> None:
 
 def test_an_optuna_storage_that_cannot_open_is_an_error_without_its_password() -> None:
     with pytest.raises(ConfigError) as error:
-        sweep.open_storage(f"mysql+nodriver://alice:{SECRET}@127.0.0.1/optuna")
+        studies.open_storage(f"mysql+nodriver://alice:{SECRET}@127.0.0.1/optuna")
     assert SECRET not in str(error.value)
     assert "mysql+nodriver://alice:***@127.0.0.1/optuna" in str(error.value)
 
@@ -77,8 +77,8 @@ def test_the_sweeps_storage_param_carries_no_password(tracking_store: str, tmp_p
     """The sweep's params name its storage with the password as ***: the storage is a local file standing in
     for the PostgreSQL URL the user gave; the sweep stops once its params are logged."""
     secret_url = f"postgresql+psycopg2://mbgd:{SECRET}@dbhost/optuna"
-    real_open = sweep.open_storage
-    monkeypatch.setattr(sweep, "open_storage", lambda url: real_open(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    real_open = studies.open_storage
+    monkeypatch.setattr(studies, "open_storage", lambda url: real_open(f"sqlite:///{tmp_path / 'optuna.db'}"))
     logged = []
     real_log_values = tracking.log_values
 
@@ -119,7 +119,7 @@ def test_mbgd_dashboard_prints_its_storage_without_the_password(
     fake.__spec__ = importlib.machinery.ModuleSpec("optuna_dashboard", None)
     fake.run_server = lambda storage, host, port: served.append((host, port))
     monkeypatch.setitem(sys.modules, "optuna_dashboard", fake)
-    monkeypatch.setattr(sweep, "open_storage", lambda url: object())
+    monkeypatch.setattr(studies, "open_storage", lambda url: object())
     storage = f"postgresql+psycopg2://mbgd:{SECRET}@dbhost/optuna"
     result = CliRunner().invoke(cli.main, ["dashboard", "--storage", storage])
     assert result.exit_code == 0, result.output

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from mbgd import report
-from mbgd.sweep import median_trials
+from mbgd.sweep_summary import median_trials
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from checks import runs_after
-from mbgd import report, scaling, theory
+from mbgd import report, scaling, scaling_summary, theory
 from mbgd.cli import main
 from mbgd.config import ConfigError, ScalingConfig, SweepConfig, TrainConfig, build_scaling_config
 from mbgd.data import load_data
@@ -25,7 +25,9 @@ from mbgd.objectives import (
     updates_target,
     updates_to_target,
 )
-from mbgd.sweep import open_storage, retrain_over_seeds, run_study, study_settings
+from mbgd.studies import open_storage, study_settings
+from mbgd.sweep import run_study
+from mbgd.sweep_summary import retrain_over_seeds
 from mbgd.train import History, fit_population, full_dataset_loss
 from test_readme_numbers import beta_and_lambda1
 
@@ -194,7 +196,7 @@ def test_report_md_gets_the_scaling_section_of_the_same_folder(tmp_path: Path) -
         }
     )
     result = scaling.measure_scaling(config, open_storage(config.sweep.storage))
-    (tmp_path / "scaling.json").write_text(json.dumps(scaling.summarize(result)))
+    (tmp_path / "scaling.json").write_text(json.dumps(scaling_summary.summarize(result)))
     section = report.scaling_section(tmp_path)
     assert section.startswith("\n## 4. Scaling")
     assert "![" in section
@@ -298,7 +300,7 @@ def test_measured_points_count_updates_samples_and_epochs_of_each_seed(tmp_path:
             losses = [run.history.train_losses[0], *run.history.update_losses]  # before and after each update
             assert losses[run.updates] <= run.target < min(losses[: run.updates])
             assert len(run.noise_scales) == len(run.history.update_params) + 1
-    summary = scaling.summarize(result)
+    summary = scaling_summary.summarize(result)
     row = summary["by_batch_size"]["30"]["fixed_order"]["interpolation"]
     assert {"best_lr", "eta_star", "updates_to_target", "samples_to_target", "epochs_to_target"} <= set(row)
     # by hand: the largest per-sample trace, the full Hessian's eigenvalue

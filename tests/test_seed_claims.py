@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from mbgd import scaling, sweep
+from mbgd import scaling, sweep_summary
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
 
@@ -23,7 +23,7 @@ def floor_by_hand(seed: int) -> float:
 
 def test_sweep_retrains_each_seed_with_its_own_noise() -> None:
     config = SweepConfig(train=replace(TUTORIAL, epochs=3), seeds=3, batch_sizes=(10,))
-    runs = sweep.retrain_over_seeds(config, 10, 0.05)
+    runs = sweep_summary.retrain_over_seeds(config, 10, 0.05)
     assert runs.floors == pytest.approx([floor_by_hand(s) for s in (42, 43, 44)], rel=1e-6)
     assert len(set(runs.floors)) == 3
     finals = [h.epoch_losses[-1] for h in runs.histories]
@@ -32,7 +32,7 @@ def test_sweep_retrains_each_seed_with_its_own_noise() -> None:
 
 def test_sweep_retrains_a_shuffled_order_differently_per_seed() -> None:
     config = SweepConfig(train=NOISY_SHUFFLED, seeds=2, batch_sizes=(10,))
-    first, second = sweep.retrain_over_seeds(config, 10, 0.05).histories
+    first, second = sweep_summary.retrain_over_seeds(config, 10, 0.05).histories
     assert first.epoch_losses[0] != second.epoch_losses[0]  # noise differs from the start
     assert first.epoch_losses != second.epoch_losses
 

@@ -18,7 +18,8 @@ from mbgd.cli import main
 from mbgd.config import ConfigError, SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
 from mbgd.objectives import epochs_to_floor, noise_floor, objective_value
-from mbgd.sweep import ask_within_budget, default_storage, open_storage, open_study, propose_lrs, run_study
+from mbgd.studies import default_storage, open_storage, open_study
+from mbgd.sweep import ask_within_budget, propose_lrs, run_study
 from mbgd.train import History
 
 TUTORIAL = TrainConfig()

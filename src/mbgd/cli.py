@@ -564,7 +564,7 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
             "optuna-dashboard is not installed: pip install 'mbgd[dashboard]' (or optuna-dashboard==0.21.0)"
         )
     from mbgd.config import redact
-    from mbgd.sweep import default_storage, open_storage
+    from mbgd.studies import default_storage, open_storage
 
     url = storage or default_storage()
     opened = open_storage(url)

@@ -273,6 +273,13 @@ def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
     return told
 
 
+def fail_unfinished(study: optuna.Study, trials: Sequence[AskedTrial]) -> None:
+    """Fail the trials still RUNNING (interrupted between ask and tell); those already told stay as told."""
+    for trial in trials:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+            study._storage.set_trial_state_values(trial.trial_id, state=STATE.FAIL)
+
+
 def _values(outcome: Outcome, stored: optuna.trial.FrozenTrial) -> list[float] | None:
     """COMPLETE: the value; PRUNED: the last reported intermediate value if finite (as Study.tell records
     it)."""
@@ -298,8 +305,9 @@ def record_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Non
 
 
 @contextlib.contextmanager
-def heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -> Iterator[None]:
+def heartbeats(study: optuna.Study, trial_ids: Sequence[int]) -> Iterator[None]:
     """Record the trials' heartbeats every HEARTBEAT_INTERVAL_S while the block runs (RDB storages only)."""
+    storage = study._storage
     if not has_heartbeats(storage):
         yield
         return

@@ -138,7 +138,7 @@ class SweepOutcome:
     experiment_id: str
     summary: dict
     summary_markdown: str
-    results: list  # sweep.BatchSizeResult per batch size
+    results: list  # sweep_summary.BatchSizeResult per batch size
     best_models: dict[int, str] = field(default_factory=dict)  # model URI by batch size (none if it diverged)
     registered_versions: dict[int, str] = field(
         default_factory=dict
@@ -188,13 +188,14 @@ def trial_run(parent, batch_size: int, study_name: str, record, *, n: int, dtype
 def scan_studies(config, data: RegressionData, storage) -> dict:
     """Every batch size's dense lr scan (mbgd.scan), each study set to refine it; {} with --scan 0."""
     from mbgd import scan, sweep
+    from mbgd.studies import open_study
 
     if not config.scan:
         return {}
     scans = {}
     for batch_size in config.batch_sizes:
         scans[batch_size] = scan.run_scan(config, data, batch_size)
-        sweep.prepare_refinement(sweep.open_study(config, batch_size, storage), scans[batch_size])
+        sweep.prepare_refinement(open_study(config, batch_size, storage), scans[batch_size])
     return scans
 
 
@@ -207,11 +208,12 @@ def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_r
     when it has one. Several workers: each writes its own trials' runs (the scans are made here first).
     """
     from mbgd import sweep, workers
+    from mbgd.studies import open_study
 
     scans = scan_studies(config, data, storage)
     if config.workers > 1:
         workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
-        studies = [sweep.open_study(config, b, storage) for b in config.batch_sizes]
+        studies = [open_study(config, b, storage) for b in config.batch_sizes]
         return scans, studies, backfill_trial_runs(writer.client(), sweep_run, config, data, studies)
 
     def on_trials(batch_size: int, study_name: str, records) -> None:
@@ -240,13 +242,13 @@ def backfill_trial_runs(
     """Write, as children of `sweep_run`, the run of every finished trial that has none in the experiment (its
     process was killed between telling the trial and writing the run: a worker, or an earlier sweep), rebuilt
     from what the trial stored when told (sweep.stored_record); returns their ids by (study name, trial)."""
-    from mbgd import sweep, trial_runs
+    from mbgd import protocol, sweep, trial_runs
 
     written = {}
     for batch_size, study in zip(config.batch_sizes, studies, strict=True):
         records = [
             sweep.stored_record(t, batch_size)
-            for t in study.get_trials(deepcopy=False, states=sweep.FINISHED_STATES)
+            for t in study.get_trials(deepcopy=False, states=protocol.FINISHED_STATES)
         ]
         runs = [
             trial_run(sweep_run, batch_size, study.study_name, record, n=data.n, dtype=config.train.dtype)
@@ -296,13 +298,12 @@ def tracked_sweep(
     """
     from contextlib import ExitStack
 
-    from mbgd import plots, report, sweep, tracking, trial_runs
+    from mbgd import plots, report, sweep_summary, tracking, trial_runs
+    from mbgd.studies import default_storage, open_storage, remaining_trials
 
-    storage_url = config.storage or sweep.default_storage()
-    storage = sweep.open_storage(storage_url)
-    remaining = sweep.remaining_trials(
-        config, storage
-    )  # refuses mismatched settings before any MLflow run exists
+    storage_url = config.storage or default_storage()
+    storage = open_storage(storage_url)
+    remaining = remaining_trials(config, storage)  # refuses mismatched settings before any MLflow run exists
     client = tracking.client()
     experiment_id = parent.experiment_id if parent else tracking.experiment_id_for(client, config.experiment)
     tracking.end_orphaned_runs(client, experiment_id)
@@ -328,10 +329,10 @@ def tracked_sweep(
             config, data, storage, storage_url, sweep_run, writer=writer, progress=progress
         )
         results = [
-            sweep.analyse_batch_size(config, study, data, scans.get(b))
+            sweep_summary.analyse_batch_size(config, study, data, scans.get(b))
             for b, study in zip(config.batch_sizes, studies, strict=True)
         ]
-        summary = sweep.summarize(config, results)
+        summary = sweep_summary.summarize(config, results)
         markdown = report.summary_markdown(summary)
         best_runs = {
             r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))
@@ -575,11 +576,12 @@ def tracked_scaling(
     import json
     from pathlib import Path
 
-    from mbgd import plots, report, scaling, sweep, tracking, trial_runs
+    from mbgd import plots, report, scaling, scaling_summary, tracking, trial_runs
+    from mbgd.studies import default_storage, open_storage, open_study
 
     config = scaling.resolve_lr_range(config, data.x)
-    storage_url = config.sweep.storage or sweep.default_storage()
-    storage = sweep.open_storage(storage_url)
+    storage_url = config.sweep.storage or default_storage()
+    storage = open_storage(storage_url)
     remaining = scaling.open_studies(
         config, storage
     )  # refuses mismatched settings before any MLflow run exists
@@ -619,7 +621,7 @@ def tracked_scaling(
                 writer = stack.enter_context(trial_runs.trial_run_writer(expected_trials=remaining))
             result = scaling.measure_scaling(config, storage, on_trials=on_trials, progress=progress)
             writer.flush()
-        summary = scaling.summarize(result)
+        summary = scaling_summary.summarize(result)
         markdown = report.scaling_markdown(summary, heading="#")
         best_models = log_scaling_best_models(client, scaling_run, result, data)
         tracking.log_values(
@@ -634,7 +636,7 @@ def tracked_scaling(
             tracking.log_figure(client, scaling_run.run_id, figure, artifact_file)
         for curve in result.curves:
             scans = [point.lr_scan for point in curve.points if point.lr_scan is not None]
-            studies = [sweep.open_study(curve.study_config, p.batch_size, storage) for p in curve.points]
+            studies = [open_study(curve.study_config, p.batch_size, storage) for p in curve.points]
             scan_figure = log_scans(
                 client,
                 scaling_run.run_id,

@@ -7,7 +7,8 @@ counting updates, samples and epochs to the target and measuring the gradient no
 Beside the measurement: the interpolation theory's critical batch size m* and step eta*(m) (Ma, Bassily &
 Belkin 2018) and the simple noise scale B_simple (McCandlish et al. 2018).
 
-Pure of MLflow: trials are reported through `on_trials`, progress through `progress`, results returned.
+Pure of MLflow: trials are reported through `on_trials`, progress through `progress`, results returned;
+scaling.json's numbers are mbgd.scaling_summary's.
 In scaling, every loss is the one on the targets the model trains on (the tutorial's recorded loss, on the
 noisy Y, could never reach a target set on the noise-free line).
 """
@@ -22,14 +23,14 @@ from dataclasses import dataclass, replace
 import optuna
 import torch
 
-from mbgd import objectives, sweep, theory
+from mbgd import objectives, studies, sweep, theory
 from mbgd.config import REGIMES, ScalingConfig, SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
 from mbgd.scan import LrScan, relative_regret, run_scan
 from mbgd.train import DTYPES, History, fit_population, full_dataset_loss
 
 ORDER_KEYS = {"fixed": "fixed_order", "shuffled": "shuffled"}  # scaling.json's names of the batch orders
-Progress = Callable[[str], None]  # one line per finished study
+ProgressLine = Callable[[str], None]  # one line per finished study
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def measure_scaling(
     *,
     on_trials: sweep.OnTrials | None = None,
     on_scan: Callable[[LrScan], None] | None = None,
-    progress: Progress | None = None,
+    progress: ProgressLine | None = None,
 ) -> ScalingResult:
     """Every (order, regime): the lr study of each batch size, then its best lr over the seeds."""
     base_data = load_data(config.sweep.train.data, config.sweep.train.seed)
@@ -270,7 +271,7 @@ def measure_scaling(
                 lr_scan = None
                 if study_config.scan:
                     lr_scan = run_scan(study_config, data, batch_size)
-                    sweep.prepare_refinement(sweep.open_study(study_config, batch_size, storage), lr_scan)
+                    sweep.prepare_refinement(studies.open_study(study_config, batch_size, storage), lr_scan)
                     if on_scan:
                         on_scan(lr_scan)
                 study = sweep.run_study(study_config, data, batch_size, storage, on_trials=on_trials)
@@ -323,110 +324,7 @@ def open_studies(config: ScalingConfig, storage: optuna.storages.BaseStorage) ->
     """Create or check every study first: mismatched settings fail before anything is trained or logged.
     Returns the trials still to run in all of them."""
     return sum(
-        sweep.remaining_trials(config.study_config(order, targets), storage)
+        studies.remaining_trials(config.study_config(order, targets), storage)
         for order in config.orders
         for targets in config.targets
     )
-
-
-def _number(value: float) -> float | None:
-    """JSON has no nan or inf: None stands for 'not measured' (e.g. never reached)."""
-    return value if math.isfinite(value) else None
-
-
-def curve_noise_scale(curve: ScalingCurve) -> float:
-    """The median over the grid of B_simple where each batch size's runs reached the target; nan if none."""
-    values = [p.noise_scale_at_target for p in curve.points if math.isfinite(p.noise_scale_at_target)]
-    return statistics.median(values) if values else math.nan
-
-
-def noise_scale_at_target(curves: Sequence[ScalingCurve]) -> dict[str, float]:
-    """The noisy regime's noise scale at the target, per batch order."""
-    by_order = {}
-    for curve in curves:
-        if curve.targets == "noisy" and math.isfinite(curve_noise_scale(curve)):
-            by_order[curve.order_key] = curve_noise_scale(curve)
-    return by_order
-
-
-def lr_exponent(curve: ScalingCurve) -> dict:
-    """The log-log slope of the tuned lr against the batch size over the grid, with its standard error (None
-    where fewer than three batch sizes have a tuned lr)."""
-    tuned = [(p.batch_size, p.best_lr) for p in curve.points if p.best_value < p.worst_value]
-    slope, error = sweep.fitted_exponent([b for b, _ in tuned], [lr for _, lr in tuned])
-    return {"best_lr_exponent": _number(slope), "best_lr_exponent_se": _number(error)}
-
-
-def scan_summary(point: ScalingPoint) -> dict:
-    """The scan's best and what tuning left on the table; None where there was no scan or no lr reached."""
-    scan = point.lr_scan
-    if scan is None:
-        return {"scan_best_lr": None, "scan_best_updates": None, "tuned_regret": None, "scan_at_edge": None}
-    return {
-        "scan_best_lr": scan.best_lr if scan.reached else None,
-        "scan_best_updates": scan.best_value if scan.reached else None,
-        "tuned_regret": _number(point.tuned_regret) if scan.reached else None,
-        "scan_at_edge": scan.at_edge or None,
-    }
-
-
-def summarize(result: ScalingResult) -> dict:
-    """scaling.json's content."""
-    config, scaling = result.config, result.theory
-    by_batch_size: dict[str, dict] = {}
-    measured: dict[str, dict] = {}
-    for curve in result.curves:
-        measured.setdefault(curve.order_key, {})[curve.regime] = {
-            "critical_batch_size": _number(curve.fit.critical_batch_size),
-            "fewest_updates": _number(curve.fit.s_min),
-            "fewest_samples": _number(curve.fit.e_min),
-            "noise_scale_at_target": _number(curve_noise_scale(curve)),
-            **lr_exponent(curve),
-        }
-        for point in curve.points:
-            # A study in which no lr reached the target has no best lr: every trial scored the worst value.
-            tuned = point.best_value < point.worst_value
-            row = {
-                "best_lr": point.best_lr if tuned else None,
-                "best_value": point.best_value,
-                "eta_star": point.eta_star,
-            }
-            for name, key in (
-                ("updates", "updates_to_target"),
-                ("first_touch", "first_touch_updates"),
-                ("samples", "samples_to_target"),
-                ("epochs", "epochs_to_target"),
-            ):
-                mean, sd = point.stat(name)
-                row[key], row[f"{key}_sd"] = _number(mean), _number(sd)
-            row.update(scan_summary(point))
-            row["seeds_reached"] = point.reached
-            row["target_loss"] = statistics.fmean(run.target for run in point.runs)
-            row["noise_scale_at_target"] = _number(point.noise_scale_at_target)
-            by_batch_size.setdefault(str(point.batch_size), {}).setdefault(curve.order_key, {})[
-                curve.regime
-            ] = row
-    by_order = noise_scale_at_target(result.curves)
-    return {
-        "name": config.sweep.name,
-        "data": result.data.name,
-        "batch_sizes": list(config.sweep.batch_sizes),
-        "orders": [ORDER_KEYS[o] for o in config.orders],
-        "regimes": [REGIMES[t] for t in config.targets],
-        "target_ratio": config.sweep.target_ratio,
-        "noisy_target_tolerance": objectives.FLOOR_TOLERANCE,
-        "epochs": config.sweep.train.epochs,
-        "dtype": config.sweep.train.dtype,
-        "n_trials": config.sweep.n_trials,
-        "scan": config.sweep.scan,
-        "lr_range": [config.sweep.lr_min, config.sweep.lr_max],
-        "seeds": [config.sweep.train.seed + i for i in range(config.sweep.seeds)],
-        "critical_batch_size_theory": scaling.critical_batch_size,
-        "beta": scaling.beta,
-        "lambda_1": scaling.lambda_1,
-        # The noisy regime's B_simple at the target: the fixed order's when it ran, else the shuffled one's.
-        "noise_scale_at_target": _number(next(iter(by_order.values()), math.nan)),
-        "noise_scale_at_target_by_order": by_order,
-        "measured": measured,
-        "by_batch_size": by_batch_size,
-    }

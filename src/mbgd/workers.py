@@ -23,7 +23,7 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
     A worker that dies (kill -9) leaves its trials to the others, which fail and retry them; the sweep fails
     only when the studies are not finished once every worker has ended.
     """
-    from mbgd import sweep, tracking
+    from mbgd import studies, tracking
 
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch or sqlite state is forked
     processes = [
@@ -32,22 +32,22 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
     ]
     for process in processes:
         process.start()
-    storage = sweep.open_storage(storage_url)
+    storage = studies.open_storage(storage_url)
     try:
         # is_alive reaps a process that ended: ask every one, not only up to the first alive (any() would stop
         # there), or a killed worker stays a zombie whose pid still looks alive to the others.
         while any([process.is_alive() for process in processes]):
             if progress:
                 for batch_size in config.batch_sizes:
-                    study = sweep.open_study(config, batch_size, storage)
-                    progress(batch_size, sweep.finished_count(study), config.n_trials)
+                    study = studies.open_study(config, batch_size, storage)
+                    progress(batch_size, studies.finished_count(study), config.n_trials)
             time.sleep(POLL_S)
     finally:
         stop(processes)
         # A worker stopped between creating a trial's run and ending it leaves that run RUNNING; its process
         # is gone now, so this marks it KILLED.
         tracking.end_orphaned_runs(tracking.client(), sweep_run.experiment_id)
-    finished = {b: sweep.finished_count(sweep.open_study(config, b, storage)) for b in config.batch_sizes}
+    finished = {b: studies.finished_count(studies.open_study(config, b, storage)) for b in config.batch_sizes}
     unfinished = {b: n for b, n in finished.items() if n < config.n_trials}
     failed = [f"{p.name} exited with {describe_exit(p.exitcode)}" for p in processes if p.exitcode != 0]
     if unfinished:
@@ -96,11 +96,11 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:
-        from mbgd import runs, sweep, tracking, trial_runs
+        from mbgd import runs, studies, sweep, tracking, trial_runs
         from mbgd.data import load_data
 
         data = load_data(config.train.data, config.train.seed)
-        storage = sweep.open_storage(storage_url)
+        storage = studies.open_storage(storage_url)
         client = tracking.client()
 
         def on_trials(batch_size: int, study_name: str, records) -> None:
