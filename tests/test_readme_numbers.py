@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mbgd import theory
+from mbgd import noise_scale, theory
 from mbgd.config import TrainConfig
 from mbgd.data import load_data
 from mbgd.train import fit
@@ -138,7 +138,7 @@ def test_beta_lambda1_and_the_critical_batch_size_are_52_16_67_and_3_12() -> Non
     assert lambda_1 == pytest.approx(16.67, abs=0.005)
     assert beta / lambda_1 == pytest.approx(3.12, abs=0.005)
     assert 1 / lambda_1 == pytest.approx(0.060, abs=5e-4)
-    assert theory.critical_batch_size(X_TORCH) == pytest.approx(beta / lambda_1, rel=1e-6)
+    assert noise_scale.critical_batch_size(X_TORCH) == pytest.approx(beta / lambda_1, rel=1e-6)
 
 
 @pytest.mark.parametrize(("m", "readme"), sorted(ETA_STAR_ROW.items()))
@@ -146,7 +146,7 @@ def test_eta_star_row(m: int, readme: float) -> None:
     beta, lambda_1 = beta_and_lambda1()
     by_hand = m / (beta + lambda_1 * (m - 1))
     assert by_hand == pytest.approx(readme, abs=5e-5)
-    assert float(theory.optimal_lr_interpolation(X_TORCH, m)) == pytest.approx(by_hand, rel=1e-6)
+    assert float(noise_scale.optimal_lr_interpolation(X_TORCH, m)) == pytest.approx(by_hand, rel=1e-6)
 
 
 # --- README and docs/research.md: the tutorial's comparison, final losses quoted to six digits

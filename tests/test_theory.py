@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from mbgd import noise_scale as N
 from mbgd import theory as T
 
 F64 = torch.float64
@@ -226,28 +227,28 @@ def test_transient_batch1_is_one_below_per_sample_limit_and_above_one_beyond():
 def test_critical_batch_and_optimal_lr_one_dim():
     # x = [-1, 1]: beta = max 2(x^2 + 1) = 4, H_full = 2 I -> lambda_1 = 2, m* = 2.
     x = t([-1.0, 1.0])
-    assert T.critical_batch_size(x) == pytest.approx(2.0)
-    assert T.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 4)
-    assert T.optimal_lr_interpolation(x, 2) == pytest.approx(1 / 3)
+    assert N.critical_batch_size(x) == pytest.approx(2.0)
+    assert N.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 4)
+    assert N.optimal_lr_interpolation(x, 2) == pytest.approx(1 / 3)
 
 
 def test_critical_batch_and_optimal_lr_two_dim():
     # a = (±2, 0, 1), (0, ±1, 1): H_full = diag(4, 1, 2) -> lambda_1 = 4; beta = 2 (4 + 1) = 10.
     x = t([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-    assert T.critical_batch_size(x) == pytest.approx(2.5)
-    assert T.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 10)
-    assert T.optimal_lr_interpolation(x, 4) == pytest.approx(2 / 11)
+    assert N.critical_batch_size(x) == pytest.approx(2.5)
+    assert N.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 10)
+    assert N.optimal_lr_interpolation(x, 4) == pytest.approx(2 / 11)
 
 
 def test_optimal_lr_increases_and_saturates_at_one_over_lambda1():
     x = TUTORIAL_X
     ms = torch.tensor([1, 2, 5, 10, 20, 100, 10**6])
-    etas = T.optimal_lr_interpolation(x, ms)
+    etas = N.optimal_lr_interpolation(x, ms)
     assert etas.shape == (7,)
     assert bool((etas[1:] > etas[:-1]).all())
     lambda1 = 2 / T.full_batch_max_stable_lr(x)
     assert float(etas[-1]) == pytest.approx(1 / lambda1, rel=1e-4)
-    torch.testing.assert_close(T.optimal_lr_interpolation(x, [1, 10]), etas[[0, 3]])
+    torch.testing.assert_close(N.optimal_lr_interpolation(x, [1, 10]), etas[[0, 3]])
 
 
 # --- noisy regime (McCandlish et al.) -------------------------------------
@@ -256,18 +257,18 @@ def test_optimal_lr_increases_and_saturates_at_one_over_lambda1():
 def test_noise_scale_one_dim_by_hand():
     # x = [0, 1, 2], w = 1, b = 0.5, y = [0, 1, 3]: residuals (1/2, 1/2, -1/2),
     # g = (0, 1), (1, 1), (-2, -1); G = (-1/3, 1/3), |G|^2 = 2/9, tr Sigma = 22/9.
-    assert T.gradient_noise_scale(t([0.0, 1.0, 2.0]), t([0.0, 1.0, 3.0]), 1.0, 0.5) == pytest.approx(11.0)
+    assert N.gradient_noise_scale(t([0.0, 1.0, 2.0]), t([0.0, 1.0, 3.0]), 1.0, 0.5) == pytest.approx(11.0)
 
 
 def test_noise_scale_two_dim_by_hand():
     # x = e1, e2, w = 0, b = 0, y = -1: g = (2, 0, 2), (0, 2, 2); G = (1, 1, 2); tr Sigma = 2.
     x = t([[1.0, 0.0], [0.0, 1.0]])
-    assert T.gradient_noise_scale(x, t([-1.0, -1.0]), t([0.0, 0.0]), 0.0) == pytest.approx(1 / 3)
+    assert N.gradient_noise_scale(x, t([-1.0, -1.0]), t([0.0, 0.0]), 0.0) == pytest.approx(1 / 3)
 
 
 def test_noise_scale_infinite_when_mean_gradient_vanishes():
     # Residuals -1 and +1 at the same x cancel in the mean.
-    assert T.gradient_noise_scale(t([1.0, 1.0]), t([1.0, -1.0]), 0.0, 0.0) == math.inf
+    assert N.gradient_noise_scale(t([1.0, 1.0]), t([1.0, -1.0]), 0.0, 0.0) == math.inf
 
 
 def test_optimal_lr_for_batch_1_is_the_kaczmarz_step_of_the_largest_sample():
@@ -280,7 +281,7 @@ def test_optimal_lr_for_batch_1_is_the_kaczmarz_step_of_the_largest_sample():
     one_point = DataSpec(n_points=1, x_min=-5.0, x_max=5.0)
     config = TrainConfig(batch_size=1, epochs=1, dtype="float64", data=one_point)
     data = load_data(config.data, config.seed)  # the single point x = -5, |a|^2 = 26
-    lr = T.optimal_lr_interpolation(data.x, 1)
+    lr = N.optimal_lr_interpolation(data.x, 1)
     assert lr == pytest.approx(1 / 52)
     history = fit(replace(config, lr=lr), data)
     assert history.train_losses[0] == pytest.approx(25.0)  # (-10 * -5 - 20 - 25)^2
@@ -290,9 +291,9 @@ def test_optimal_lr_for_batch_1_is_the_kaczmarz_step_of_the_largest_sample():
 def test_interpolation_contraction_by_hand():
     # x = [-1, 1]: beta = 4, H_full = 2 I (lambda_min = lambda_1 = 2): g*(m) = 1 - 2m / (4 + 2(m - 1)).
     x = t([-1.0, 1.0])
-    assert T.interpolation_contraction(x, 1) == pytest.approx(1 / 2)
-    assert T.interpolation_contraction(x, 2) == pytest.approx(1 / 3)
-    torch.testing.assert_close(T.interpolation_contraction(x, [1, 2]), t([1 / 2, 1 / 3]))
+    assert N.interpolation_contraction(x, 1) == pytest.approx(1 / 2)
+    assert N.interpolation_contraction(x, 2) == pytest.approx(1 / 3)
+    torch.testing.assert_close(N.interpolation_contraction(x, [1, 2]), t([1 / 2, 1 / 3]))
 
 
 def test_interpolation_contraction_is_exact_for_batch_1_with_replacement():
@@ -300,10 +301,10 @@ def test_interpolation_contraction_is_exact_for_batch_1_with_replacement():
     # E|P e|^2 = |e|^2 - E (a.e)^2 / |a|^2 = |e|^2 / 2, the bound's g*(1).
     x, error = t([-1.0, 1.0]), t([0.3, -0.7])
     a = torch.stack([x, torch.ones(2, dtype=F64)], dim=1)
-    lr = T.optimal_lr_interpolation(x, 1)
+    lr = N.optimal_lr_interpolation(x, 1)
     after = [error - lr * 2 * (row @ error) * row for row in a]
     expected = sum(float(e @ e) for e in after) / 2
-    assert expected == pytest.approx(T.interpolation_contraction(x, 1) * float(error @ error))
+    assert expected == pytest.approx(N.interpolation_contraction(x, 1) * float(error @ error))
 
 
 def test_critical_batch_size_of_a_csv_is_computed_from_its_features(tmp_path):
@@ -314,8 +315,8 @@ def test_critical_batch_size_of_a_csv_is_computed_from_its_features(tmp_path):
     path = tmp_path / "cross.csv"
     path.write_text("a,b,y\n2,0,1\n-2,0,1\n0,1,1\n0,-1,1\n")
     data = load_data(DataSpec(csv=str(path)), 0)
-    assert T.critical_batch_size(data.x) == pytest.approx(2.5)
-    assert T.optimal_lr_interpolation(data.x, 4) == pytest.approx(2 / 11)
+    assert N.critical_batch_size(data.x) == pytest.approx(2.5)
+    assert N.optimal_lr_interpolation(data.x, 4) == pytest.approx(2 / 11)
 
 
 def test_least_squares_loss_by_hand():
@@ -330,8 +331,8 @@ def test_noise_scale_with_known_covariance():
     mu, sigma = 0.5, 3.0
     z = t([1.0, -1.0, 1.0, -1.0])
     x, y = t([0.0, 0.0, 0.0, 0.0]), -(mu + sigma * z)  # r = w x + b - y with w = b = 0
-    assert T.gradient_noise_scale(x, y, 0.0, 0.0) == pytest.approx(sigma**2 / mu**2)
-    path = T.gradient_noise_scale_path(x, y, t([[0.0, 0.0], [0.0, 1.0]]))  # b = 1: mean residual 1.5
+    assert N.gradient_noise_scale(x, y, 0.0, 0.0) == pytest.approx(sigma**2 / mu**2)
+    path = N.gradient_noise_scale_path(x, y, t([[0.0, 0.0], [0.0, 1.0]]))  # b = 1: mean residual 1.5
     torch.testing.assert_close(path, t([sigma**2 / mu**2, sigma**2 / 1.5**2]))
 
 
@@ -339,12 +340,12 @@ def test_noise_scale_path_equals_the_pointwise_noise_scale():
     torch.manual_seed(0)
     x, y = torch.randn(50, 2, dtype=F64), torch.randn(50, dtype=F64)
     params = torch.randn(7, 3, dtype=F64)
-    path = T.gradient_noise_scale_path(x, y, params)
+    path = N.gradient_noise_scale_path(x, y, params)
     for point, value in zip(params, path, strict=True):
-        expected = T.gradient_noise_scale(x, y, point[:2], float(point[2]))
+        expected = N.gradient_noise_scale(x, y, point[:2], float(point[2]))
         assert float(value) == pytest.approx(expected, rel=1e-9)
 
 
 def test_noise_scale_path_is_infinite_where_the_gradient_vanishes():
-    path = T.gradient_noise_scale_path(t([1.0, 1.0]), t([1.0, -1.0]), t([[0.0, 0.0]]))
+    path = N.gradient_noise_scale_path(t([1.0, 1.0]), t([1.0, -1.0]), t([[0.0, 0.0]]))
     assert float(path[0]) == math.inf

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import optuna
 import torch
 
-from mbgd import objectives, studies, sweep, theory
+from mbgd import noise_scale, objectives, studies, sweep, theory
 from mbgd.config import REGIMES, ScalingConfig, SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
 from mbgd.scan import LrScan, relative_regret, run_scan
@@ -148,7 +148,7 @@ def resolve_lr_range(config: ScalingConfig, x: torch.Tensor) -> ScalingConfig:
     if not config.lr_from_theory:
         return config
     bounds = {
-        "lr_min": float(theory.optimal_lr_interpolation(x, 1)) / 2,
+        "lr_min": float(noise_scale.optimal_lr_interpolation(x, 1)) / 2,
         "lr_max": 2 * theory.full_batch_max_stable_lr(x),
     }
     chosen = {key: bounds[key] for key in config.lr_from_theory}
@@ -161,10 +161,10 @@ def training_view(data: RegressionData) -> RegressionData:
 
 
 def scaling_theory(x: torch.Tensor, batch_sizes: Sequence[int]) -> ScalingTheory:
-    etas = theory.optimal_lr_interpolation(x, list(batch_sizes))
-    rates = theory.interpolation_contraction(x, list(batch_sizes))
-    critical = theory.critical_batch_size(x)
-    eta_1 = float(theory.optimal_lr_interpolation(x, 1))
+    etas = noise_scale.optimal_lr_interpolation(x, list(batch_sizes))
+    rates = noise_scale.interpolation_contraction(x, list(batch_sizes))
+    critical = noise_scale.critical_batch_size(x)
+    eta_1 = float(noise_scale.optimal_lr_interpolation(x, 1))
     return ScalingTheory(
         critical_batch_size=critical,
         beta=1.0 / eta_1,  # eta*(1) = 1 / beta
@@ -191,7 +191,7 @@ def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float
     (history,) = fit_population(config, data, [config.lr], record_updates=True)
     updates = objectives.updates_to_target(history, target)
     start = [[config.init_w] * data.n_features + [config.init_b]]
-    noise_scales = theory.gradient_noise_scale_path(
+    noise_scales = noise_scale.gradient_noise_scale_path(
         data.x, data.y_train, start + history.update_params
     ).tolist()
     samples = None if updates is None else objectives.samples_seen(history, updates)

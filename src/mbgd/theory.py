@@ -1,13 +1,14 @@
-"""Closed-form theory for (mini-batch) gradient descent on linear regression.
+"""Closed-form theory for (mini-batch) gradient descent on linear regression: the exact epoch map, its
+stability intervals and best lr, and the least-squares optimum's loss.
 
 Model y_hat = w.x + b, batch loss = mean squared error (no factor 1/2), batches
-taken in order without shuffling. Everything is float64 torch math.
+taken in order without shuffling. Everything is float64 torch math. What theory says about the batch size
+(critical batch size, gradient noise scale) is mbgd.noise_scale's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -15,20 +16,17 @@ from torch import Tensor
 
 __all__ = [
     "EpochMapTheory",
+    "augmented",
     "batch_hessians",
     "best_lr",
-    "critical_batch_size",
     "epoch_map",
     "epoch_map_theory",
     "full_batch_max_stable_lr",
-    "gradient_noise_scale",
-    "gradient_noise_scale_path",
-    "interpolation_contraction",
+    "full_hessian",
     "least_squares_loss",
     "first_instability_lr",
     "max_transient_amplification",
     "min_spectral_radius",
-    "optimal_lr_interpolation",
     "spectral_radius",
     "stable_intervals",
 ]
@@ -38,7 +36,7 @@ _DTYPE = torch.float64
 _CHUNK_ELEMENTS = 4_000_000
 
 
-def _augmented(x: Tensor) -> Tensor:
+def augmented(x: Tensor) -> Tensor:
     """Return the (n, d+1) float64 matrix of rows a_i = (x_i, 1)."""
     x = torch.as_tensor(x).to(_DTYPE)
     if x.dim() == 1:
@@ -56,7 +54,7 @@ def _check_batch_size(batch_size: int) -> int:
 
 def _stacked_hessians(x: Tensor, batch_size: int) -> Tensor:
     """Per-batch Hessians (2/m) sum a_i a_i^T stacked into shape (K, d+1, d+1)."""
-    a = _augmented(x)
+    a = augmented(x)
     batch_size = _check_batch_size(batch_size)
     n, p = a.shape
     n_full = n // batch_size
@@ -70,8 +68,8 @@ def _stacked_hessians(x: Tensor, batch_size: int) -> Tensor:
     return torch.cat(parts, dim=0)
 
 
-def _full_hessian(x: Tensor) -> Tensor:
-    a = _augmented(x)
+def full_hessian(x: Tensor) -> Tensor:
+    a = augmented(x)
     return a.T @ a * (2.0 / a.shape[0])
 
 
@@ -155,7 +153,7 @@ def _lr_safe(hessians: Tensor) -> float:
 
 def _require_identifiable(x: Tensor) -> None:
     # A null direction of H_full is never contracted: the radius is 1 for every lr.
-    eig = torch.linalg.eigvalsh(_full_hessian(x))
+    eig = torch.linalg.eigvalsh(full_hessian(x))
     if eig[0] <= 1e-12 * eig[-1]:
         raise ValueError("H_full is singular (e.g. constant x): no lr gives a contracting epoch map")
 
@@ -315,101 +313,12 @@ def epoch_map_theory(x: Tensor, batch_size: int) -> EpochMapTheory:
 
 def full_batch_max_stable_lr(x: Tensor) -> float:
     """2 / lambda_max(H_full): full-batch GD on the MSE is stable iff lr is below this."""
-    return 2.0 / float(torch.linalg.eigvalsh(_full_hessian(x))[-1])
-
-
-# Interpolation regime (Ma, Bassily & Belkin 2018). The paper's constants are
-# stated for the per-sample loss's Hessian; our per-sample loss (w.x+b-y)^2 has
-# no 1/2, so H_i = 2 a_i a_i^T and both beta and lambda_1 carry that factor 2
-# (eta* is half of its value under the 1/2 convention).
-
-
-def _beta_lambda1(x: Tensor) -> tuple[float, float]:
-    a = _augmented(x)
-    beta = float(2.0 * (a * a).sum(dim=1).max())  # max_i tr(H_i) = 2 (|x_i|^2 + 1)
-    lambda1 = float(torch.linalg.eigvalsh(_full_hessian(x))[-1])
-    return beta, lambda1
-
-
-def critical_batch_size(x: Tensor) -> float:
-    """Critical batch size m* = beta / lambda_1 of the interpolation regime."""
-    beta, lambda1 = _beta_lambda1(x)
-    return beta / lambda1
-
-
-def _batch_sizes(m: int | Sequence[int] | Tensor) -> Tensor:
-    ms = torch.as_tensor(m, dtype=_DTYPE)
-    if bool((ms < 1).any()):
-        raise ValueError("batch sizes m must be >= 1")
-    return ms
-
-
-def optimal_lr_interpolation(x: Tensor, m: int | Sequence[int] | Tensor) -> float | Tensor:
-    """Optimal SGD step eta*(m) = m / (beta + lambda_1 (m - 1)) for batch size(s) m.
-
-    Linear in m while m << m*, then saturating towards 1 / lambda_1, full-batch gradient descent's step.
-    """
-    beta, lambda1 = _beta_lambda1(x)
-    ms = _batch_sizes(m)
-    eta = ms / (beta + lambda1 * (ms - 1.0))
-    return float(eta) if ms.dim() == 0 else eta
-
-
-def interpolation_contraction(x: Tensor, m: int | Sequence[int] | Tensor) -> float | Tensor:
-    """Ma, Bassily & Belkin's bound on the per-update contraction of E|theta - theta*|^2 at eta*(m):
-    g*(m) = 1 - m lambda_min / (beta + lambda_1 (m - 1)), lambda_min the full-data Hessian's smallest
-    eigenvalue.
-
-    Updates to a given error scale as 1 / -log g*(m): about (beta + lambda_1 (m - 1)) / m, i.e. 1/m (perfect
-    scaling) below m* and flat above it. The bound is for batches drawn with replacement.
-    """
-    beta, lambda1 = _beta_lambda1(x)
-    lambda_min = float(torch.linalg.eigvalsh(_full_hessian(x))[0])
-    ms = _batch_sizes(m)
-    rate = 1.0 - ms * lambda_min / (beta + lambda1 * (ms - 1.0))
-    return float(rate) if ms.dim() == 0 else rate
+    return 2.0 / float(torch.linalg.eigvalsh(full_hessian(x))[-1])
 
 
 def least_squares_loss(x: Tensor, y: Tensor) -> float:
     """The smallest MSE any y = w.x + b reaches on (x, y): the least-squares fit's (0 when y is on a line)."""
-    a = _augmented(x)
+    a = augmented(x)
     y = torch.as_tensor(y).to(_DTYPE).reshape(-1, 1)
     solution = torch.linalg.lstsq(a, y).solution
     return float(((a @ solution - y) ** 2).mean())
-
-
-def gradient_noise_scale(x: Tensor, y: Tensor, w: float | Tensor, b: float) -> float:
-    """Simple noise scale B = tr(Sigma) / |G|^2 of per-sample MSE gradients at (w, b)."""
-    a = _augmented(x)
-    y = torch.as_tensor(y).to(_DTYPE).reshape(-1)
-    w = torch.as_tensor(w).to(_DTYPE).reshape(-1)
-    if y.shape[0] != a.shape[0] or w.shape[0] != a.shape[1] - 1:
-        raise ValueError("shapes of x, y and w do not match")
-    residual = a[:, :-1] @ w + float(b) - y
-    grads = 2.0 * residual[:, None] * a
-    mean = grads.mean(dim=0)
-    sq_norm = float(mean @ mean)
-    if sq_norm == 0.0:
-        return float("inf")
-    # Population covariance: tr(Sigma) = (1/n) sum |g_i - G|^2.
-    trace = float(((grads - mean) ** 2).sum(dim=1).mean())
-    return trace / sq_norm
-
-
-def gradient_noise_scale_path(x: Tensor, y: Tensor, params: Tensor | Sequence[Sequence[float]]) -> Tensor:
-    """B_simple = tr(Sigma) / |G|^2 at each of T points (w..., b) along a training run: shape (T,).
-
-    With g_i = 2 r_i a_i: G = (2/n) sum r_i a_i and tr(Sigma) = (4/n) sum r_i^2 |a_i|^2 - |G|^2; inf where G =
-    0. The loss's factor 2 cancels in the ratio.
-    """
-    a = _augmented(x)
-    y = torch.as_tensor(y).to(_DTYPE).reshape(-1)
-    theta = torch.as_tensor(params, dtype=_DTYPE)
-    if theta.dim() != 2 or theta.shape[1] != a.shape[1] or y.shape[0] != a.shape[0]:
-        raise ValueError("params must have shape (T, d + 1) and y one value per row of x")
-    residuals = theta @ a.T - y  # (T, n)
-    n = a.shape[0]
-    mean = 2.0 / n * residuals @ a  # (T, d + 1)
-    sq_norm = (mean**2).sum(dim=1)
-    trace = 4.0 / n * (residuals**2) @ (a**2).sum(dim=1) - sq_norm
-    return torch.where(sq_norm > 0, trace.clamp(min=0) / sq_norm, torch.full_like(sq_norm, math.inf))
