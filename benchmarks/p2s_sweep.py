@@ -5,8 +5,8 @@ sequential `study.optimize` on Optuna's sqlite storage; each trial trains its on
 `mbgd.train.fit_population` (the closed-form, vectorised loop) and writes its child run with
 `MlflowClient.create_run`, one `log_batch` (params, the per-epoch `loss`, `objective`) and `set_terminated`.
 Same workload as P2: batch sizes 1, 10, 20, 64 COMPLETE trials each, objective auc. mbgd's side is P2's
-(`runs.run_studies` with its trial-run helper, the scan included). Both sides are warmed up first; mbgd runs
-before and after the peer and the two are averaged.
+(`pipeline_sweep.run_studies` with its trial-run helper, the scan included). Both sides are warmed up
+first; mbgd runs before and after the peer and the two are averaged.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mbgd import cli, runs, studies, tracking
+from mbgd import cli, pipeline_sweep, studies, tracking, ui_links
 from mbgd.config import ConfigError, SweepConfig, TrainConfig, redact
 from mbgd.data import load_data
 from mbgd.tracking_store import StoreUnavailable, check
@@ -96,7 +96,7 @@ def test_the_sweeps_storage_param_carries_no_password(tracking_store: str, tmp_p
         train=TrainConfig(epochs=2), n_trials=1, seeds=1, batch_sizes=(10,), storage=secret_url
     )
     with pytest.raises(Logged):
-        runs.tracked_sweep(config, load_data(config.train.data, config.train.seed))
+        pipeline_sweep.tracked_sweep(config, load_data(config.train.data, config.train.seed))
     assert logged[0]["storage"] == "postgresql+psycopg2://mbgd:***@dbhost/optuna"
     everything = MlflowClient(tracking_store).search_runs(["0"])
     assert all(SECRET not in str(r.data.params) + str(r.data.tags) for r in everything)
@@ -143,7 +143,7 @@ def test_mbgd_dashboard_prints_its_storage_without_the_password(
     ],
 )
 def test_printed_links_never_carry_credentials(uri: str, base: str) -> None:
-    assert tracking.ui_base(uri) == base
-    link = tracking.runs_link(uri, "3", "abc")
+    assert ui_links.ui_base(uri) == base
+    link = ui_links.runs_link(uri, "3", "abc")
     assert link == f"{base}/#/experiments/3/runs/abc?workflowType=machine_learning"
-    assert SECRET not in tracking.charts_link(uri, "3", "key")
+    assert SECRET not in ui_links.charts_link(uri, "3", "key")

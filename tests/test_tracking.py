@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 import mbgd
-from mbgd import tracking
+from mbgd import tracking, tracking_models
 from mbgd.cli import main
 from mbgd.config import DataSpec, TrainConfig
 from mbgd.data import load_data
@@ -142,7 +142,7 @@ def test_csv_dataset_is_logged_with_its_column_names_and_no_source_warning(track
     with warnings.catch_warnings():
         # e.g. "The specified dataset source can be interpreted in multiple ways"
         warnings.simplefilter("error")
-        tracking.log_dataset(client, run_id, data)
+        tracking_models.log_dataset(client, run_id, data)
     (dataset_input,) = client.get_run(run_id).inputs.dataset_inputs
     dataset = dataset_input.dataset
     columns = json.loads(dataset.schema)["mlflow_colspec"]
@@ -195,10 +195,10 @@ def test_a_diverged_run_logs_no_model(tracking_store: str) -> None:
 def test_registered_versions_come_from_the_run_and_load(tracking_store: str) -> None:
     client = tracking.client()
     run_id = client.create_run("0").info.run_id
-    model_uri = tracking.log_model(client, run_id, [2.0], -1.0, ["x"])
+    model_uri = tracking_models.log_model(client, run_id, [2.0], -1.0, ["x"])
     assert model_uri == f"runs:/{run_id}/model"
-    first = tracking.register_model(client, model_uri, "line", tags={"batch_size": "20"})
-    second = tracking.register_model(client, model_uri, "line")
+    first = tracking_models.register_model(client, model_uri, "line", tags={"batch_size": "20"})
+    second = tracking_models.register_model(client, model_uri, "line")
     assert (str(first.version), str(second.version)) == ("1", "2")
     assert first.run_id == run_id
     assert client.get_model_version("line", "1").tags == {"batch_size": "20"}

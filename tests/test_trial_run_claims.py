@@ -7,11 +7,10 @@ from types import SimpleNamespace
 import pytest
 from mlflow import MlflowClient
 
-from mbgd import runs
 from mbgd import trial_runs as trial_runs_module
 from mbgd.sweep import TrialRecord
 from mbgd.train import History
-from mbgd.trial_runs import TrialRunWriter, write
+from mbgd.trial_runs import TrialRunWriter, from_told_trial, write
 from test_trial_runs import check_written, trial_runs
 
 
@@ -31,7 +30,7 @@ def test_a_trial_runs_loss_is_logged_at_steps_0_to_epochs(parent) -> None:
     losses = [599.0, 153.0, 37.5, 9.3]  # before each of 3 epochs, and after the last: epochs + 1 values
     history = History(lr=0.1, batch_size=20, updates_per_epoch=5, samples_per_epoch=100, epoch_losses=losses)
     record = TrialRecord(number=2, lr=0.1, value=1.5, state="COMPLETE", history=history)
-    trial_run = runs.trial_run(
+    trial_run = from_told_trial(
         SimpleNamespace(experiment_id=experiment_id, run_id=parent_id),
         20,
         "s-b20",
@@ -61,7 +60,7 @@ def test_a_trial_runs_status_follows_its_optuna_state(state: str, status: str) -
     )
     record = TrialRecord(number=0, lr=0.01, value=0.5, state=state, history=history)
     parent = SimpleNamespace(experiment_id="0", run_id="p")
-    assert runs.trial_run(parent, 1, "s-b1", record, n=100, dtype="float32").status == status
+    assert from_told_trial(parent, 1, "s-b1", record, n=100, dtype="float32").status == status
 
 
 class DeadHelper:

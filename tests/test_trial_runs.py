@@ -13,7 +13,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from mbgd.trial_runs import TrialRun, TrialRunWriter, signals_deferred, write_once
+from mbgd.processes import signals_deferred
+from mbgd.trial_runs import TrialRun, TrialRunWriter, write_once
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
 

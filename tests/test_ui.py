@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from mbgd import cli
-from mbgd.tracking import charts_link, runs_link
+from mbgd.ui_links import charts_link, runs_link
 
 
 def test_links_open_on_the_training_runs_and_their_charts() -> None:

@@ -29,19 +29,11 @@ from mbgd.config import (
 )
 from mbgd.errors import Interrupted, WorkerError
 from mbgd.tracking_store import StoreUnavailable, require_tracking_store, tracking_uri
+from mbgd.trial_runs import open_writer
 
 
 def _default(cls: type, name: str) -> str:
     return f"[default: {cls.__dataclass_fields__[name].default}]"
-
-
-def trial_runs_writer(config: SweepConfig, *, studies: int = 0):
-    """The writer of a sweep's trial runs, started before the command imports its libraries: a helper process
-    for long sweeps (mbgd.trial_runs) gets its own imports done meanwhile. Workers write their own runs."""
-    from mbgd.trial_runs import trial_run_writer
-
-    trials = config.n_trials * (studies or len(config.batch_sizes)) if config.workers == 1 else 0
-    return trial_run_writer(expected_trials=trials)
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
@@ -86,7 +78,7 @@ def _killed_runs_note(error: BaseException) -> str:
 
 def echo_run_link(outcome: Any) -> None:
     """The closing line of a command that made a run: its id and a link the MLflow UI opens it at."""
-    from mbgd.tracking import runs_link
+    from mbgd.ui_links import runs_link
 
     click.echo(f"run {outcome.run_id}: {runs_link(tracking_uri(), outcome.experiment_id, outcome.run_id)}")
 
@@ -211,8 +203,8 @@ def train(preset: str | None, **options: Any) -> None:
     require_tracking_store()
 
     from mbgd.data import load_data
-    from mbgd.runs import tracked_train
-    from mbgd.tracking import charts_link
+    from mbgd.pipeline_train import tracked_train
+    from mbgd.ui_links import charts_link
     from mbgd.ui_views import comparison_view_key
 
     data = load_data(train_run.train.data, train_run.train.seed)
@@ -336,7 +328,7 @@ def register_model_option(command: Callable) -> Callable:
 def check_register_model(name: str) -> None:
     """A bad --register-model name stops the command before any run (a ConfigError: a usage error)."""
     if name:
-        from mbgd.tracking import check_model_name
+        from mbgd.tracking_models import check_model_name
 
         check_model_name(name)
 
@@ -384,9 +376,9 @@ def sweep(preset: str | None, register_model: str, **options: Any) -> None:
     config = build_sweep_config(collect(preset, options))
     check_register_model(register_model)
     require_tracking_store()
-    with trial_runs_writer(config) as writer:
+    with open_writer(trials=config.n_trials * len(config.batch_sizes), workers=config.workers) as writer:
         from mbgd.data import load_data
-        from mbgd.runs import tracked_sweep
+        from mbgd.pipeline_sweep import tracked_sweep
 
         data = load_data(config.train.data, config.train.seed)
         outcome = tracked_sweep(
@@ -424,9 +416,9 @@ def report(preset: str | None, output_dir: str, register_model: str, **options: 
     config = build_sweep_config(values)
     check_register_model(register_model)
     require_tracking_store()
-    with trial_runs_writer(config) as writer:
+    with open_writer(trials=config.n_trials * len(config.batch_sizes), workers=config.workers) as writer:
         from mbgd.data import load_data
-        from mbgd.runs import tracked_report
+        from mbgd.pipeline_report import tracked_report
 
         data = load_data(config.train.data, config.train.seed)
         outcome = tracked_report(
@@ -463,7 +455,8 @@ def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
     import subprocess
 
     store = tracking_uri()
-    from mbgd.tracking import charts_link, client, experiment_id_for, runs_link, ui_base
+    from mbgd.tracking import client, experiment_id_for
+    from mbgd.ui_links import charts_link, runs_link, ui_base
 
     if store.startswith("http"):
         raise click.UsageError(f"MLFLOW_TRACKING_URI is a server already: open {ui_base(store)} in a browser")
@@ -713,10 +706,10 @@ def scaling(
     config = build_scaling_config(collect(preset, {**options, "targets": regimes, "epochs": scaling_epochs}))
     studies = len(config.orders) * len(config.targets) * len(config.sweep.batch_sizes)
     require_tracking_store()
-    with trial_runs_writer(config.sweep, studies=studies) as writer:
+    with open_writer(trials=config.sweep.n_trials * studies, workers=config.sweep.workers) as writer:
         from mbgd import scaling as scaling_study
         from mbgd.data import load_data
-        from mbgd.runs import tracked_scaling
+        from mbgd.pipeline_scaling import tracked_scaling
 
         data = load_data(config.sweep.train.data, config.sweep.train.seed)
         config = scaling_study.resolve_lr_range(config, data.x)

@@ -28,6 +28,15 @@ def process_alive(pid: int) -> bool:
     return not _zombie(pid)
 
 
+def owner_gone(host: str | None, pid: int | str, *, heartbeat_stale: Callable[[], bool]) -> bool:
+    """The dead-owner rule, for a trial or a run owned by the process `pid` on `host`: on this host, the
+    process has ended (a live one is never taken for dead, however long it is silent); on another host, whose
+    processes cannot be asked, its heartbeat is stale."""
+    if host == HOST:
+        return not process_alive(int(pid))
+    return heartbeat_stale()
+
+
 def _zombie(pid: int) -> bool:
     """Whether the process has ended and waits to be reaped (Linux's /proc; False where there is none)."""
     try:

@@ -1,7 +1,10 @@
-"""The one module that talks to MLflow: runs and their lifecycle, params, batched metrics, figures, inputs.
+"""The tracking layer's core: runs and their lifecycle, params, batched metrics, figures, artifacts, inputs.
 
-Everything goes through an explicit `MlflowClient` and run ids (never the fluent API's active run), so it
-works the same under `mlflow run` (which hands us its run in MLFLOW_RUN_ID) and from worker threads.
+mbgd calls MLflow only through the tracking layer: this module, tracking_store.py (which store, and whether it
+can be used), tracking_models.py (models and the registry), ui_links.py (links into the UI) and ui_views.py
+(the UI's saved views). Everything goes through an explicit `MlflowClient` and run ids (never the fluent API's
+active run), so it works the same under `mlflow run` (which hands us its run in MLFLOW_RUN_ID) and from worker
+threads.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import (
     MLFLOW_GIT_BRANCH,
@@ -29,14 +32,13 @@ from mlflow.utils.mlflow_tags import (
 
 from mbgd import liveness
 from mbgd.errors import Interrupted
-from mbgd.liveness import HOST, process_alive
+from mbgd.liveness import HOST
 from mbgd.sqlite_settings import sqlite_path, use_write_ahead_log
 from mbgd.tracking_store import tracking_uri
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from mbgd.data import RegressionData
     from mbgd.train import History
 
 # MLflow's limits for one log_batch call.
@@ -231,11 +233,11 @@ def end_orphaned_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[s
         tags = run.data.tags
         if PID_TAG not in tags:
             continue
-        if tags.get(HOST_TAG) == HOST:
-            gone = not process_alive(int(tags[PID_TAG]))
-        else:
-            gone = now - float(tags.get(HEARTBEAT_TAG, 0)) > ORPHAN_AFTER_S
-        if gone:
+        if liveness.owner_gone(
+            tags.get(HOST_TAG),
+            tags[PID_TAG],
+            heartbeat_stale=lambda tags=tags: now - float(tags.get(HEARTBEAT_TAG, 0)) > ORPHAN_AFTER_S,
+        ):
             mlflow_client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
             orphans.append(run.info.run_id)
     return orphans
@@ -322,186 +324,45 @@ def log_figure(mlflow_client: MlflowClient, run_id: str, figure: Figure, artifac
     mlflow_client.log_figure(run_id, figure, artifact_file)
 
 
-def log_dataset(mlflow_client: MlflowClient, run_id: str, data: RegressionData) -> None:
-    """Record the training data as the run's input (MLflow's Datasets panel)."""
-    import mlflow.data
-
-    features = data.x.numpy()
-    targets = data.y_train.numpy()
-    if data.source.startswith("synthetic"):
-        dataset = mlflow.data.from_numpy(features, targets=targets, name=data.name)
-    else:
-        dataset = _csv_dataset(data, features, targets)
-    entity = dataset._to_mlflow_entity()
-    mlflow_client.log_inputs(
-        run_id, [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])]
-    )
+def log_text(mlflow_client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
+    mlflow_client.log_text(run_id, text, artifact_file)
 
 
-def _csv_dataset(data: RegressionData, features, targets):
-    """A CSV as MLflow's pandas dataset, whose schema names the columns.
-
-    The source is made from the file's path, not resolved from it: a local path matches two of MLflow's source
-    types, and resolving it warns "can be interpreted in multiple ways". The digest is the numpy one: MLflow's
-    pandas digest applies Python to every cell (a second per million rows).
-    """
-    import json
-
-    import pandas as pd
-    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
-    from mlflow.data.digest_utils import compute_numpy_digest
-    from mlflow.data.pandas_dataset import from_pandas
-
-    frame = pd.DataFrame(features, columns=list(data.feature_names))
-    frame[data.target_name] = targets
-    source = get_dataset_source_from_json(json.dumps({"uri": data.source}), source_type="local")
-    digest = compute_numpy_digest(features, targets)
-    return from_pandas(frame, source=source, targets=data.target_name, name=data.name, digest=digest)
+def log_dict(mlflow_client: MlflowClient, run_id: str, dictionary: dict, artifact_file: str) -> None:
+    mlflow_client.log_dict(run_id, dictionary, artifact_file)
 
 
-MODEL_PACKAGES = ("mlflow", "numpy", "pandas")  # what line_model.py needs to load and predict
+def log_artifacts(mlflow_client: MlflowClient, run_id: str, folder: str, artifact_path: str) -> None:
+    """Every file of `folder` as the run's artifacts under `artifact_path`."""
+    mlflow_client.log_artifacts(run_id, folder, artifact_path)
 
 
-def log_model(
-    mlflow_client: MlflowClient,
-    run_id: str,
-    w: Sequence[float],
-    b: float,
-    feature_names: Sequence[str],
-    *,
-    target_name: str = "y",
-    example: Sequence[Sequence[float]] = (),
-    artifact_path: str = "model",
-) -> str:
-    """Log the fitted line y = x · w + b as the run's pyfunc model; returns its URI,
-    runs:/<run_id>/<artifact_path>.
-
-    The model (mbgd/line_model.py, "from code") takes a DataFrame with the feature names as columns. It has an
-    explicit signature, an input example (`example`'s rows, else 0 and 1 for every feature) and pinned pip
-    requirements, so MLflow infers nothing. The folder is saved here and logged as run artifacts, not through
-    `mlflow.pyfunc.log_model`, whose LoggedModel entity costs three times as long (about 45 ms against 15).
-    """
-    import logging
-    import tempfile
-    from importlib.metadata import version
-    from pathlib import Path
-
-    import mlflow.pyfunc
-    import pandas as pd
-    from mlflow.models import Model, ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    names = list(feature_names)
-    signature = ModelSignature(
-        inputs=Schema([ColSpec("double", name) for name in names]),
-        outputs=Schema([ColSpec("double", target_name)]),
-    )
-    rows = [list(map(float, row)) for row in example] or [[0.0] * len(names), [1.0] * len(names)]
-    config = {"feature_names": names, "w": [float(v) for v in w], "b": float(b)}
-    pyfunc_logger = logging.getLogger("mlflow.pyfunc")
-    level = pyfunc_logger.level
-    # not "Validating input example against model signature" every run
-    pyfunc_logger.setLevel(logging.WARNING)
-    try:
-        with tempfile.TemporaryDirectory(prefix="mbgd-model-") as folder:
-            path = Path(folder) / artifact_path.rsplit("/", 1)[-1]
-            mlflow.pyfunc.save_model(
-                path,
-                python_model=str(Path(__file__).with_name("line_model.py")),
-                model_config=config,
-                signature=signature,
-                input_example=pd.DataFrame(rows, columns=names),
-                pip_requirements=[f"{package}=={version(package)}" for package in MODEL_PACKAGES],
-                mlflow_model=Model(run_id=run_id, artifact_path=artifact_path),
-            )
-            mlflow_client.log_artifacts(run_id, str(path), artifact_path)
-    finally:
-        pyfunc_logger.setLevel(level)
-    return f"runs:/{run_id}/{artifact_path}"
+def search_runs(mlflow_client: MlflowClient, experiment_id: str, filter_string: str, **page) -> list[Run]:
+    """One page of the experiment's runs that match `filter_string` (`page`: max_results, page_token)."""
+    return mlflow_client.search_runs([experiment_id], filter_string=filter_string, **page)
 
 
-def check_model_name(name: str) -> None:
-    """Raise ConfigError unless `name` is a registered model name MLflow accepts: checked with the model
-    registry's own rule (not blank, no '/' or ':', no path that normalises to another name) before any run."""
-    from mlflow.utils.validation import _validate_model_name
-
-    from mbgd.config import ConfigError
-
-    if not name.strip():
-        raise ConfigError(f"register_model {name!r} is blank: give a model name, or '' for none")
-    try:
-        _validate_model_name(name)
-    except MlflowException as error:
-        raise ConfigError(f"register_model: {error.message}") from None
+def all_runs(mlflow_client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
+    """Every run of the experiment that matches `filter_string`, page after page."""
+    page_token = None
+    while True:
+        page = search_runs(
+            mlflow_client, experiment_id, filter_string, max_results=1000, page_token=page_token
+        )
+        yield from page
+        page_token = page.token
+        if not page_token:
+            return
 
 
-def register_model(
-    mlflow_client: MlflowClient, model_uri: str, name: str, *, tags: Mapping[str, str] | None = None
-):
-    """A new version of the registered model `name` (created if missing, by whichever process gets there
-    first) from a runs:/<run_id>/<path> model; returns the ModelVersion."""
-    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
-
-    try:
-        mlflow_client.create_registered_model(name)
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    run_id, path = RunsArtifactRepository.parse_runs_uri(model_uri)
-    source = f"{mlflow_client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
-    return mlflow_client.create_model_version(name, source, run_id=run_id, tags=dict(tags or {}))
+def delete_run(mlflow_client: MlflowClient, run: Run, *, end_running: bool = False) -> None:
+    """Delete the run; with `end_running`, one still RUNNING (its process was killed) is ended KILLED
+    first."""
+    if end_running and run.info.status == "RUNNING":
+        mlflow_client.set_terminated(run.info.run_id, "KILLED")
+    mlflow_client.delete_run(run.info.run_id)
 
 
 def describe(mlflow_client: MlflowClient, run_id: str, markdown: str) -> None:
     """The run's description, shown on its overview page in the MLflow UI."""
     mlflow_client.set_tag(run_id, MLFLOW_RUN_NOTE, markdown)
-
-
-def ui_base(tracking_uri: str) -> str:
-    """The UI's address for a tracking URI, without credentials: a printed link must not hold a password.
-
-    A tracking server is its own UI (user and password dropped, the browser asks for them); any other store is
-    served by `mbgd ui` on its default address.
-    """
-    from urllib.parse import urlsplit, urlunsplit
-
-    if not tracking_uri.startswith(("http://", "https://")):
-        return "http://127.0.0.1:5000"
-    parts = urlsplit(tracking_uri)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-
-
-def runs_link(tracking_uri: str, experiment_id: str, run_id: str = "") -> str:
-    """A UI link that opens on the runs, or on one run, in the model-training layout.
-
-    Without `workflowType=machine_learning` MLflow 3's UI opens an experiment on its GenAI overview and a run
-    in the GenAI layout (unless the browser remembers otherwise).
-    """
-    runs = f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs"
-    return (
-        f"{runs}/{run_id}?workflowType=machine_learning"
-        if run_id
-        else f"{runs}?workflowType=machine_learning"
-    )
-
-
-def charts_link(server: str, experiment_id: str, view_key: str = "") -> str:
-    """The runs link in the UI's chart view: every run's metrics side by side, or a saved view's charts.
-
-    A saved view cannot carry the chart mode itself; the link does.
-    """
-    link = f"{runs_link(server, experiment_id)}&compareRunsMode=CHART"
-    return f"{link}&viewStateShareKey={view_key}" if view_key else link
-
-
-def find_trial_run(
-    mlflow_client: MlflowClient, experiment_id: str, study_name: str, trial: int
-) -> str | None:
-    """The child run of a trial logged by an earlier sweep process (found by its params)."""
-    runs = mlflow_client.search_runs(
-        [experiment_id],
-        filter_string=f"params.study_name = '{study_name}' and params.trial = '{trial}'",
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None

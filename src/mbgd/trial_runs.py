@@ -1,11 +1,13 @@
-"""Trials' child runs, written by a helper process while the sweep's process trains on.
+"""A trial's child run end to end: what it holds (TrialRun, from a told trial), how it is written once and
+backfilled, how it is found again, and the writer that writes a sweep's trial runs, in a helper process
+while the sweep's process trains on.
 
 A trial's run costs MLflow a create, one log_batch and an end: about 25 ms on sqlite, more than a population
 member costs to train. So a long sweep hands the runs of each told population to a helper process and asks,
 trains and tells the next population meanwhile; on a machine with a second core the writing is then off the
 sweep's path. The helper writes everything it is handed, in order, even when the sweep's process is killed,
 and ends when the sweep closes the pipe; if the helper dies, the sweep writes the runs it had not confirmed
-itself.
+itself. Every MLflow call goes through the tracking layer (mbgd.tracking).
 
 Imports neither MLflow nor torch at the top: a command starts the helper first, and the helper, which imports
 only MLflow, is ready while the command is still importing its own libraries.
@@ -14,21 +16,21 @@ only MLflow, is ready while the command is still importing its own libraries.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from mbgd.errors import say
+from mbgd.processes import STOP_SIGNALS, describe_exit, signals_blocked_for_children, signals_deferred
 
 # as in mlflow.utils.mlflow_tags; named here so as not to import MLflow
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
 # From this many trials on, a command starts the helper: its start costs a second or two of imports (on the
 # other core, while the command imports its own libraries), against about 25 ms per run written here.
 HELPER_FROM_TRIALS = 48
+TRIAL_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}  # by Optuna state
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,67 @@ class TrialRun:
         return self.study_name, self.number
 
 
+def from_told_trial(
+    parent, batch_size: int, study_name: str, record, *, n: int, dtype: str, label: str = ""
+) -> TrialRun:
+    """One told trial (a sweep.TrialRecord) as a child run of `parent`: lr, batch size, trial and study as
+    params, the `loss` per epoch, `objective`, `trial` and `diverged`; it ends with the status of its Optuna
+    state (pruned: KILLED).
+
+    `label` prefixes the run's name where one parent holds several studies per batch size (mbgd scaling)."""
+    from mbgd.train import regime
+
+    return TrialRun(
+        study_name=study_name,
+        number=record.number,
+        experiment_id=parent.experiment_id,
+        name=f"{label}b{batch_size}-trial{record.number}-lr{record.lr:.3g}",
+        tags={
+            MLFLOW_PARENT_RUN_ID: parent.run_id,
+            "optuna.state": record.state,
+            "regime": regime(batch_size, n),
+            "dtype": dtype,
+            "diverged": str(record.history.diverged).lower(),
+        },
+        params={
+            "lr": repr(record.lr),
+            "batch_size": str(batch_size),
+            "trial": str(record.number),
+            "study_name": study_name,
+        },
+        losses=list(record.history.epoch_losses),
+        results={
+            "objective": record.value,
+            "trial": record.number,
+            "diverged": float(record.history.diverged),
+        },
+        status=TRIAL_RUN_STATUS[record.state],
+    )
+
+
+def on_told_trials(
+    hand_over: Callable[[list[TrialRun]], object],
+    parent,
+    *,
+    n: int,
+    dtype: str,
+    label_of: Callable[[str], str] = lambda study_name: "",
+) -> Callable:
+    """A study's `on_trials` callback: the runs of each population of told trials, as children of `parent`,
+    handed to `hand_over` (a writer's submit); `label_of` gives a study's label (from_told_trial)."""
+
+    def on_trials(batch_size: int, study_name: str, records) -> None:
+        label = label_of(study_name)
+        hand_over(
+            [
+                from_told_trial(parent, batch_size, study_name, r, n=n, dtype=dtype, label=label)
+                for r in records
+            ]
+        )
+
+    return on_trials
+
+
 def write(client, run: TrialRun) -> str:
     from mbgd import tracking
 
@@ -67,10 +130,13 @@ def write(client, run: TrialRun) -> str:
 def write_once(client, run: TrialRun) -> str:
     """Write the run unless a process that died wrote it already: a finished run of this trial under the same
     parent is kept; one it left unfinished (killed between create and end) is deleted and written anew."""
+    from mbgd import tracking
+
     parent = run.tags[MLFLOW_PARENT_RUN_ID]
-    found = client.search_runs(
-        [run.experiment_id],
-        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}' and attributes.run_name = '{run.name}'",
+    found = tracking.search_runs(
+        client,
+        run.experiment_id,
+        f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}' and attributes.run_name = '{run.name}'",
     )
     kept = None
     for existing in found:
@@ -81,30 +147,33 @@ def write_once(client, run: TrialRun) -> str:
         ):
             kept = existing.info.run_id
         else:
-            if existing.info.status == "RUNNING":
-                client.set_terminated(existing.info.run_id, "KILLED")
-            client.delete_run(existing.info.run_id)
+            tracking.delete_run(client, existing, end_running=True)
     return kept or write(client, run)
 
 
 def runs_by_trial(client, experiment_id: str, study_name: str) -> dict[int, list]:
     """The experiment's runs of the study's trials (found by their params, under any parent), by trial
     number."""
+    from mbgd import tracking
+
     found: dict[int, list] = {}
-    page_token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=f"params.study_name = '{study_name}'",
-            max_results=1000,
-            page_token=page_token,
-        )
-        for run in page:
-            if "trial" in run.data.params:
-                found.setdefault(int(run.data.params["trial"]), []).append(run)
-        page_token = page.token
-        if not page_token:
-            return found
+    for run in tracking.all_runs(client, experiment_id, f"params.study_name = '{study_name}'"):
+        if "trial" in run.data.params:
+            found.setdefault(int(run.data.params["trial"]), []).append(run)
+    return found
+
+
+def find(client, experiment_id: str, study_name: str, trial: int) -> str | None:
+    """The id of the trial's run logged by an earlier sweep process (found by its params)."""
+    from mbgd import tracking
+
+    runs = tracking.search_runs(
+        client,
+        experiment_id,
+        f"params.study_name = '{study_name}' and params.trial = '{trial}'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
 
 
 def backfill(client, runs: Sequence[TrialRun], existing: dict[int, list]) -> dict[tuple[str, int], str]:
@@ -112,55 +181,40 @@ def backfill(client, runs: Sequence[TrialRun], existing: dict[int, list]) -> dic
     between telling a trial and writing its run left it without one. Such a trial's other runs (one ended
     KILLED before it was finished) are deleted; returns the written runs' ids by (study name, trial
     number)."""
+    from mbgd import tracking
+
     written = {}
     for run in runs:
         present = existing.get(run.number, [])
         if any(r.info.status == run.status for r in present):
             continue
         for leftover in present:
-            client.delete_run(leftover.info.run_id)
+            tracking.delete_run(client, leftover)
         written[run.key] = write_once(client, run)
     return written
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+def backfill_studies(client, parent, config, data, studies) -> dict[tuple[str, int], str]:
+    """Write, as children of `parent` (the sweep's run), the run of every finished trial that has none in the
+    experiment (its process was killed between telling the trial and writing the run: a worker, or an earlier
+    sweep), rebuilt from what the trial stored when told (sweep.stored_record); returns their ids by (study
+    name, trial)."""
+    from mbgd import protocol, sweep
 
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM received while the block runs are handled when it ends, as they would have been."""
-    if threading.current_thread() is not threading.main_thread():  # handlers run in the main thread only
-        yield
-        return
-    received: list[int] = []
-    previous = {
-        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
-        for signum in STOP_SIGNALS
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in received:
-            if callable(previous[signum]):
-                previous[signum](signum, None)
-            elif previous[signum] == signal.SIG_DFL:
-                os.kill(os.getpid(), signum)
-
-
-@contextmanager
-def signals_blocked_for_children() -> Iterator[None]:
-    """A child started in the block starts with SIGINT and SIGTERM blocked (it inherits this thread's
-    mask)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    written = {}
+    for batch_size, study in zip(config.batch_sizes, studies, strict=True):
+        records = [
+            sweep.stored_record(t, batch_size)
+            for t in study.get_trials(deepcopy=False, states=protocol.FINISHED_STATES)
+        ]
+        runs = [
+            from_told_trial(parent, batch_size, study.study_name, record, n=data.n, dtype=config.train.dtype)
+            for record in records
+            if record is not None
+        ]
+        existing = runs_by_trial(client, parent.experiment_id, study.study_name)
+        written |= backfill(client, runs, existing)
+    return written
 
 
 class TrialRunWriter:
@@ -253,8 +307,9 @@ class TrialRunWriter:
         self._connection.close()
         self._process = self._connection = None
         if code != 0:
+            ended = describe_exit(code, signal_word="killed by", code_word="exit code")
             say(
-                f"mbgd: the trial-run writer process ended ({_describe_exit(code)}); this process writes the "
+                f"mbgd: the trial-run writer process ended ({ended}); this process writes the "
                 f"trial runs from now on, {len(self._unconfirmed)} it had not confirmed first"
             )
         for key, run in list(self._unconfirmed.items()):
@@ -263,20 +318,18 @@ class TrialRunWriter:
 
 
 @contextmanager
-def trial_run_writer(*, expected_trials: int) -> Iterator[TrialRunWriter]:
-    """A writer for about `expected_trials` trials (a helper process from HELPER_FROM_TRIALS on), closed,
-    every run written, when the block ends, however it ends."""
-    writer = TrialRunWriter(helper=expected_trials >= HELPER_FROM_TRIALS)
+def open_writer(*, trials: int, workers: int = 1) -> Iterator[TrialRunWriter]:
+    """The writer of a sweep's trial runs, closed, every run written, when the block ends, however it ends.
+
+    The one place that decides whether it starts the helper process: when this process writes at least
+    HELPER_FROM_TRIALS runs, the `trials` of a one-worker sweep (several workers write their own runs).
+    """
+    written_here = trials if workers == 1 else 0
+    writer = TrialRunWriter(helper=written_here >= HELPER_FROM_TRIALS)
     try:
         yield writer
     finally:
         writer.close()
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
 
 
 def _helper_main(connection) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from mbgd.config import SweepConfig
 from mbgd.errors import Interrupted, WorkerError, say
+from mbgd.processes import describe_exit, ignore_stops, raise_interrupted_once
 from mbgd.tracking import RunRef
 
 POLL_S = 1.0
@@ -70,51 +71,27 @@ def stop(processes: list[Any]) -> None:
             process.join()
 
 
-def describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        return f"signal {signal.Signals(-code).name}"
-    return f"code {code}"
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    # One stop is enough: a second (Ctrl-C reaches every worker, then the sweep SIGTERMs them) must not land
-    # in the clean-up the first started, where it could only be printed as an ignored exception.
-    _ignore_stops()
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def _ignore_stops() -> None:
-    # A Python no-op, not SIG_IGN: a signal already received when the handler changes would raise OSError
-    # ("ignored due to race condition") under SIG_IGN.
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, lambda signum, frame: None)
-
-
 def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index: int) -> None:
     """One worker: every batch size's study in turn, each told trial logged as a child run of the sweep's
     run."""
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, raise_interrupted_once)
+    signal.signal(signal.SIGINT, raise_interrupted_once)
     try:
-        from mbgd import runs, studies, sweep, tracking, trial_runs
+        from mbgd import studies, sweep, tracking, trial_runs
         from mbgd.data import load_data
 
         data = load_data(config.train.data, config.train.seed)
         storage = studies.open_storage(storage_url)
         client = tracking.client()
 
-        def on_trials(batch_size: int, study_name: str, records) -> None:
-            for record in records:
-                trial_runs.write(
-                    client,
-                    runs.trial_run(
-                        sweep_run, batch_size, study_name, record, n=data.n, dtype=config.train.dtype
-                    ),
-                )
+        def write_each(runs) -> None:
+            for run in runs:
+                trial_runs.write(client, run)
 
+        on_trials = trial_runs.on_told_trials(write_each, sweep_run, n=data.n, dtype=config.train.dtype)
         for batch_size in config.batch_sizes:
             sweep.run_study(config, data, batch_size, storage, on_trials=on_trials)
-        _ignore_stops()  # done: the sweep's SIGTERM must not land in the interpreter's shutdown
+        ignore_stops()  # done: the sweep's SIGTERM must not land in the interpreter's shutdown
     except KeyboardInterrupt:
         sys.exit(130)
     except Interrupted as stop:

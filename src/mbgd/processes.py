@@ -1,0 +1,78 @@
+"""The process plumbing shared by the worker processes and the trial-run helper: the stop signals, how a
+stop is deferred or blocked around a critical step, and how a process's exit is described to the user."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mbgd.errors import Interrupted
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def describe_exit(code: int | None, *, signal_word: str = "signal", code_word: str = "code") -> str:
+    """A process's exit code in words: "signal SIGKILL" when a signal ended it, else "code 1" (the words
+    before the name and the number are the caller's)."""
+    if code is not None and code < 0:
+        return f"{signal_word} {signal.Signals(-code).name}"
+    return f"{code_word} {code}"
+
+
+def raise_interrupted_once(signum: int, frame: Any) -> None:
+    """A worker's signal handler: the signal raised as Interrupted, once.
+
+    One stop is enough: a second (Ctrl-C reaches every worker, then the sweep SIGTERMs them) must not land in
+    the clean-up the first started, where it could only be printed as an ignored exception.
+    """
+    ignore_stops()
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def ignore_stops() -> None:
+    """SIGINT and SIGTERM do nothing from now on."""
+    # A Python no-op, not SIG_IGN: a signal already received when the handler changes would raise OSError
+    # ("ignored due to race condition") under SIG_IGN.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, lambda signum, frame: None)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM received while the block runs are handled when it ends, as they would have been."""
+    if threading.current_thread() is not threading.main_thread():  # handlers run in the main thread only
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in STOP_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            if callable(previous[signum]):
+                previous[signum](signum, None)
+            elif previous[signum] == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+
+@contextmanager
+def signals_blocked_for_children() -> Iterator[None]:
+    """A child started in the block starts with SIGINT and SIGTERM blocked (it inherits this thread's
+    mask)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
