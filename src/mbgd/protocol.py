@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import optuna
 
 from mbgd import liveness
-from mbgd.liveness import HOST, process_alive
+from mbgd.liveness import HOST, owner_gone
 
 STATE = optuna.trial.TrialState
 FINISHED_STATES = (STATE.COMPLETE, STATE.PRUNED)
@@ -217,19 +217,24 @@ def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.Frozen
     """
     now = datetime.datetime.now()
     stale: set[int] | None = None
+
+    def heartbeat_stopped(trial_id: int) -> bool:
+        nonlocal stale
+        if stale is None:
+            stale = set(backend._get_stale_trial_ids(study_id)) if has_heartbeats(backend) else set()
+        return trial_id in stale
+
     failed = []
     for trial in trials:
         if trial.state != STATE.RUNNING:
             continue
         worker = trial.user_attrs.get(WORKER_ATTR)
         reason = None
-        if worker and worker["host"] == HOST:
-            reason = None if process_alive(int(worker["pid"])) else "its worker process died"
-        elif worker:
-            if stale is None:
-                stale = set(backend._get_stale_trial_ids(study_id)) if has_heartbeats(backend) else set()
-            reason = "its worker's heartbeat stopped" if trial._trial_id in stale else None
-        elif (now - (trial.datetime_start or now)).total_seconds() > GRACE_PERIOD_S:
+        if worker and owner_gone(
+            worker["host"], worker["pid"], heartbeat_stale=lambda t=trial._trial_id: heartbeat_stopped(t)
+        ):
+            reason = "its worker process died" if worker["host"] == HOST else "its worker's heartbeat stopped"
+        elif not worker and (now - (trial.datetime_start or now)).total_seconds() > GRACE_PERIOD_S:
             reason = "its worker died before taking it"
         if reason is None:
             continue
