@@ -4,7 +4,7 @@ and sentences say what the numbers say (expected text written out by hand)."""
 import json
 from pathlib import Path
 
-from mbgd import report
+from mbgd import report, scaling_report
 from mbgd.sweep_summary import median_trials
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -12,7 +12,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def test_results_scaling_md_is_what_the_code_writes_from_results_scaling_json() -> None:
     summary = json.loads((RESULTS / "scaling.json").read_text())
-    assert report.scaling_markdown(summary, heading="#") == (RESULTS / "scaling.md").read_text()
+    assert scaling_report.scaling_markdown(summary, heading="#") == (RESULTS / "scaling.md").read_text()
 
 
 def test_scaling_md_states_the_fixed_orders_rows_and_where_perfect_scaling_ends() -> None:

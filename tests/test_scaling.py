@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from checks import runs_after
-from mbgd import report, scaling, scaling_summary, theory
+from mbgd import scaling, scaling_report, scaling_summary, theory
 from mbgd.cli import main
 from mbgd.config import ConfigError, ScalingConfig, SweepConfig, TrainConfig, build_scaling_config
 from mbgd.data import load_data
@@ -177,13 +177,13 @@ def test_perfect_scaling_ends_where_samples_exceed_the_smallest_batch_by_a_quart
         return {"by_batch_size": rows}
 
     leaves = summary({1: 100, 2: 110, 4: 124, 8: 200, 16: 120})
-    assert report.perfect_scaling_up_to(leaves, "fixed_order", "interpolation") == (4, 8)
+    assert scaling_report.perfect_scaling_up_to(leaves, "fixed_order", "interpolation") == (4, 8)
     throughout = summary({1: 100, 2: None, 4: 90})  # never-reached batch sizes are skipped
-    assert report.perfect_scaling_up_to(throughout, "fixed_order", "interpolation") == (4, None)
+    assert scaling_report.perfect_scaling_up_to(throughout, "fixed_order", "interpolation") == (4, None)
 
 
 def test_report_md_gets_the_scaling_section_of_the_same_folder(tmp_path: Path) -> None:
-    assert report.scaling_section(tmp_path) == ""
+    assert scaling_report.scaling_section(tmp_path) == ""
     config = build_scaling_config(
         {
             "batch_sizes": "20",
@@ -197,7 +197,7 @@ def test_report_md_gets_the_scaling_section_of_the_same_folder(tmp_path: Path) -
     )
     result = scaling.measure_scaling(config, open_storage(config.sweep.storage))
     (tmp_path / "scaling.json").write_text(json.dumps(scaling_summary.summarize(result)))
-    section = report.scaling_section(tmp_path)
+    section = scaling_report.scaling_section(tmp_path)
     assert section.startswith("\n## 4. Scaling")
     assert "![" in section
 
@@ -309,7 +309,7 @@ def test_measured_points_count_updates_samples_and_epochs_of_each_seed(tmp_path:
     assert summary["critical_batch_size_theory"] == pytest.approx(3.12, abs=0.005)  # README: m* = 3.12
     assert summary["noise_scale_at_target"] is None  # no noisy regime ran
     json.dumps(summary, allow_nan=False)
-    markdown = report.scaling_markdown(summary)
+    markdown = scaling_report.scaling_markdown(summary)
     assert "| 30 |" in markdown
     assert "m* = β/λ₁" in markdown
 
