@@ -120,20 +120,11 @@ def tuned_comparison_figure(results, *, fixed_lr: float, n_seeds: int) -> Figure
     colors = _colors([r.batch_size for r in results])
     for r in results:
         epochs = list(range(max(len(h.epoch_losses) for h in r.fixed.histories + r.tuned.histories)))
-        _band(
-            fixed_axes,
-            epochs,
-            r.fixed.histories,
-            label=f"batch size {r.batch_size}",
-            color=colors[r.batch_size],
-        )
-        _band(
-            tuned_axes,
-            epochs,
-            r.tuned.histories,
-            label=f"batch size {r.batch_size}, lr {r.best_lr:.3g}",
-            color=colors[r.batch_size],
-        )
+        for axes, seed_runs, label in (
+            (fixed_axes, r.fixed, f"batch size {r.batch_size}"),
+            (tuned_axes, r.tuned, f"batch size {r.batch_size}, lr {r.best_lr:.3g}"),
+        ):
+            _band(axes, epochs, seed_runs.histories, label=label, color=colors[r.batch_size])
     fixed_axes.set_title(f"the tutorial's comparison: lr {fixed_lr} for all")
     tuned_axes.set_title("each batch size at its own best lr")
     for axes in (fixed_axes, tuned_axes):
@@ -233,20 +224,11 @@ def best_lr_figure(results, *, exponent: float | None, exponent_se: float | None
         f"log-log slope {exponent:.2f} ± {exponent_se:.2f}" if exponent_se is not None else "too few to fit"
     )
     axes.plot(sizes, best, "o-", color="C0", label=f"tuned ({fitted})")
-    axes.plot(
-        sizes,
-        [r.theory["theory_best_lr"] for r in results],
-        "s:",
-        color="C2",
-        label="theory: fastest contraction",
-    )
-    axes.plot(
-        sizes,
-        [r.theory["theory_first_instability_lr"] for r in results],
-        "^--",
-        color="C3",
-        label="theory: first instability",
-    )
+    for key, style, color, label in (
+        ("theory_best_lr", "s:", "C2", "theory: fastest contraction"),
+        ("theory_first_instability_lr", "^--", "C3", "theory: first instability"),
+    ):
+        axes.plot(sizes, [r.theory[key] for r in results], style, color=color, label=label)
     smallest, anchor = sizes[0], best[0]
     axes.plot(
         sizes, [anchor * b / smallest for b in sizes], color="0.5", linewidth=1, label="linear rule (lr ∝ B)"

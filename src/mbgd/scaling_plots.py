@@ -75,14 +75,14 @@ def _measured(
     return [(p[0], p[1]) for p in points]
 
 
+def _mark_critical_batch(axes, summary: dict, linestyle: str, linewidth: float, name: str) -> None:
+    """The interpolation theory's m* as a vertical line, labelled `name = m*`."""
+    m_star = summary["critical_batch_size_theory"]
+    axes.axvline(m_star, color="C2", linestyle=linestyle, linewidth=linewidth, label=f"{name} = {m_star:.3g}")
+
+
 def _mark_predictions(axes, summary: dict, regime_key: str) -> None:
-    axes.axvline(
-        summary["critical_batch_size_theory"],
-        color="C2",
-        linestyle="--",
-        linewidth=1.2,
-        label=f"predicted: m* = β/λ₁ = {summary['critical_batch_size_theory']:.3g}",
-    )
+    _mark_critical_batch(axes, summary, "--", 1.2, "predicted: m* = β/λ₁")
     noise_scale = summary["noise_scale_at_target"]
     if regime_key == "noisy" and noise_scale:
         axes.axvline(
@@ -196,13 +196,7 @@ def scaling_lr_figure(summary: dict) -> Figure:
         )
         for bound in summary["lr_range"]:
             axes.axhline(bound, color="0.6", linewidth=0.8, linestyle=":")
-        axes.axvline(
-            summary["critical_batch_size_theory"],
-            color="C2",
-            linestyle=":",
-            linewidth=1,
-            label=f"m* = {summary['critical_batch_size_theory']:.3g}",
-        )
+        _mark_critical_batch(axes, summary, ":", 1, "m*")
         axes.plot([], [], color="0.6", linewidth=0.8, linestyle=":", label="the studies' lr range")
         axes.set_ylabel("learning rate")
         axes.legend(fontsize="x-small", loc="lower right")
