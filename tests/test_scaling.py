@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from checks import runs_after
 from mbgd import scaling, scaling_report, scaling_summary, theory
 from mbgd.cli import main
-from mbgd.config import ConfigError, ScalingConfig, SweepConfig, TrainConfig, build_scaling_config
+from mbgd.config import ConfigError, SweepConfig, TrainConfig
 from mbgd.data import load_data
 from mbgd.objectives import (
     ended_diverged,
@@ -25,6 +25,7 @@ from mbgd.objectives import (
     updates_target,
     updates_to_target,
 )
+from mbgd.scaling_config import ScalingConfig, build_scaling_config
 from mbgd.studies import open_storage, study_settings
 from mbgd.sweep import run_study
 from mbgd.sweep_summary import retrain_over_seeds

@@ -1,4 +1,7 @@
-"""Configuration: frozen dataclasses built once from a preset and the command line, then passed down."""
+"""Configuration: frozen dataclasses built once from a preset and the command line, then passed down.
+
+Data, training and sweeps here; the scaling command's config is mbgd.scaling_config's.
+"""
 
 from __future__ import annotations
 
@@ -39,17 +42,13 @@ class DataSpec:
     target: str = ""  # CSV target column; empty: the last column
 
     def __post_init__(self) -> None:
-        _require(
-            1 <= self.n_points <= MAX_POINTS, f"n_points must be in 1..{MAX_POINTS}, got {self.n_points}"
-        )
+        require(1 <= self.n_points <= MAX_POINTS, f"n_points must be in 1..{MAX_POINTS}, got {self.n_points}")
         for name in ("x_min", "x_max", "slope", "intercept", "noise"):
-            _require(math.isfinite(getattr(self, name)), f"{name} must be finite, got {getattr(self, name)}")
-        _require(self.x_min < self.x_max, f"x_min ({self.x_min}) must be below x_max ({self.x_max})")
-        _require(self.noise >= 0, f"noise must be >= 0, got {self.noise}")
-        _require(
-            self.targets in TARGETS, f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}"
-        )
-        _require(
+            require(math.isfinite(getattr(self, name)), f"{name} must be finite, got {getattr(self, name)}")
+        require(self.x_min < self.x_max, f"x_min ({self.x_min}) must be below x_max ({self.x_max})")
+        require(self.noise >= 0, f"noise must be >= 0, got {self.noise}")
+        require(self.targets in TARGETS, f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
+        require(
             self.targets_dtype in DTYPES,
             f"targets_dtype must be one of {', '.join(DTYPES)}, got {self.targets_dtype!r}",
         )
@@ -75,12 +74,12 @@ class TrainConfig:
     data: DataSpec = field(default_factory=DataSpec)
 
     def __post_init__(self) -> None:
-        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _require(math.isfinite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}")
-        _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(math.isfinite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}")
+        require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("init_w", "init_b"):
-            _require(math.isfinite(getattr(self, name)), f"{name} must be finite, got {getattr(self, name)}")
+            require(math.isfinite(getattr(self, name)), f"{name} must be finite, got {getattr(self, name)}")
 
     def with_batch_size(self, batch_size: int) -> TrainConfig:
         return replace(self, batch_size=batch_size)
@@ -102,7 +101,7 @@ class TrainRun:
 
     def __post_init__(self) -> None:
         bad = [b for b in self.compare_with if b < 1]
-        _require(not bad, f"compare_with batch sizes must be >= 1, got {bad}")
+        require(not bad, f"compare_with batch sizes must be >= 1, got {bad}")
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -126,7 +125,8 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-def _require(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless the condition holds."""
     if not condition:
         raise ConfigError(message)
 
@@ -267,30 +267,30 @@ class SweepConfig:
     experiment: str = ""
 
     def __post_init__(self) -> None:
-        _require(bool(self.batch_sizes), "batch_sizes must list at least one batch size")
+        require(bool(self.batch_sizes), "batch_sizes must list at least one batch size")
         bad = [b for b in self.batch_sizes if b < 1]
-        _require(not bad, f"batch sizes must be >= 1, got {bad}")
-        _require(
+        require(not bad, f"batch sizes must be >= 1, got {bad}")
+        require(
             len(set(self.batch_sizes)) == len(self.batch_sizes), f"batch sizes repeat: {self.batch_sizes}"
         )
-        _require(bool(self.name.strip()), "name must not be empty")
-        _require(self.n_trials >= 1, f"n_trials must be >= 1, got {self.n_trials}")
-        _require(self.population >= 1, f"population must be >= 1, got {self.population}")
-        _require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
-        _require(self.scan >= 0, f"scan must be >= 0 (0: no scan), got {self.scan}")
-        _require(self.scan != 1, "scan must be 0 (no scan) or at least 2 learning rates, got 1")
-        _require(self.tuning_cost_seeds >= 0, f"tuning_cost_seeds must be >= 0, got {self.tuning_cost_seeds}")
-        _require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        require(bool(self.name.strip()), "name must not be empty")
+        require(self.n_trials >= 1, f"n_trials must be >= 1, got {self.n_trials}")
+        require(self.population >= 1, f"population must be >= 1, got {self.population}")
+        require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        require(self.scan >= 0, f"scan must be >= 0 (0: no scan), got {self.scan}")
+        require(self.scan != 1, "scan must be 0 (no scan) or at least 2 learning rates, got 1")
+        require(self.tuning_cost_seeds >= 0, f"tuning_cost_seeds must be >= 0, got {self.tuning_cost_seeds}")
+        require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
         for name in ("lr_min", "lr_max"):
             value = getattr(self, name)
-            _require(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value}")
-        _require(self.lr_min < self.lr_max, f"lr_min ({self.lr_min}) must be below lr_max ({self.lr_max})")
-        _require(
+            require(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value}")
+        require(self.lr_min < self.lr_max, f"lr_min ({self.lr_min}) must be below lr_max ({self.lr_max})")
+        require(
             self.objective in OBJECTIVES,
             f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}",
         )
-        _require(self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
-        _require(0 < self.target_ratio < 1, f"target_ratio must be in (0, 1), got {self.target_ratio}")
+        require(self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        require(0 < self.target_ratio < 1, f"target_ratio must be in (0, 1), got {self.target_ratio}")
 
     def study_name(self, batch_size: int) -> str:
         return f"{self.name}-b{batch_size}"
@@ -318,97 +318,3 @@ def build_sweep_config(values: dict[str, Any]) -> SweepConfig:
                 sweep[key] = _coerce(key, _SWEEP_KEYS[key].type, value)
     values.pop("compare_with", None)
     return SweepConfig(train=build_train_config(values), **sweep)
-
-
-ORDERS = ("fixed", "shuffled")  # the tutorial's batch order (x = -5 upward), and reshuffled every epoch
-BOTH = "both"
-# Training targets -> the scaling regime they put SGD in: on the noise-free line every per-sample gradient
-# vanishes at the optimum (interpolation); on the noisy Y they do not, and a constant step leaves a floor.
-REGIMES = {"clean": "interpolation", "noisy": "noisy"}
-# What `mbgd scaling` changes from the sweep's defaults, and why.
-SCALING_DEFAULTS: dict[str, Any] = {
-    "name": "mbgd-scaling",  # studies are <name>-<order>-<regime>-b<batch size>
-    "batch_sizes": (1, 2, 3, 4, 5, 10, 20, 25, 50, 100),  # log-spaced from SGD to the full batch of 100
-    "objective": "updates_to",
-    # the full batch needs about 24 updates to come within 5% of the noisy optimum at its best lr
-    "epochs": 30,
-    # lr_min, lr_max: from the data's theory unless given (ScalingConfig.lr_from_theory)
-    "n_trials": 20,  # 10 random trials, then 10 guided by TPE: 40 studies in a few minutes
-    "population": 10,  # = TPE's 10 startup trials, so the second population is the guided one
-    "seeds": 3,  # re-runs of each best lr: the noise draw and the shuffled order change with the seed
-}
-
-
-@dataclass(frozen=True)
-class ScalingConfig:
-    """Updates to a target loss vs batch size: an lr study (objective updates_to) per batch size, order,
-    regime.
-
-    `sweep` holds what every study shares (grid, trials, lr range, seeds, storage, target ratio, training);
-    `study_config` sets the batch order and the training targets of one (order, regime).
-    """
-
-    sweep: SweepConfig = field(default_factory=lambda: build_sweep_config(SCALING_DEFAULTS))
-    orders: tuple[str, ...] = ORDERS
-    targets: tuple[str, ...] = TARGETS
-    # The lr bounds not given, set from the data once it is loaded (mbgd.scaling.resolve_lr_range): from half
-    # of SGD's theoretical best step 1/beta to twice full-batch descent's stability limit 2/lambda_1. The
-    # tuned lrs lie in a decade or so there; the sweep's four decades would leave half the trials diverging or
-    # crawling.
-    lr_from_theory: tuple[str, ...] = ("lr_min", "lr_max")
-
-    def __post_init__(self) -> None:
-        _require(
-            self.sweep.objective == "updates_to",
-            f"scaling tunes for updates_to, got {self.sweep.objective!r}",
-        )
-        _require(
-            bool(self.orders) and set(self.orders) <= set(ORDERS),
-            f"orders must be among {ORDERS}, got {self.orders}",
-        )
-        _require(
-            bool(self.targets) and set(self.targets) <= set(TARGETS),
-            f"targets must be among {TARGETS}, got {self.targets}",
-        )
-
-    def study_config(self, order: str, targets: str) -> SweepConfig:
-        """The sweep of one batch order and one regime; its studies are <name>-<order>-<regime>-b<B>."""
-        train = replace(
-            self.sweep.train,
-            shuffle=order == "shuffled",
-            data=replace(self.sweep.train.data, targets=targets),
-        )
-        return replace(self.sweep, train=train, name=f"{self.sweep.name}-{order}-{REGIMES[targets]}")
-
-    def as_params(self) -> dict[str, str]:
-        """The sweep's params with the command's own `order` and `targets` (as `mlflow run` logs them too)."""
-        params = {
-            key: value for key, value in self.sweep.as_params().items() if key not in ("shuffle", "targets")
-        }
-        order = BOTH if len(self.orders) == len(ORDERS) else self.orders[0]
-        targets = BOTH if len(self.targets) == len(TARGETS) else self.targets[0]
-        return {**params, "order": order, "targets": targets}
-
-
-def build_scaling_config(values: dict[str, Any]) -> ScalingConfig:
-    """Scaling defaults <- values; `order` and `targets` take one of their values or "both" (the default).
-
-    A preset's `shuffle` picks the order when no `order` is given.
-    """
-    lr_from_theory = tuple(key for key in ("lr_min", "lr_max") if values.get(key) is None)
-    values = {**SCALING_DEFAULTS, **{key: value for key, value in values.items() if value is not None}}
-    order = values.pop("order", None)
-    shuffle = values.pop("shuffle", None)
-    if order is None:
-        order = BOTH if shuffle is None else ("shuffled" if shuffle else "fixed")
-    targets = values.pop("targets", None) or BOTH
-    _require(order in (*ORDERS, BOTH), f"order must be one of {', '.join((*ORDERS, BOTH))}, got {order!r}")
-    _require(
-        targets in (*TARGETS, BOTH), f"targets must be one of {', '.join((*TARGETS, BOTH))}, got {targets!r}"
-    )
-    return ScalingConfig(
-        sweep=build_sweep_config(values),
-        orders=ORDERS if order == BOTH else (order,),
-        targets=TARGETS if targets == BOTH else (targets,),
-        lr_from_theory=lr_from_theory,
-    )

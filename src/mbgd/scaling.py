@@ -24,8 +24,9 @@ import optuna
 import torch
 
 from mbgd import noise_scale, objectives, studies, sweep, theory
-from mbgd.config import REGIMES, ScalingConfig, SweepConfig, TrainConfig
+from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
+from mbgd.scaling_config import REGIMES, ScalingConfig
 from mbgd.scan import LrScan, relative_regret, run_scan
 from mbgd.train import DTYPES, History, fit_population, full_dataset_loss
 

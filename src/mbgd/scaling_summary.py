@@ -11,8 +11,8 @@ import statistics
 from collections.abc import Sequence
 
 from mbgd import objectives
-from mbgd.config import REGIMES
 from mbgd.scaling import ORDER_KEYS, ScalingCurve, ScalingPoint, ScalingResult
+from mbgd.scaling_config import REGIMES
 from mbgd.sweep_summary import fitted_exponent
 
 
