@@ -701,7 +701,7 @@ def scaling(
     batch size m* = beta/lambda_1 and the step eta*(m) of the interpolation theory, and the gradient noise
     scale.
     """
-    from mbgd.config import build_scaling_config
+    from mbgd.scaling_config import build_scaling_config
 
     config = build_scaling_config(collect(preset, {**options, "targets": regimes, "epochs": scaling_epochs}))
     studies = len(config.orders) * len(config.targets) * len(config.sweep.batch_sizes)
