@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from mbgd import tracking
-from mbgd.cli import user_errors
+from mbgd.cli_errors import user_errors
 from mbgd.tracking_store import StoreUnavailable, check
 
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
-from mbgd import cli
+from mbgd import cli, cli_servers
 from mbgd.ui_links import charts_link, runs_link
 
 
@@ -42,7 +42,7 @@ def test_open_waits_for_the_server_then_opens_the_link(monkeypatch: pytest.Monke
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_port}"
-        cli.open_when_up(f"{base}/#/experiments/0/runs", base, timeout_s=10)
+        cli_servers.open_when_up(f"{base}/#/experiments/0/runs", base, timeout_s=10)
     finally:
         server.shutdown()
     assert opened == [f"{base}/#/experiments/0/runs"]

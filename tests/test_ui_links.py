@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mbgd import cli
+from mbgd import cli, cli_servers
 from mbgd.pipeline_train import TrainOutcome
 from mbgd.ui_links import charts_link, runs_link, ui_base
 from mbgd.ui_views import VIEW_TAG_PREFIX, comparison_view, comparison_view_key
@@ -108,7 +108,7 @@ def test_ui_prints_the_runs_the_charts_and_the_latest_comparison(
         view = comparison_view(run_id, [], (), now_ms=created)
         client.set_experiment_tag("0", VIEW_TAG_PREFIX + comparison_view_key(run_id), view)
     monkeypatch.setattr(subprocess, "Popen", NoServer)
-    monkeypatch.setattr(cli, "stop_process_group", lambda process: None)
+    monkeypatch.setattr(cli_servers, "stop_process_group", lambda process: None)
     result = CliRunner().invoke(cli.main, ["ui", "--port", "5123"])
     assert result.exit_code == 0, result.output
     base = "http://127.0.0.1:5123/#/experiments/0/runs?workflowType=machine_learning"

@@ -3,11 +3,30 @@ start-up."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 
 class Interrupted(BaseException):
     """SIGTERM, raised like KeyboardInterrupt so that runs end KILLED on the way out."""
+
+
+def raise_interrupted(signum: int, frame: Any) -> None:
+    """A signal handler: the signal becomes Interrupted, named after it."""
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises Interrupted inside the block; the previous handler is back after it."""
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class WorkerError(RuntimeError):
