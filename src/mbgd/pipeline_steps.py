@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 
 from mbgd.config import redact
 from mbgd.data import RegressionData
-from mbgd.train import History, regime
+from mbgd.train import History, descent_kind
 
 SCAN_TITLE = "{objective} vs learning rate: the dense scan and the Optuna trials that refined it"
 
@@ -120,7 +120,7 @@ def log_best_model(
     model)."""
     from mbgd import tracking, tracking_models
 
-    run_tags = {"regime": regime(history.batch_size, data.n), **tags}
+    run_tags = {"regime": descent_kind(history.batch_size, data.n), **tags}
     with tracking.run_scope(client, run_name=run_name, parent=parent, tags=run_tags) as run:
         metrics = [
             *tracking.history_metrics(history, weight_names=data.feature_names),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mbgd.config import TrainConfig, TrainRun
 from mbgd.data import RegressionData
-from mbgd.train import History, fit, regime
+from mbgd.train import History, descent_kind, fit
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,11 @@ class TrainOutcome:
 
 def run_name(batch_size: int, n: int) -> str:
     """What the run is, as the MLflow UI lists it: sgd-b1, mini-batch-b20, full-batch-b100."""
-    return f"{regime(batch_size, n)}-b{batch_size}"
+    return f"{descent_kind(batch_size, n)}-b{batch_size}"
 
 
 def run_tags(config: TrainConfig, data: RegressionData) -> dict[str, str]:
-    tags = {"regime": regime(config.batch_size, data.n), "dtype": config.dtype}
+    tags = {"regime": descent_kind(config.batch_size, data.n), "dtype": config.dtype}
     if config.batch_size > data.n:
         tags["note"] = (
             f"batch size {config.batch_size} exceeds the {data.n} samples: one full batch per epoch"
@@ -123,12 +123,12 @@ def log_comparison(
     tracking.log_figure(client, run_id, figure, "comparison.png")
     metrics = [m for b, h in histories.items() for m in tracking.series(f"compare/loss_b{b}", h.epoch_losses)]
     tracking.log_values(client, run_id, metrics=metrics)
-    others = ", ".join(f"{b} ({regime(b, data.n)})" for b in histories if b != own)
+    others = ", ".join(f"{b} ({descent_kind(b, data.n)})" for b in histories if b != own)
     tracking.describe(
         client,
         run_id,
-        f"Batch size {own} ({regime(own, data.n)}, this run) compared with {others}: full-dataset loss per "
-        f"epoch at lr {config.lr} over {config.epochs} epochs ({title}). See `comparison.png` and the "
+        f"Batch size {own} ({descent_kind(own, data.n)}, this run) compared with {others}: full-dataset loss "
+        f"per epoch at lr {config.lr} over {config.epochs} epochs ({title}). See `comparison.png` and the "
         "`compare` charts.",
     )
     ui_views.save_comparison_view(client, run_id)

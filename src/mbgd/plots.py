@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from matplotlib.figure import Figure
 
-from mbgd.train import History, regime
+from mbgd.train import History, descent_kind
 
 Y_LABEL = "Cost/total loss"  # the tutorial's label for the full-dataset loss
 _SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -72,7 +72,7 @@ def comparison_figure(histories: Mapping[int, History], *, highlight: int, n: in
             "linewidth": 2.6 if own else 1.4,
             "alpha": 1.0 if own else 0.8,
             "zorder": 3 if own else 2,
-            "label": f"batch size {batch_size} ({regime(batch_size, n)})"
+            "label": f"batch size {batch_size} ({descent_kind(batch_size, n)})"
             + (" — this run" if own else "")
             + (", diverged" if history.diverged else ""),
         }

@@ -217,8 +217,9 @@ def predict(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (w[:, None, :] * x[None, :, :]).sum(dim=2) + b[:, None]
 
 
-def regime(batch_size: int, n: int) -> str:
-    """sgd (one sample per update), full-batch (all at once) or mini-batch (in between)."""
+def descent_kind(batch_size: int, n: int) -> str:
+    """sgd (one sample per update), full-batch (all at once) or mini-batch (in between); runs carry it as
+    their "regime" tag."""
     if batch_size >= n:
         return "full-batch"
     return "sgd" if batch_size == 1 else "mini-batch"

@@ -60,7 +60,7 @@ def from_told_trial(
     state (pruned: KILLED).
 
     `label` prefixes the run's name where one parent holds several studies per batch size (mbgd scaling)."""
-    from mbgd.train import regime
+    from mbgd.train import descent_kind
 
     return TrialRun(
         study_name=study_name,
@@ -70,7 +70,7 @@ def from_told_trial(
         tags={
             MLFLOW_PARENT_RUN_ID: parent.run_id,
             "optuna.state": record.state,
-            "regime": regime(batch_size, n),
+            "regime": descent_kind(batch_size, n),
             "dtype": dtype,
             "diverged": str(record.history.diverged).lower(),
         },
