@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mbgd.errors import Interrupted
+from mbgd.errors import raise_interrupted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -30,7 +30,7 @@ def raise_interrupted_once(signum: int, frame: Any) -> None:
     the clean-up the first started, where it could only be printed as an ignored exception.
     """
     ignore_stops()
-    raise Interrupted(signal.Signals(signum).name)
+    raise_interrupted(signum, frame)
 
 
 def ignore_stops() -> None:
