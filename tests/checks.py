@@ -1,7 +1,13 @@
-"""Checks several test modules make in the same words."""
+"""Checks several test modules make in the same words, and the small configs they share."""
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
 
 from click.testing import Result
 from mlflow import MlflowClient
+
+from mbgd.config import SweepConfig, TrainConfig
 
 
 def assert_one_line_usage_error_and_no_run(result: Result, message: str, tracking_store: str) -> None:
@@ -25,3 +31,28 @@ def runs_after(args: list[str], tracking_store: str, max_results: int = 500) -> 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     return MlflowClient(tracking_store).search_runs(["0"], max_results=max_results)
+
+
+def run_ok(
+    command: list[str], *, env: dict[str, str], timeout: float, cwd=None
+) -> subprocess.CompletedProcess:
+    """Run a command that must succeed (exit 0, else the tail of its stderr); returns its result."""
+    result = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def small_sweep(tmp_path: Path, **changes) -> SweepConfig:
+    """A sweep of batch size 10 that runs in seconds (3 epochs, 5 trials in pairs, 2 seeds), its studies in a
+    sqlite file under tmp_path; `changes` replace any of its settings."""
+    base = SweepConfig(
+        train=replace(TrainConfig(), epochs=3),
+        n_trials=5,
+        population=2,
+        seeds=2,
+        batch_sizes=(10,),
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+    )
+    return replace(base, **changes)

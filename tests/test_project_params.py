@@ -7,12 +7,13 @@
 import os
 import shlex
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+
+from checks import run_ok
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -78,7 +79,7 @@ def test_mlflow_run_finishes_with_one_value_per_param_whatever_the_spelling(
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "MLFLOW_TRACKING_URI": tracking_store,
     }
-    result = subprocess.run(
+    run_ok(
         [
             str(BIN / "mlflow"),
             "run",
@@ -90,12 +91,8 @@ def test_mlflow_run_finishes_with_one_value_per_param_whatever_the_spelling(
             *args,
         ],
         env=env,
-        capture_output=True,
-        text=True,
         timeout=600,
-        check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_store)
     top = [
         run

@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from checks import small_sweep
 from mbgd import protocol, sweep
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
@@ -18,17 +19,6 @@ from mbgd.sweep import lr_distribution, run_study
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
 STATE = optuna.trial.TrialState
-
-
-def small_sweep(tmp_path: Path) -> SweepConfig:
-    return SweepConfig(
-        train=replace(TUTORIAL, epochs=3),
-        n_trials=5,
-        population=2,
-        seeds=1,
-        batch_sizes=(10,),
-        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-    )
 
 
 def another_workers_look(config: SweepConfig) -> int:
@@ -62,7 +52,7 @@ def impatient(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_local_worker_stalled_past_the_grace_period_keeps_its_trials(
     tmp_path: Path, monkeypatch, impatient
 ) -> None:
-    config = small_sweep(tmp_path)
+    config = small_sweep(tmp_path, seeds=1)
     stalled_once(monkeypatch, lambda: another_workers_look(config))
     study = run_study(config, DATA, 10, open_storage(config.storage))
     states = [t.state for t in study.trials]
@@ -73,7 +63,7 @@ def test_a_local_worker_stalled_past_the_grace_period_keeps_its_trials(
 def test_a_trial_failed_under_its_worker_is_retried_and_the_worker_finishes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impatient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = small_sweep(tmp_path)
+    config = small_sweep(tmp_path, seeds=1)
     here = protocol.HOST
     # the worker's trials look remote: judged by heartbeat
     monkeypatch.setattr(protocol, "HOST", "another-host")
@@ -95,7 +85,7 @@ def test_a_trial_failed_under_its_worker_is_retried_and_the_worker_finishes(
 
 
 def test_every_told_trial_stores_what_its_run_needs(tmp_path: Path) -> None:
-    config = small_sweep(tmp_path)
+    config = small_sweep(tmp_path, seeds=1)
     study = run_study(config, DATA, 10, open_storage(config.storage))
     trial = study.trials[0]
     record = sweep.stored_record(trial, 10)
@@ -108,7 +98,7 @@ def test_every_told_trial_stores_what_its_run_needs(tmp_path: Path) -> None:
 
 def test_a_reservation_takes_only_the_budget_no_one_holds(tmp_path: Path) -> None:
     """Two workers asking for more than is left take exactly what is left, and create nothing to be failed."""
-    config = replace(small_sweep(tmp_path), n_trials=7)
+    config = replace(small_sweep(tmp_path, seeds=1), n_trials=7)
     first = open_study(config, 10, open_storage(config.storage))
     second = open_study(config, 10, open_storage(config.storage))
     lrs = lambda count: [0.01] * count  # noqa: E731

@@ -2,6 +2,7 @@
 MLflow server in CI), kill -9 of a worker or of the whole sweep followed by a rerun, and SIGINT/SIGTERM."""
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,6 +29,24 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
+
+
+@contextlib.contextmanager
+def running(command: list[str], env: dict[str, str]):
+    """start(command); its process group killed on the way out should it still run (a wait that failed)."""
+    process = start(command, env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def stop_with(process: subprocess.Popen, sig) -> str:
+    """Send the signal and wait for the command to end; returns its stderr."""
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    return stderr
 
 
 def states(storage: str, study_name: str) -> collections.Counter:
@@ -237,15 +256,10 @@ def test_a_signal_to_the_sweep_ends_its_runs_killed_and_its_trials_failed(
     local_sweep, sig, code, workers
 ) -> None:
     args, env, storage = local_sweep
-    process = start([*args, "--workers", workers], env)
-    try:
+    with running([*args, "--workers", workers], env) as process:
         wait_for(lambda: states(storage, "faults-b1")[STATE.COMPLETE] >= 2, what="the first trials")
         wait_for(lambda: states(storage, "faults-b1")[STATE.RUNNING] >= 1, what="trials in flight")
-        process.send_signal(sig)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        stderr = stop_with(process, sig)
     assert process.returncode == code, stderr[-3000:]
     message = [line for line in stderr.splitlines() if line.startswith("mbgd:")]
     assert len(message) == 1, stderr[-3000:]
@@ -309,18 +323,12 @@ def test_ctrl_c_with_the_trial_run_helper_leaves_every_written_trial_run_once(
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_train_ends_its_runs_killed(tracking_store: str, sig, code) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}
-    process = start(
-        [str(BIN / "mbgd"), "train", "--batch-size", "1", "--epochs", "100000", "--compare-with", ""], env
-    )
-    client = MlflowClient(tracking_store)
-    try:
+    train = [str(BIN / "mbgd"), "train", "--batch-size", "1", "--epochs", "100000", "--compare-with", ""]
+    with running(train, env) as process:
+        client = MlflowClient(tracking_store)
         wait_for(lambda: running_runs(client, ["0"]) == ["sgd-b1"], what="the training run")
         time.sleep(1)
-        process.send_signal(sig)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        stderr = stop_with(process, sig)
     assert process.returncode == code, stderr[-3000:]
     assert "Traceback" not in stderr
     (run,) = client.search_runs(["0"])

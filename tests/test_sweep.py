@@ -13,9 +13,9 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from checks import runs_after
+from checks import runs_after, small_sweep
 from mbgd.cli import main
-from mbgd.config import ConfigError, SweepConfig, TrainConfig
+from mbgd.config import ConfigError, TrainConfig
 from mbgd.data import RegressionData, load_data
 from mbgd.objectives import epochs_to_floor, noise_floor, objective_value
 from mbgd.studies import default_storage, open_storage, open_study
@@ -71,18 +71,6 @@ def test_default_storage_lies_beside_a_sqlite_tracking_store(monkeypatch: pytest
     assert default_storage() == "sqlite:////data/runs/optuna.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert default_storage() == "sqlite:///optuna.db"
-
-
-def small_sweep(tmp_path: Path, **changes) -> SweepConfig:
-    base = SweepConfig(
-        train=replace(TUTORIAL, epochs=3),
-        n_trials=5,
-        population=2,
-        seeds=2,
-        batch_sizes=(10,),
-        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-    )
-    return replace(base, **changes)
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

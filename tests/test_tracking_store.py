@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from checks import run_ok
 from mbgd import tracking
 from mbgd.cli_errors import user_errors
 from mbgd.tracking_store import StoreUnavailable, check
@@ -158,7 +159,7 @@ def test_mlflow_prints_no_view_run_lines_against_a_server(
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server_uri}
     for name in ("MLFLOW_RUN_ID", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
         env.pop(name, None)
-    result = subprocess.run(
+    result = run_ok(
         [
             str(BIN / "mbgd"),
             "train",
@@ -171,12 +172,8 @@ def test_mlflow_prints_no_view_run_lines_against_a_server(
         ],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert "batch size     1" in result.stdout  # it ran, with a child run
     assert "View run" not in result.stdout + result.stderr
     assert "View experiment" not in result.stdout + result.stderr
