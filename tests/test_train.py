@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mbgd.config import ConfigError, DataSpec, TrainConfig
-from mbgd.data import RegressionData, RegressionDataset, load_data, make_loader
-from mbgd.train import fit, fit_population, full_dataset_loss, predict
+from mbgd.data import RegressionData, load_data
+from mbgd.train import fit, fit_population, full_dataset_loss, predict, training_loader
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -72,13 +72,7 @@ def autograd_epoch_losses(config: TrainConfig, data: RegressionData, lrs: list[f
     """The same population trained the tutorial's way: loss.backward(), then a step under no_grad."""
     dtype = getattr(torch, config.dtype)
     data = data.to(dtype)
-    loader = make_loader(
-        RegressionDataset(data.x, data.y_train),
-        config.batch_size,
-        shuffle=config.shuffle,
-        drop_last=config.drop_last,
-        seed=config.seed,
-    )
+    loader = training_loader(config, data)
     lr = torch.tensor(lrs, dtype=dtype)
     w = torch.full((len(lrs), data.n_features), config.init_w, dtype=dtype, requires_grad=True)
     b = torch.full((len(lrs),), config.init_b, dtype=dtype, requires_grad=True)

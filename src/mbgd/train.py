@@ -76,6 +76,17 @@ def fit(config: TrainConfig, data: RegressionData, *, record_batch_loss: bool = 
     return fit_population(config, data, [config.lr], record_batch_loss=record_batch_loss)[0]
 
 
+def training_loader(config: TrainConfig, data: RegressionData):
+    """The DataLoader of the training targets in the config's batch size, order and seed."""
+    return make_loader(
+        RegressionDataset(data.x, data.y_train),
+        config.batch_size,
+        shuffle=config.shuffle,
+        drop_last=config.drop_last,
+        seed=config.seed,
+    )
+
+
 def fit_population(
     config: TrainConfig,
     data: RegressionData,
@@ -96,13 +107,7 @@ def fit_population(
         raise ConfigError("at least one learning rate is needed")
     dtype = DTYPES[config.dtype]
     data = data.to(dtype)
-    loader = make_loader(
-        RegressionDataset(data.x, data.y_train),
-        config.batch_size,
-        shuffle=config.shuffle,
-        drop_last=config.drop_last,
-        seed=config.seed,
-    )
+    loader = training_loader(config, data)
     if len(loader) == 0:
         raise ConfigError(
             f"drop_last with batch_size {config.batch_size} > {data.n} points leaves no batch to train on"
