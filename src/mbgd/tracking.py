@@ -33,6 +33,7 @@ from mlflow.utils.mlflow_tags import (
 from mbgd import liveness
 from mbgd.errors import Interrupted
 from mbgd.liveness import HOST
+from mbgd.processes import signals_deferred
 from mbgd.sqlite_settings import sqlite_path, use_write_ahead_log
 from mbgd.tracking_store import tracking_uri
 
@@ -57,6 +58,34 @@ class RunRef:
     experiment_id: str
 
 
+class StopSafeClient(MlflowClient):
+    """An MlflowClient whose writes end before a stop signal (Ctrl-C, SIGTERM) is handled.
+
+    A stop raised in the middle of a write could leave the store's connection inside its transaction, holding
+    sqlite's write lock; the run's KILLED mark that follows then waits on that lock, from the same process,
+    until "database is locked" (seen under `make soak`'s Ctrl-C to 8 workers). A write is a few milliseconds;
+    the stop is handled right after it.
+    """
+
+
+def _finished_before_a_stop(write):
+    @functools.wraps(write)
+    def deferring(self, *args, **kwargs):
+        with signals_deferred():
+            return write(self, *args, **kwargs)
+
+    return deferring
+
+
+_WRITES = (
+    "create_experiment", "set_experiment_tag", "create_run", "set_terminated", "delete_run", "set_tag",
+    "log_batch", "log_inputs", "log_text", "log_dict", "log_figure", "log_artifacts",
+    "create_registered_model", "create_model_version",
+)  # fmt: skip
+for _name in _WRITES:
+    setattr(StopSafeClient, _name, _finished_before_a_stop(getattr(MlflowClient, _name)))
+
+
 def client() -> MlflowClient:
     """A client on MLFLOW_TRACKING_URI when set, else MLflow's default store (./mlflow.db, ./mlruns).
 
@@ -67,7 +96,7 @@ def client() -> MlflowClient:
     path = sqlite_path(uri)
     if path is not None:
         use_write_ahead_log(path, timeout_s=60)
-    return MlflowClient()
+    return StopSafeClient()
 
 
 def experiment_id_for(mlflow_client: MlflowClient, name: str = "") -> str:
@@ -154,16 +183,18 @@ def log_finished_run(
     status: str,
 ) -> str:
     """A run that is complete when made: create it, log everything in one log_batch, end it with `status`;
-    returns its id. Three calls, the fewest MLflow allows (a sweep makes one per trial)."""
+    returns its id. Three calls, the fewest MLflow allows (a sweep makes one per trial); a stop signal is
+    handled after the third, so the run is whole."""
     all_tags = {**provenance_tags(), **tags, **liveness_tags()}
-    run_id = mlflow_client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
-    try:
-        log_values(mlflow_client, run_id, params=params, metrics=metrics)
-    except BaseException as error:  # interrupted while logging: the run may lack values, and says so
-        mlflow_client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
-        _note_killed(error, run_id)
-        raise
-    mlflow_client.set_terminated(run_id, status)
+    with signals_deferred():
+        run_id = mlflow_client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        try:
+            log_values(mlflow_client, run_id, params=params, metrics=metrics)
+        except BaseException as error:  # a write failed: the run may lack values, and says so
+            mlflow_client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+            _note_killed(error, run_id)
+            raise
+        mlflow_client.set_terminated(run_id, status)
     return run_id
 
 
