@@ -35,7 +35,7 @@ bench: install
 
 # Mutation testing of the numeric core and the protocol against the fast tests ([tool.mutmut] in pyproject.toml);
 # not part of `make test`. Ends with one line: the share of mutants killed. MUTANTS narrows it (mutmut's name globs).
-MUTANTS ?= mbgd.train.* mbgd.data.* mbgd.scan.* mbgd.theory.* mbgd.noise_scale.* mbgd.objectives.* mbgd.config.x_redact* mbgd.protocol.*
+MUTANTS ?= mbgd.train.* mbgd.data.* mbgd.scan.* mbgd.theory.* mbgd.noise_scale.* mbgd.objectives.* mbgd.config.x_redact* mbgd.protocol.* mbgd.liveness.*
 mutate: install
 	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)') > mutants.log 2>&1 || (tail -20 mutants.log; exit 1)
 	$(BIN)/python tools/mutation_score.py $(foreach m,$(MUTANTS),'$(m)')
