@@ -215,3 +215,32 @@ def test_a_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_store: st
     assert len(sweeps) == 1
     study = optuna.load_study(study_name="fill-b10", storage="sqlite:///optuna.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+
+
+def test_a_scaling_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_store: str) -> None:
+    """The same for mbgd scaling, whose trial runs carry their study's order and regime in their names."""
+    from click.testing import CliRunner
+
+    from mbgd.cli import main
+
+    args = [
+        *("scaling", "--batch-sizes", "10", "--n-trials", "3", "--population", "3", "--seeds", "1"),
+        *("--epochs", "5", "--scan", "16", "--order", "fixed", "--targets", "clean", "--name", "fill"),
+    ]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    client = MlflowClient(tracking_store)
+    trial_filter = "params.study_name = 'fill-fixed-interpolation-b10' and params.trial != ''"
+    lost = {int(r.data.params["trial"]): r for r in client.search_runs(["0"], trial_filter)}[1]
+    client.delete_run(lost.info.run_id)
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    found = client.search_runs(["0"], trial_filter, max_results=100)
+    assert sorted(int(r.data.params["trial"]) for r in found) == [0, 1, 2]
+    (refilled,) = [r for r in found if r.data.params["trial"] == "1"]
+    assert refilled.info.run_id != lost.info.run_id
+    assert refilled.info.run_name == lost.info.run_name
+    assert lost.info.run_name.startswith("fixed-interpolation-b10-trial1-")
+    assert refilled.data.params == lost.data.params
+    assert refilled.data.metrics == lost.data.metrics
+    assert refilled.info.status == "FINISHED"

@@ -61,6 +61,18 @@ def tracked_scaling(
         )
         result = scaling.measure_scaling(config, storage, on_trials=on_trials, progress=progress)
         writer.flush()
+        trial_runs.backfill_studies(  # the trials an earlier, killed scaling told but did not write
+            writer.client(),
+            scaling_run,
+            [
+                (p.batch_size, open_study(c.study_config, p.batch_size, storage))
+                for c in result.curves
+                for p in c.points
+            ],
+            n=data.n,
+            dtype=config.sweep.train.dtype,
+            label_of=label_of,
+        )
         summary = scaling_summary.summarize(result)
         markdown = scaling_report.scaling_markdown(summary, heading="#")
         best_models = log_scaling_best_models(client, scaling_run, result, data)

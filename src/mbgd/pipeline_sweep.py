@@ -59,11 +59,17 @@ def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_r
     from mbgd import sweep, trial_runs, workers
     from mbgd.studies import open_study
 
+    def backfill(studies) -> dict[tuple[str, int], str]:
+        pairs = zip(config.batch_sizes, studies, strict=True)
+        return trial_runs.backfill_studies(
+            writer.client(), sweep_run, pairs, n=data.n, dtype=config.train.dtype
+        )
+
     scans = scan_studies(config, data, storage)
     if config.workers > 1:
         workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
         studies = [open_study(config, b, storage) for b in config.batch_sizes]
-        return scans, studies, trial_runs.backfill_studies(writer.client(), sweep_run, config, data, studies)
+        return scans, studies, backfill(studies)
 
     on_trials = trial_runs.on_told_trials(writer.submit, sweep_run, n=data.n, dtype=config.train.dtype)
     studies = [
@@ -74,7 +80,7 @@ def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_r
     return (
         scans,
         studies,
-        {**written, **trial_runs.backfill_studies(writer.client(), sweep_run, config, data, studies)},
+        {**written, **backfill(studies)},
     )
 
 

@@ -194,21 +194,25 @@ def backfill(client, runs: Sequence[TrialRun], existing: dict[int, list]) -> dic
     return written
 
 
-def backfill_studies(client, parent, config, data, studies) -> dict[tuple[str, int], str]:
-    """Write, as children of `parent` (the sweep's run), the run of every finished trial that has none in the
-    experiment (its process was killed between telling the trial and writing the run: a worker, or an earlier
-    sweep), rebuilt from what the trial stored when told (sweep.stored_record); returns their ids by (study
-    name, trial)."""
+def backfill_studies(
+    client, parent, studies, *, n: int, dtype: str, label_of: Callable[[str], str] = lambda study_name: ""
+) -> dict[tuple[str, int], str]:
+    """Write, as children of `parent` (the command's run), the run of every finished trial that has none in
+    the experiment (its process was killed between telling the trial and writing the run: a worker, or an
+    earlier sweep or scaling), rebuilt from what the trial stored when told (sweep.stored_record); `studies`
+    are (batch size, study) pairs, `label_of` as in on_told_trials; returns their ids by (study name,
+    trial)."""
     from mbgd import protocol, sweep
 
     written = {}
-    for batch_size, study in zip(config.batch_sizes, studies, strict=True):
+    for batch_size, study in studies:
         records = [
             sweep.stored_record(t, batch_size)
             for t in study.get_trials(deepcopy=False, states=protocol.FINISHED_STATES)
         ]
+        label = label_of(study.study_name)
         runs = [
-            from_told_trial(parent, batch_size, study.study_name, record, n=data.n, dtype=config.train.dtype)
+            from_told_trial(parent, batch_size, study.study_name, record, n=n, dtype=dtype, label=label)
             for record in records
             if record is not None
         ]
