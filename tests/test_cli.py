@@ -1,5 +1,6 @@
 """The command line: tracked runs, presets, bad input, and a light start-up path."""
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -146,24 +147,14 @@ def test_bad_input_is_a_one_line_usage_error_and_creates_no_run(
     assert_one_line_usage_error_and_no_run(result, message, tracking_store)
 
 
-BAD_STUDY_INPUTS = [  # (command, arguments, what the error says)
-    ("sweep", ["--batch-sizes", ""], "at least one batch size"),
-    ("sweep", ["--batch-sizes", "1,0"], "batch sizes must be >= 1"),
-    ("sweep", ["--n-trials", "0"], "n_trials must be >= 1"),
-    ("sweep", ["--lr-min", "0.1", "--lr-max", "0.1"], "lr_min (0.1) must be below lr_max (0.1)"),
-    ("sweep", ["--objective", "speed"], "'speed' is not one of"),
-    ("sweep", ["--storage", "nosuchdb://x"], "cannot open Optuna storage"),
-    ("sweep", ["--storage", "sqlite:////nonexistent-dir/sub/optuna.db"], "cannot open Optuna storage"),
-    ("sweep", ["--population", "0"], "population must be >= 1"),
-    ("sweep", ["--seeds", "0"], "seeds must be >= 1"),
-    ("scaling", ["--batch-sizes", ""], "at least one batch size"),
-    ("scaling", ["--batch-sizes", "4,-2"], "batch sizes must be >= 1"),
-    ("scaling", ["--target-ratio", "0"], "target_ratio must be in (0, 1)"),
-    ("scaling", ["--target-ratio", "1.5"], "target_ratio must be in (0, 1)"),
-    ("scaling", ["--target-ratio", "nan"], "target_ratio must be in (0, 1)"),
-    ("scaling", ["--targets", "dirty"], "'dirty' is not one of 'clean', 'noisy', 'both'"),
-    ("scaling", ["--order", "random"], "'random' is not one of"),
-]
+def bad_study_inputs() -> list[tuple[str, list[str], str]]:
+    """(command, arguments, what the error says), from tests/data/bad_study_inputs.txt."""
+    text = (Path(__file__).parent / "data" / "bad_study_inputs.txt").read_text()
+    rows = [line.split(" | ") for line in text.splitlines() if line and not line.startswith("#")]
+    return [(command, shlex.split(args), message) for command, args, message in rows]
+
+
+BAD_STUDY_INPUTS = bad_study_inputs()
 
 
 @pytest.mark.parametrize(("command", "args", "message"), BAD_STUDY_INPUTS)
