@@ -441,3 +441,32 @@ def test_readme_and_research_md_quote_m_star_as_scaling_json_has_it() -> None:
     assert "(m\\* = β/λ₁ = 3.12)" in README
     assert "m* = β/λ₁ = **3.12**" in " ".join(RESEARCH.split())
     assert math.isclose(round(SCALING["lambda_1"], 2), 16.67)
+
+
+def test_the_shuffled_and_tuned_lr_details_research_md_gives_are_scaling_jsons() -> None:
+    text = " ".join(RESEARCH.split())
+    readme = " ".join(README.split())
+    # batch sizes 2 and 3 reach the target after 78 samples, 1 after 79
+    samples = by("fixed_order", "interpolation", "samples_to_target")
+    assert [samples[b] for b in (1, 2, 3)] == [79, 78, 78]
+    assert "for batch sizes 1–3 (78–79 samples each)" in readme
+    # shuffled, noise-free, batch size 1: tuned on seed 42's order, which needs 9 there (the scan said 10)
+    assert by("shuffled", "interpolation", "best_value")[1] == 9
+    assert by("shuffled", "interpolation", "scan_best_updates")[1] == 10
+    assert "the lr is tuned on seed 42's order, which needs 9 at it" in text
+    # shuffled, noisy: 2040-2987 samples from batch size 2 to 100, batch size 3 never
+    noisy = by("shuffled", "noisy", "samples_to_target")
+    reached = [noisy[b] for b in SCALING["batch_sizes"] if b >= 2 and noisy[b] is not None]
+    assert (round(min(reached)), round(max(reached))) == (2040, 2987)
+    assert [b for b in SCALING["batch_sizes"] if b >= 2 and noisy[b] is None] == [3]
+    assert "(shuffled: 2040–2987 samples at every batch size from 2 to 100 but 3, which never stays there)" in (
+        text
+    )
+    # the tuned lr from batch size 4 on
+    fixed_lr, shuffled_lr = (by(order, "interpolation", "best_lr") for order in ("fixed_order", "shuffled"))
+    fixed_rest = [fixed_lr[b] for b in SCALING["batch_sizes"] if b >= 4 and b != 25]
+    shuffled_rest = [shuffled_lr[b] for b in SCALING["batch_sizes"] if b >= 4]
+    assert (round(min(fixed_rest), 2), round(max(fixed_rest), 2)) == (0.07, 0.11)
+    assert round(fixed_lr[25], 3) == 0.175
+    assert (round(min(shuffled_rest), 2), round(max(shuffled_rest), 2)) == (0.10, 0.11)
+    assert "0.07–0.11 in the fixed order (batch size 25: 0.175), 0.10–0.11 shuffled" in text
