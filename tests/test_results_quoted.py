@@ -459,9 +459,8 @@ def test_the_shuffled_and_tuned_lr_details_research_md_gives_are_scaling_jsons()
     reached = [noisy[b] for b in SCALING["batch_sizes"] if b >= 2 and noisy[b] is not None]
     assert (round(min(reached)), round(max(reached))) == (2040, 2987)
     assert [b for b in SCALING["batch_sizes"] if b >= 2 and noisy[b] is None] == [3]
-    assert "(shuffled: 2040–2987 samples at every batch size from 2 to 100 but 3, which never stays there)" in (
-        text
-    )
+    quoted = "(shuffled: 2040–2987 samples at every batch size from 2 to 100 but 3, which never stays there)"
+    assert quoted in text
     # the tuned lr from batch size 4 on
     fixed_lr, shuffled_lr = (by(order, "interpolation", "best_lr") for order in ("fixed_order", "shuffled"))
     fixed_rest = [fixed_lr[b] for b in SCALING["batch_sizes"] if b >= 4 and b != 25]
