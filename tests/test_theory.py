@@ -96,9 +96,19 @@ def test_full_batch_radius_is_max_abs_one_minus_lr_lambda():
     torch.testing.assert_close(T.spectral_radius(x, 100, lrs), expected)
 
 
+def tutorial_lambda_max() -> float:
+    """The tutorial's full Hessian 2 [[mean x^2, mean x], [mean x, 1]]: its top eigenvalue, closed form."""
+    xs = [float(v) for v in TUTORIAL_X.to(F64)]
+    sxx, sx = sum(v * v for v in xs) / len(xs), sum(xs) / len(xs)
+    trace, det = 2 * (sxx + 1), 4 * (sxx - sx * sx)
+    return (trace + math.sqrt(trace * trace - 4 * det)) / 2
+
+
 def test_full_batch_max_stable_lr_is_two_over_lambda_max():
     x = TUTORIAL_X
-    assert T.first_instability_lr(x, 100) == pytest.approx(T.full_batch_max_stable_lr(x), rel=1e-5)
+    assert tutorial_lambda_max() == pytest.approx(16.67, abs=0.005)  # README: lambda_1 = 16.67
+    assert T.full_batch_max_stable_lr(x) == pytest.approx(2 / tutorial_lambda_max(), rel=1e-9)
+    assert T.first_instability_lr(x, 100) == pytest.approx(2 / tutorial_lambda_max(), rel=1e-5)
     # x = [-1, 1]: H_full = 2 I -> stable iff lr < 1, best lr 1/2 with radius 0.
     theory = T.epoch_map_theory(t([-1.0, 1.0]), 2)
     assert T.full_batch_max_stable_lr(t([-1.0, 1.0])) == pytest.approx(1.0)
@@ -160,7 +170,7 @@ def test_batch_size_10_is_stable_again_above_its_first_instability():
     assert len(intervals) == 2
     (start, first), (low, high) = intervals
     assert start == 0.0
-    assert first == pytest.approx(T.first_instability_lr(x, 10), rel=1e-6)
+    assert first == pytest.approx(0.1277, abs=5e-5)  # README's first instability of batch size 10
     assert (low, high) == pytest.approx((0.1462, 0.1519), abs=2e-4)
     # Checked against the radius itself on both sides of each edge, and inside the window.
     for edge, inside in ((low, +1), (high, -1)):
@@ -170,7 +180,7 @@ def test_batch_size_10_is_stable_again_above_its_first_instability():
             < T.spectral_radius(x, 10, edge * (1 - inside * 1e-4))
         )
     assert T.spectral_radius(x, 10, 0.14) > 1 > T.spectral_radius(x, 10, 0.149)
-    assert T.stable_intervals(x, 20) == [(0.0, pytest.approx(T.first_instability_lr(x, 20), rel=1e-6))]
+    assert T.stable_intervals(x, 20) == [(0.0, pytest.approx(0.1291, abs=5e-5))]  # README's, batch size 20
 
 
 def test_constant_x_has_no_contracting_lr():
@@ -246,8 +256,7 @@ def test_optimal_lr_increases_and_saturates_at_one_over_lambda1():
     etas = N.optimal_lr_interpolation(x, ms)
     assert etas.shape == (7,)
     assert bool((etas[1:] > etas[:-1]).all())
-    lambda1 = 2 / T.full_batch_max_stable_lr(x)
-    assert float(etas[-1]) == pytest.approx(1 / lambda1, rel=1e-4)
+    assert float(etas[-1]) == pytest.approx(1 / tutorial_lambda_max(), rel=1e-4)
     torch.testing.assert_close(N.optimal_lr_interpolation(x, [1, 10]), etas[[0, 3]])
 
 
@@ -349,3 +358,37 @@ def test_noise_scale_path_equals_the_pointwise_noise_scale():
 def test_noise_scale_path_is_infinite_where_the_gradient_vanishes():
     path = N.gradient_noise_scale_path(t([1.0, 1.0]), t([1.0, -1.0]), t([[0.0, 0.0]]))
     assert float(path[0]) == math.inf
+
+
+def test_noise_scale_refuses_mismatched_shapes():
+    x = t([[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="shapes of x, y and w"):
+        N.gradient_noise_scale(x, t([-1.0, -1.0, 0.0]), t([0.0, 0.0]), 0.0)  # three targets, two rows
+    with pytest.raises(ValueError, match="shapes of x, y and w"):
+        N.gradient_noise_scale(x, t([-1.0, -1.0]), t([0.0]), 0.0)  # one weight, two features
+    with pytest.raises(ValueError, match="params must have shape"):
+        N.gradient_noise_scale_path(x, t([-1.0, -1.0]), t([0.0, 0.0, 0.0]))  # one point, not (T, 3)
+    with pytest.raises(ValueError, match="params must have shape"):
+        N.gradient_noise_scale_path(x, t([-1.0, -1.0]), t([[0.0, 0.0]]))  # b missing
+    with pytest.raises(ValueError, match="params must have shape"):
+        N.gradient_noise_scale_path(x, t([-1.0, -1.0, 0.0]), t([[0.0, 0.0, 0.0]]))
+
+
+def test_noise_scale_path_two_dim_by_hand():
+    # as test_noise_scale_two_dim_by_hand: x = e1, e2, y = -1 at theta = 0 -> 1/3; at w = (1, 0), b = 0:
+    # residuals (2, 1), g = (4, 0, 4), (0, 2, 2): G = (2, 1, 3), |G|^2 = 14, tr Sigma = (4 + 1 + 1) = 6
+    x = t([[1.0, 0.0], [0.0, 1.0]])
+    path = N.gradient_noise_scale_path(x, t([-1.0, -1.0]), [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    torch.testing.assert_close(path, t([1 / 3, 6 / 14]))
+
+
+def test_batch_sizes_below_one_are_refused_and_one_is_allowed():
+    x = t([-1.0, 1.0])
+    for bad in (0, [1, 0], torch.tensor([0.5])):
+        with pytest.raises(ValueError, match="batch sizes m must be >= 1"):
+            N.optimal_lr_interpolation(x, bad)
+        with pytest.raises(ValueError, match="batch sizes m must be >= 1"):
+            N.interpolation_contraction(x, bad)
+    assert N.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 4)  # beta = 4
+    assert isinstance(N.optimal_lr_interpolation(x, 1), float)
+    assert isinstance(N.interpolation_contraction(x, 2), float)
