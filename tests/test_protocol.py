@@ -1,6 +1,7 @@
 """The multi-worker protocol in one process: a worker stalled past the grace period keeps its trials, a trial
 failed under its worker is retried without a crash, budgets stay exact, and a told trial can be rebuilt."""
 
+import contextlib
 import logging
 import time
 from dataclasses import replace
@@ -127,3 +128,96 @@ def test_a_worker_that_ended_but_was_not_reaped_counts_as_dead() -> None:
     assert not process_alive(child.pid)
     child.wait()
     assert not process_alive(child.pid)
+
+
+# --- study_lock, per database: the statements sent, checked on a recording engine ---------------------
+
+
+class RecordingEngine:
+    """An engine of the given dialect whose connections record what is executed and whether rolled back."""
+
+    def __init__(self, dialect: str, database: str | None = None) -> None:
+        from types import SimpleNamespace
+
+        self.dialect = SimpleNamespace(name=dialect)
+        self.url = SimpleNamespace(database=database)
+        self.log: list = []
+
+    @contextlib.contextmanager
+    def connect(self):
+        from types import SimpleNamespace
+
+        self.log.append("connect")
+        try:
+            yield SimpleNamespace(
+                execute=lambda text, params: self.log.append((str(text), params)),
+                rollback=lambda: self.log.append("rollback"),
+            )
+        finally:
+            self.log.append("close")
+
+
+def storage_on(engine: RecordingEngine):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(_backend=SimpleNamespace(engine=engine))
+
+
+def seen_inside_then_raise(engine: RecordingEngine, seen: list) -> None:
+    """Hold study 7's lock, note what the engine was sent by then, and leave the block by an exception."""
+    with protocol.study_lock(storage_on(engine), 7):
+        seen.extend(engine.log)
+        raise KeyError  # whatever ends the block ends the lock
+
+
+def test_postgresql_lock_is_a_transaction_advisory_lock_keyed_mbgd_and_the_study() -> None:
+    engine, seen = RecordingEngine("postgresql"), []
+    with pytest.raises(KeyError):
+        seen_inside_then_raise(engine, seen)
+    lock = ("SELECT pg_advisory_xact_lock(:namespace, :study)", {"namespace": 0x6D626764, "study": 7})
+    assert seen == ["connect", lock]
+    assert engine.log == [*seen, "rollback", "close"]
+    assert int.from_bytes(b"mbgd", "big") == 0x6D626764
+
+
+def test_mysql_lock_is_a_named_lock_released_when_the_block_ends() -> None:
+    engine, seen = RecordingEngine("mysql"), []
+    with pytest.raises(KeyError):
+        seen_inside_then_raise(engine, seen)
+    assert seen == ["connect", ("SELECT GET_LOCK(:name, -1)", {"name": "mbgd-study-7"})]
+    assert engine.log == [*seen, ("SELECT RELEASE_LOCK(:name)", {"name": "mbgd-study-7"}), "close"]
+
+
+def test_sqlite_file_lock_is_an_exclusive_flock_beside_the_database(tmp_path: Path) -> None:
+    import fcntl
+
+    database = str(tmp_path / "s.db")
+    engine = RecordingEngine("sqlite", database)
+    with protocol.study_lock(storage_on(engine), 7):
+        with open(f"{database}.lock") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert not protocol._LOCAL_LOCK.locked()
+    with open(f"{database}.lock") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+    assert engine.log == []
+    assert (tmp_path / "s.db.lock").stat().st_mode & 0o777 == 0o644 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("database", [None, "", ":memory:"])
+def test_sqlite_in_memory_and_storages_without_an_engine_take_the_process_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for storage in (storage_on(RecordingEngine("sqlite", database)), optuna.storages.InMemoryStorage()):
+        with protocol.study_lock(storage, 7):
+            assert protocol._LOCAL_LOCK.locked()
+        assert not protocol._LOCAL_LOCK.locked()
+    assert list(tmp_path.iterdir()) == []  # no lock file

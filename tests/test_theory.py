@@ -360,17 +360,20 @@ def test_noise_scale_path_is_infinite_where_the_gradient_vanishes():
     assert float(path[0]) == math.inf
 
 
+PARAMS_SHAPE = r"^params must have shape \(T, d \+ 1\) and y one value per row of x$"
+
+
 def test_noise_scale_refuses_mismatched_shapes():
     x = t([[1.0, 0.0], [0.0, 1.0]])
-    with pytest.raises(ValueError, match="shapes of x, y and w"):
+    with pytest.raises(ValueError, match=r"^shapes of x, y and w do not match$"):
         N.gradient_noise_scale(x, t([-1.0, -1.0, 0.0]), t([0.0, 0.0]), 0.0)  # three targets, two rows
-    with pytest.raises(ValueError, match="shapes of x, y and w"):
+    with pytest.raises(ValueError, match=r"^shapes of x, y and w do not match$"):
         N.gradient_noise_scale(x, t([-1.0, -1.0]), t([0.0]), 0.0)  # one weight, two features
-    with pytest.raises(ValueError, match="params must have shape"):
+    with pytest.raises(ValueError, match=PARAMS_SHAPE):
         N.gradient_noise_scale_path(x, t([-1.0, -1.0]), t([0.0, 0.0, 0.0]))  # one point, not (T, 3)
-    with pytest.raises(ValueError, match="params must have shape"):
+    with pytest.raises(ValueError, match=PARAMS_SHAPE):
         N.gradient_noise_scale_path(x, t([-1.0, -1.0]), t([[0.0, 0.0]]))  # b missing
-    with pytest.raises(ValueError, match="params must have shape"):
+    with pytest.raises(ValueError, match=PARAMS_SHAPE):
         N.gradient_noise_scale_path(x, t([-1.0, -1.0, 0.0]), t([[0.0, 0.0, 0.0]]))
 
 
@@ -380,14 +383,33 @@ def test_noise_scale_path_two_dim_by_hand():
     x = t([[1.0, 0.0], [0.0, 1.0]])
     path = N.gradient_noise_scale_path(x, t([-1.0, -1.0]), [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     torch.testing.assert_close(path, t([1 / 3, 6 / 14]))
+    # a tenth of the targets: residuals 0.1, g = (0.2, 0, 0.2), (0, 0.2, 0.2); |G|^2 = 0.06, tr Sigma = 0.02
+    small = N.gradient_noise_scale_path(x, t([-0.1, -0.1]), [[0.0, 0.0, 0.0]])
+    torch.testing.assert_close(small, t([0.02 / 0.06]))
+
+
+def test_noise_scale_is_infinite_at_an_exact_fit():
+    # y = 2x + 1 fitted exactly: every gradient is 0 (G = 0, tr Sigma = 0) -> inf, not 0/0
+    x, y = t([0.0, 1.0]), t([1.0, 3.0])
+    assert N.gradient_noise_scale(x, y, 2.0, 1.0) == math.inf
+    assert float(N.gradient_noise_scale_path(x, y, [[2.0, 1.0]])[0]) == math.inf
+
+
+def test_interpolation_contraction_uses_the_smallest_eigenvalue():
+    # x = [0, 2]: H_full eig 3 -/+ sqrt5, beta = 2 (4 + 1) = 10: g*(1) = 1 - (3 - sqrt5) / 10,
+    # g*(2) = 1 - 2 (3 - sqrt5) / (10 + 3 + sqrt5)
+    x = t([0.0, 2.0])
+    assert N.interpolation_contraction(x, 1) == pytest.approx(1 - (3 - math.sqrt(5)) / 10, rel=1e-12)
+    expected = 1 - 2 * (3 - math.sqrt(5)) / (13 + math.sqrt(5))
+    assert N.interpolation_contraction(x, 2) == pytest.approx(expected, rel=1e-12)
 
 
 def test_batch_sizes_below_one_are_refused_and_one_is_allowed():
     x = t([-1.0, 1.0])
     for bad in (0, [1, 0], torch.tensor([0.5])):
-        with pytest.raises(ValueError, match="batch sizes m must be >= 1"):
+        with pytest.raises(ValueError, match="^batch sizes m must be >= 1$"):
             N.optimal_lr_interpolation(x, bad)
-        with pytest.raises(ValueError, match="batch sizes m must be >= 1"):
+        with pytest.raises(ValueError, match="^batch sizes m must be >= 1$"):
             N.interpolation_contraction(x, bad)
     assert N.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 4)  # beta = 4
     assert isinstance(N.optimal_lr_interpolation(x, 1), float)
