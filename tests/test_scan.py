@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 from click.testing import CliRunner
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 from mbgd.cli import main
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
-from mbgd.scan import LrScan, lr_grid, relative_regret, scan_lrs
+from mbgd.scan import LrScan, lr_grid, relative_regret, scan_lrs, tpe_trials_to_within
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -141,3 +142,34 @@ def test_scaling_finds_the_exhaustive_optimum_of_batch_sizes_1_2_3(
         assert row["scan_best_updates"] >= row["updates_to_target"] - 1e-9
         assert row["tuned_regret"] <= 0.05
         assert row["first_touch_updates"] <= row["updates_to_target"]
+
+
+def test_tpe_trials_to_within_counts_what_an_independent_tpe_study_needs() -> None:
+    # Each seed's study again, by hand: TPE with constant liar, `population` trials asked at once, each scored
+    # by the plain loop above; the count is the 1-based number of the first trial within 5% of the optimum.
+    train = TrainConfig(epochs=6, dtype="float64")
+    config = SweepConfig(objective="updates_to", train=train, lr_min=0.01, lr_max=0.24, population=4)
+    batch_size, seeds, max_trials = 3, 4, 10
+    grid = exhaustive_updates_to_target(batch_size, torch.logspace(-2, math.log10(0.24), 400), 6, 1e-4)
+    optimum = float(grid.kthvalue(20).values)  # the 20th best of 400: some seeds reach it in 10 trials
+    expected = []
+    for s in range(seeds):
+        sampler = optuna.samplers.TPESampler(seed=config.sampler_seed + batch_size + s, constant_liar=True)
+        study = optuna.create_study(direction="minimize", sampler=sampler)
+        found = None
+        while found is None and len(study.trials) < max_trials:
+            trials = [study.ask() for _ in range(min(4, max_trials - len(study.trials)))]
+            lrs = [trial.suggest_float("lr", 0.01, 0.24, log=True) for trial in trials]
+            values = exhaustive_updates_to_target(
+                batch_size, torch.tensor(lrs, dtype=torch.float64), 6, 1e-4, dtype=torch.float64
+            ).tolist()
+            for trial, value in zip(trials, values, strict=True):
+                study.tell(trial, value)
+                if found is None and value <= optimum * 1.05:
+                    found = trial.number + 1
+        expected.append(found)
+    assert expected.count(None) not in (0, seeds), expected  # some seeds find it, some do not
+    assert (
+        tpe_trials_to_within(config, DATA, batch_size, optimum, seeds=seeds, max_trials=max_trials)
+        == expected
+    )
