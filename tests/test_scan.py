@@ -173,3 +173,23 @@ def test_tpe_trials_to_within_counts_what_an_independent_tpe_study_needs() -> No
         tpe_trials_to_within(config, DATA, batch_size, optimum, seeds=seeds, max_trials=max_trials)
         == expected
     )
+
+
+def test_refinement_range_is_clipped_to_the_scan_at_both_ends() -> None:
+    lrs = [0.01, 0.02, 0.04, 0.08, 0.16]
+    assert scan([10, 20, 30, 40, 50], lrs=lrs).refinement_range() == (0.01, 0.02)
+    assert scan([50, 40, 30, 20, 10], lrs=lrs).refinement_range() == (0.08, 0.16)
+    assert scan([50, 10, 10, 10, 50], lrs=lrs).refinement_range() == (0.01, 0.16)
+    assert scan([50, 40, 10, 40, 50], lrs=lrs).refinement_range(steps=2) == (0.01, 0.16)
+
+
+def test_scan_csv_refuses_columns_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="shorter than argument 1"):
+        LrScan("st", "updates_to", [0.1, 0.2], [5.0], [3, None], [False, True], 101.0).to_csv()
+
+
+def test_relative_regret_against_a_zero_or_unit_reference() -> None:
+    assert relative_regret("final", 0.0, 0.0) == 0.0
+    assert relative_regret("final", 3.0, 0.0) == math.inf
+    assert relative_regret("updates_to", 1.5, 1.0) == pytest.approx(0.5)
+    assert relative_regret("updates_to", 0.0, 1.0) == -1.0
