@@ -7,9 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from mbgd import train
 from mbgd.config import ConfigError, DataSpec, TrainConfig
 from mbgd.data import RegressionData, load_data
-from mbgd.train import fit, fit_population, full_dataset_loss, predict, training_loader
+from mbgd.train import (
+    descent_kind,
+    fit,
+    fit_population,
+    full_dataset_loss,
+    mse_gradient,
+    predict,
+    training_loader,
+)
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -133,3 +142,119 @@ def test_stopped_member_keeps_its_curve_and_the_others_go_on() -> None:
     assert len(second.epoch_losses) == 3
     alone = fit(replace(TUTORIAL, dtype="float64", lr=0.1), DATA)
     assert second.epoch_losses == pytest.approx(alone.epoch_losses[:3], rel=1e-12)
+
+
+# --- the loop's parts, by hand ----------------------------------------------------------------------------
+
+
+def one_point(y_train: float, y_eval: float) -> RegressionData:
+    return RegressionData(
+        x=torch.tensor([[1.0]]),
+        y_train=torch.tensor([y_train]),
+        y_eval=torch.tensor([y_eval]),
+        feature_names=("x",),
+        target_name="y",
+        name="one point",
+        source="test",
+    )
+
+
+def test_one_point_training_by_hand() -> None:
+    # x = 1, y = 0, w = -10, b = -20, lr 1/8: residual r, gradients 2r for w and b, so r -> r - 2 (2r) / 8
+    # = r / 2: -30, -15, -7.5; w = -10 + 7.5, -2.5 + 3.75; b = -20 + 7.5, -12.5 + 3.75.
+    # y_eval = 1: residuals -31, -16, -8.5
+    config = TrainConfig(batch_size=1, lr=0.125, epochs=2, dtype="float64")
+    (h,) = fit_population(config, one_point(0.0, 1.0), [0.125], record_batch_loss=True, record_updates=True)
+    assert h.train_losses == [900.0, 225.0, 56.25]
+    assert h.epoch_losses == [961.0, 256.0, 72.25]
+    assert h.batch_losses == [900.0, 225.0]
+    assert h.update_losses == [225.0, 56.25]
+    assert h.update_params == [[-2.5, -12.5], [1.25, -8.75]]
+    assert (h.w, h.b) == ([1.25], -8.75)
+    assert (h.updates_per_epoch, h.samples_per_epoch, h.lr, h.batch_size) == (1, 1, 0.125, 1)
+    assert len(h.epoch_seconds) == 3
+    assert not h.diverged
+    (lean,) = fit_population(
+        config, one_point(0.0, 1.0), [0.125], record_updates=True, keep_update_params=False
+    )
+    assert (lean.update_losses, lean.update_params, lean.batch_losses) == ([225.0, 56.25], [], [])
+
+
+def test_divergence_is_dated_to_the_epoch_whose_loss_overflows() -> None:
+    # lr 1e20: after one update w = -10 + 6e21, b = -20 + 6e21, a loss of about 1.4e44: beyond float32
+    config = TrainConfig(batch_size=1, lr=1e20, epochs=3)
+    (h,) = fit_population(config, one_point(0.0, 0.0), [1e20], record_batch_loss=True)
+    assert h.diverged
+    assert h.diverged_reason == "non-finite full-dataset loss at the start of epoch 1"
+    assert (h.epoch_losses, h.train_losses, h.batch_losses) == ([900.0], [900.0], [900.0])
+    assert (h.w, math.isnan(h.b)) == ([], True)  # a diverged run records no final parameters
+
+
+def test_an_empty_population_is_refused() -> None:
+    with pytest.raises(ConfigError, match="^at least one learning rate is needed$"):
+        fit_population(TUTORIAL, DATA, [])
+
+
+@pytest.mark.parametrize(("drop_last", "updates", "samples"), [(False, 4, 100), (True, 3, 90)])
+def test_samples_per_epoch_leave_out_a_dropped_partial_batch(
+    drop_last: bool, updates: int, samples: int
+) -> None:
+    (h,) = fit_population(replace(TUTORIAL, batch_size=30, drop_last=drop_last, epochs=1), DATA, [0.01])
+    assert (h.updates_per_epoch, h.samples_per_epoch) == (updates, samples)
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "n", "kind"),
+    [(1, 100, "sgd"), (2, 100, "mini-batch"), (99, 100, "mini-batch"), (100, 100, "full-batch")]
+    + [(150, 100, "full-batch"), (1, 1, "full-batch")],
+)
+def test_descent_kind(batch_size: int, n: int, kind: str) -> None:
+    assert descent_kind(batch_size, n) == kind
+
+
+def test_predict_and_mse_gradient_by_hand() -> None:
+    # two models on x = 1, 3: w = 2, b = 1 predicts 3, 7; w = 0, b = -1 predicts -1, -1
+    w, b = torch.tensor([[2.0], [0.0]]), torch.tensor([1.0, -1.0])
+    x = torch.tensor([[1.0], [3.0]])
+    assert predict(w, b, x).tolist() == [[3.0, 7.0], [-1.0, -1.0]]
+    # y = 2, 9: residuals (1, -2), (-3, -10); mean of 2 r x and of 2 r over the batch of 2
+    grad_w, grad_b = mse_gradient(torch.tensor([[1.0, -2.0], [-3.0, -10.0]]), x)
+    assert grad_w.tolist() == [[-5.0], [-33.0]]
+    assert grad_b.tolist() == [-1.0, -13.0]
+    # two features: x = (1, 2), (3, 4), w = (1, -1), b = 0.5 -> -0.5, -0.5
+    x2 = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert predict(torch.tensor([[1.0, -1.0]]), torch.tensor([0.5]), x2).tolist() == [[-0.5, -0.5]]
+    # batch of 2, residuals (1, 2): grad_w = (1 * (1, 2) + 2 * (3, 4)), grad_b = 3
+    grad_w, grad_b = mse_gradient(torch.tensor([[1.0, 2.0]]), x2)
+    assert (grad_w.tolist(), grad_b.tolist()) == ([[7.0, 10.0]], [3.0])
+
+
+@pytest.mark.parametrize("chunk", [1 << 18, 8, 1])
+def test_full_dataset_loss_by_hand_whole_or_in_chunks(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    monkeypatch.setattr(train, "_FULL_LOSS_CHUNK", chunk)  # 8 // 3 models: chunks of 2 points; 1: of 1
+    x = torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0]], dtype=torch.float64)
+    y = torch.tensor([1.0, 2.0, 3.0, 5.0, 4.0], dtype=torch.float64)
+    w = torch.tensor([[1.0], [0.0], [2.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+    # residuals (0, 0, 0, -1, 1), (-1, -2, -3, -5, -4), (-2, -1, 0, 0, 3): squares sum 2, 55, 14 over 5 points
+    assert full_dataset_loss(w, b, x, y).tolist() == pytest.approx([0.4, 11.0, 2.8], rel=1e-15)
+
+
+def test_a_diverged_history_keeps_what_came_before_the_first_non_finite_value() -> None:
+    from mbgd.train import History, _truncate_at_non_finite
+
+    h = History(lr=1.0, batch_size=1, updates_per_epoch=1, samples_per_epoch=1)
+    h.batch_losses = [1.0, 2.0, math.nan, 3.0]
+    h.update_losses = [1.0, 2.0, 3.0, 4.0]
+    h.update_params = [[0.0, 0.0], [1.0, 1.0], [math.inf, 1.0], [2.0, 2.0]]  # finite loss, infinite w
+    _truncate_at_non_finite(h)
+    assert (h.batch_losses, h.update_losses, h.update_params) == (
+        [1.0, 2.0],
+        [1.0, 2.0],
+        [[0.0, 0.0], [1.0, 1.0]],
+    )
+    lean = History(lr=1.0, batch_size=1, updates_per_epoch=1, samples_per_epoch=1)
+    lean.batch_losses = [math.inf]
+    lean.update_losses = [1.0, math.inf, 2.0]  # no parameters kept
+    _truncate_at_non_finite(lean)
+    assert (lean.batch_losses, lean.update_losses, lean.update_params) == ([], [1.0], [])
