@@ -193,3 +193,12 @@ def test_relative_regret_against_a_zero_or_unit_reference() -> None:
     assert relative_regret("final", 3.0, 0.0) == math.inf
     assert relative_regret("updates_to", 1.5, 1.0) == pytest.approx(0.5)
     assert relative_regret("updates_to", 0.0, 1.0) == -1.0
+
+
+def test_a_run_of_best_values_is_followed_to_its_end() -> None:
+    lrs = [0.01, 0.02, 0.04, 0.08]
+    assert scan([50, 10, 10, 60], lrs=lrs).best_index == 1  # run 1..2: its middle rounds down
+    assert scan([50, 10, 10, 60], lrs=lrs).refinement_range() == (0.01, 0.08)
+    assert scan([50, 10, 10, 10], lrs=lrs).best_index == 2  # a run that ends the scan
+    assert scan([50, 10, 10, 10], lrs=lrs).refinement_range() == (0.01, 0.08)
+    assert scan([10, 10, 50, 10], lrs=lrs).best_index == 0  # the first run, not the later one
