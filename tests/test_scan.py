@@ -19,7 +19,12 @@ DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
 
 
 def exhaustive_updates_to_target(
-    batch_size: int, lrs: torch.Tensor, epochs: int, target_ratio: float, dtype: torch.dtype = torch.float32
+    batch_size: int,
+    lrs: torch.Tensor,
+    epochs: int,
+    target_ratio: float,
+    dtype: torch.dtype = torch.float32,
+    details: list | None = None,
 ) -> torch.Tensor:
     """Updates from which the full-dataset loss stays at or below the target to the end, for every lr at once:
     the tutorial's fixed order and noise-free targets, written as a plain loop independent of mbgd's
@@ -37,6 +42,7 @@ def exhaustive_updates_to_target(
     initial = loss()
     target = target_ratio * initial  # the least-squares loss of the noise-free line is 0
     last_above = torch.where(initial > target, 0, -1)
+    first_touch = torch.where(initial <= target, 0, -1)
     step = 0
     for _ in range(epochs):
         for start in range(0, 100, batch_size):
@@ -49,9 +55,13 @@ def exhaustive_updates_to_target(
             current = loss()
             above = ~(current <= target)  # nan counts as above
             last_above = torch.where(above, step, last_above)
+            first_touch = torch.where((first_touch < 0) & ~above, step, first_touch)
     final = loss()
     diverged = ~torch.isfinite(final) | (final > initial)
     never = diverged | ~(final <= target)
+    if details is not None:  # (first touch or None, diverged) per lr
+        touches = [None if t < 0 else t for t in first_touch.tolist()]
+        details.extend(zip(touches, diverged.tolist(), strict=True))
     return torch.where(never, torch.full_like(last_above, step + 1), last_above + 1).to(torch.float64)
 
 
@@ -202,3 +212,21 @@ def test_a_run_of_best_values_is_followed_to_its_end() -> None:
     assert scan([50, 10, 10, 10], lrs=lrs).best_index == 2  # a run that ends the scan
     assert scan([50, 10, 10, 10], lrs=lrs).refinement_range() == (0.01, 0.08)
     assert scan([10, 10, 50, 10], lrs=lrs).best_index == 0  # the first run, not the later one
+
+
+def test_scan_records_the_first_touch_divergence_and_worst_value_of_every_lr() -> None:
+    train = TrainConfig(epochs=10, dtype="float64")
+    config = SweepConfig(objective="updates_to", train=train, lr_min=0.001, lr_max=0.5, target_ratio=1e-3)
+    lrs = [0.001, 0.05, 0.1, 0.5]  # too slow to reach the target, two that reach it, one past stability
+    details: list = []
+    values = exhaustive_updates_to_target(
+        20, torch.tensor(lrs, dtype=torch.float64), 10, 1e-3, dtype=torch.float64, details=details
+    ).tolist()
+    result = scan_lrs(config, DATA, 20, lrs)
+    assert result.worst == 10 * 5 + 1  # 5 updates an epoch at batch size 20
+    assert values[0] == values[3] == result.worst
+    assert result.values == values
+    assert list(zip(result.first_touch, result.diverged, strict=True)) == details
+    assert [d for _, d in details] == [False, False, False, True]
+    assert None not in (details[1][0], details[2][0])
+    assert (result.study_name, result.objective, result.lrs) == (config.study_name(20), "updates_to", lrs)
