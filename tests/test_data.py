@@ -138,3 +138,45 @@ def test_unknown_csv_column_is_refused(tmp_path: Path) -> None:
 def test_missing_csv_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         read_csv(DataSpec(csv=str(tmp_path / "missing.csv")))
+
+
+def refusal(tmp_path: Path, text: str, **spec) -> str:
+    with pytest.raises(ConfigError) as raised:
+        read_csv(DataSpec(csv=write(tmp_path, text), **spec))
+    return str(raised.value)
+
+
+def test_csv_refusals_name_the_file_the_line_and_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    assert refusal(tmp_path, "x,y\n1,2\n3,abc\n") == f"data file {path} line 3 is not numeric: ['3', 'abc']"
+    assert refusal(tmp_path, "x,y\n1,2\n3,4,5\n") == f"data file {path} line 3 has 3 fields, the header 2"
+    assert (
+        refusal(tmp_path, "x,y\n1,inf\n") == f"data file {path} line 2 has a non-finite value: ['1', 'inf']"
+    )
+    assert refusal(tmp_path, "x,y\n") == (
+        f"data file {path} has no data rows (it needs a header row and at least one row)"
+    )
+    columns = "columns: ['x', 'y']"
+    assert refusal(tmp_path, "x,y\n1,2\n", target="z", features=("w",)) == (
+        f"data file {path} has no column 'w', 'z'; {columns}"
+    )
+    assert (
+        refusal(tmp_path, "y\n1\n")
+        == f"data file {path} needs at least one feature column besides the target 'y'"
+    )
+
+
+def test_csv_data_are_named_after_the_file_and_its_target(tmp_path: Path) -> None:
+    path = tmp_path / "houses.csv"
+    path.write_text(" area , price\n1,2\n")
+    data = read_csv(DataSpec(csv=str(path)))
+    assert (data.feature_names, data.target_name) == (("area",), "price")
+    assert (data.name, data.source) == ("houses", str(path.resolve()))
+    assert data.x.dtype == data.y_train.dtype == torch.float32
+    assert data.y_line is None
+
+
+def test_a_quoted_header_keeps_its_line_break_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(b'"size\r\n(m2)",y\r\n1,2\r\n')
+    assert read_csv(DataSpec(csv=str(path))).feature_names == ("size\r\n(m2)",)
