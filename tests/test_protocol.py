@@ -4,6 +4,7 @@ failed under its worker is retried without a crash, budgets stay exact, and a to
 import contextlib
 import logging
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -221,3 +222,67 @@ def test_sqlite_in_memory_and_storages_without_an_engine_take_the_process_lock(
             assert protocol._LOCAL_LOCK.locked()
         assert not protocol._LOCAL_LOCK.locked()
     assert list(tmp_path.iterdir()) == []  # no lock file
+
+
+# --- tell and fail_unfinished, on an in-memory study -------------------------------------------------
+
+
+def asked(study: optuna.Study, lr: float = 0.01) -> tuple[protocol.AskedTrial, optuna.trial.Trial]:
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)})
+    return protocol.AskedTrial(trial._trial_id, lr, trial.number), trial
+
+
+def test_tell_records_each_outcome_and_skips_trials_failed_meanwhile(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    study = optuna.create_study(study_name="told")
+    (done, _), (pruned, reported), (nan_pruned, nan_reported), (silent, _), (failed, _) = [
+        asked(study) for _ in range(5)
+    ]
+    (quiet_failed, _) = asked(study)
+    reported.report(3.0, 1)
+    reported.report(2.0, 4)  # the last step's value: 2.0
+    nan_reported.report(float("nan"), 2)
+    storage = study._storage
+    storage.set_trial_user_attr(failed.trial_id, "fail_reason", "its worker process died")
+    storage.set_trial_state_values(failed.trial_id, state=STATE.FAIL)
+    storage.set_trial_state_values(quiet_failed.trial_id, state=STATE.FAIL)
+    outcomes = [
+        protocol.Outcome(done, STATE.COMPLETE, 1.5, {"epoch_losses": [3.0, 1.5]}),
+        protocol.Outcome(pruned, STATE.PRUNED),
+        protocol.Outcome(nan_pruned, STATE.PRUNED),
+        protocol.Outcome(silent, STATE.PRUNED),
+        protocol.Outcome(failed, STATE.COMPLETE, 9.0),
+        protocol.Outcome(quiet_failed, STATE.COMPLETE, 9.0),
+    ]
+    with caplog.at_level(logging.WARNING, logger="mbgd"):
+        assert protocol.tell(study, outcomes) == outcomes[:4]
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [STATE.COMPLETE] + [STATE.PRUNED] * 3 + [STATE.FAIL] * 2
+    assert [t.values for t in trials] == [[1.5], [2.0], None, None, None, None]
+    assert trials[0].user_attrs == {"epoch_losses": [3.0, 1.5]}
+    assert trials[4].user_attrs == {"fail_reason": "its worker process died"}  # not overwritten
+    assert [r.getMessage() for r in caplog.records if r.name == "mbgd"] == [
+        "mbgd: trial 4 of told was failed while this worker ran it (its worker process died); its budget is "
+        "asked again",
+        "mbgd: trial 5 of told was failed while this worker ran it; its budget is asked again",
+    ]
+
+
+def test_fail_unfinished_fails_only_the_trials_still_running() -> None:
+    study = optuna.create_study()
+    (running, _), (told, _) = asked(study), asked(study)
+    study._storage.set_trial_state_values(told.trial_id, state=STATE.COMPLETE, values=[1.0])
+    protocol.fail_unfinished(study, [running, told])
+    assert [(t.state, t.values) for t in study.trials] == [(STATE.FAIL, None), (STATE.COMPLETE, [1.0])]
+
+
+def test_only_rdb_storages_with_an_interval_have_heartbeats(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    assert not protocol.has_heartbeats(optuna.storages.InMemoryStorage())
+    assert not protocol.has_heartbeats(optuna.storages.RDBStorage(url))
+    with warnings.catch_warnings():  # heartbeats are experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        beating = optuna.storages.RDBStorage(url, heartbeat_interval=60)
+    assert protocol.has_heartbeats(beating)
+    assert protocol.has_heartbeats(optuna.storages._CachedStorage(beating))
