@@ -414,3 +414,72 @@ def test_batch_sizes_below_one_are_refused_and_one_is_allowed():
     assert N.optimal_lr_interpolation(x, 1) == pytest.approx(1 / 4)  # beta = 4
     assert isinstance(N.optimal_lr_interpolation(x, 1), float)
     assert isinstance(N.interpolation_contraction(x, 2), float)
+
+
+# --- the epoch map's parts against plain 2x2 arithmetic ---------------------------------------------------
+
+
+def matmul(a, b):
+    return [[sum(a[i][k] * b[k][j] for k in range(2)) for j in range(2)] for i in range(2)]
+
+
+def factor(x: float, lr: float):
+    """I - lr H for one sample x: H = 2 (x, 1)(x, 1)^T."""
+    return [[1 - lr * 2 * x * x, -lr * 2 * x], [-lr * 2 * x, 1 - lr * 2]]
+
+
+def spectral_norm(m) -> float:
+    (a, b), (c, d) = m
+    s = a * a + b * b + c * c + d * d  # eigenvalues of M^T M: (s +- sqrt(s^2 - 4 det^2)) / 2
+    det = a * d - b * c
+    return math.sqrt((s + math.sqrt(max(s * s - 4 * det * det, 0.0))) / 2)
+
+
+@pytest.mark.parametrize("xs", [[0.0, 1.0], [0.0, 1.0, 2.0], [0.0, 1.0, 2.0, -1.0, 0.5]])
+def test_epoch_map_and_transient_equal_the_ordered_product_by_hand(xs) -> None:
+    lr = 0.1
+    product, largest = [[1.0, 0.0], [0.0, 1.0]], 0.0
+    for x in xs:  # batch size 1: later samples on the left
+        product = matmul(factor(x, lr), product)
+        largest = max(largest, spectral_norm(product))
+    torch.testing.assert_close(T.epoch_map(t(xs), 1, lr), t(product), rtol=1e-12, atol=1e-14)
+    assert T.max_transient_amplification(t(xs), 1, lr) == pytest.approx(largest, rel=1e-9)
+    lrs = t([lr, 2 * lr])
+    assert T.epoch_map(t(xs), 1, lrs).shape == (2, 2, 2)
+    torch.testing.assert_close(T.epoch_map(t(xs), 1, lrs)[0], t(product), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("chunk", [4_000_000, 8, 1])
+def test_radii_by_hand_in_one_pass_or_in_chunks(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    # x = [-1, 1], batch 1: H_k = 2 a_k a_k^T with a = (-1, 1), (1, 1) orthogonal, |a|^2 = 2: each factor
+    # scales its own a by 1 - 4 lr, so the epoch map is (1 - 4 lr) I
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", chunk)
+    radii = T.spectral_radius(t([-1.0, 1.0]), 1, t([0.1, 0.2, 0.3, 0.6]))
+    torch.testing.assert_close(radii, t([0.6, 0.2, 0.2, 1.4]), rtol=1e-12, atol=1e-14)
+
+
+def test_a_map_that_sends_everything_to_zero_has_radius_zero() -> None:
+    # x = [-1, 1] twice, batch 2: each H = 2 I, and lr 1/2 makes every factor the zero matrix
+    assert T.spectral_radius(t([-1.0, 1.0, -1.0, 1.0]), 2, 0.5) == 0.0
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"^x must have shape \(n,\) or \(n, d\) with n >= 1, got \(0, 1\)$"):
+        T.augmented(t([]))
+    with pytest.raises(ValueError, match=r"got \(1, 1, 1\)$"):
+        T.augmented(t([[[1.0]]]))
+    for bad in (0, 2.5, -1):
+        with pytest.raises(ValueError, match=rf"^batch_size must be a positive integer, got {bad!r}$"):
+            T.batch_hessians(t([1.0, 2.0]), bad)
+    assert len(T.batch_hessians(t([1.0, 2.0, 3.0]), 2.0)) == 2  # a whole float is a batch size
+    with pytest.raises(ValueError, match=r"^lr must be a scalar or a 1-D tensor, got shape \(1, 2\)$"):
+        T.spectral_radius(t([1.0, 2.0]), 1, t([[0.1, 0.2]]))
+
+
+def test_first_instability_is_lr_hi_when_nothing_below_it_is_unstable() -> None:
+    # x = [-1, 1], batch 2: H = 2 I, radius |1 - 2 lr|: stable below 1 = 2 / lambda_max, where the scan starts
+    assert T.first_instability_lr(t([-1.0, 1.0]), 2, lr_hi=0.9) == 0.9
+    assert T.first_instability_lr(t([-1.0, 1.0]), 2, lr_hi=1.5) == pytest.approx(1.0, rel=1e-7)
+    # the tutorial at batch size 10: README's first instability is 0.1277, so all of (0, 0.125] is stable
+    assert T.first_instability_lr(TUTORIAL_X, 10, lr_hi=0.125) == 0.125
+    assert T.stable_intervals(TUTORIAL_X, 10, lr_hi=0.125) == [(0.0, 0.125)]
