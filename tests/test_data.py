@@ -180,3 +180,24 @@ def test_a_quoted_header_keeps_its_line_break_as_written(tmp_path: Path) -> None
     path = tmp_path / "data.csv"
     path.write_bytes(b'"size\r\n(m2)",y\r\n1,2\r\n')
     assert read_csv(DataSpec(csv=str(path))).feature_names == ("size\r\n(m2)",)
+
+
+def test_synthetic_data_are_named_after_their_spec() -> None:
+    spec = DataSpec(n_points=5, x_min=0.0, x_max=1.0, slope=2.0, intercept=1.0, noise=0.5)
+    data = make_synthetic(spec, 3)
+    assert (data.feature_names, data.target_name, data.name) == (("x",), "y", "synthetic-line-n5")
+    assert data.source == "synthetic: x in [0.0, 1.0) n=5, y = 2.0*x + 1.0 + 0.5*N(0,1), seed 3"
+
+
+def test_float64_targets_add_the_same_draws_in_float64() -> None:
+    spec = DataSpec(
+        n_points=5, x_min=0.0, x_max=1.0, slope=2.0, intercept=1.0, noise=0.5, targets_dtype="float64"
+    )
+    data = make_synthetic(spec, 3)
+    x = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8], dtype=torch.float32).double()  # float32 x, cast
+    torch.manual_seed(3)
+    draws = torch.randn(5).double()
+    assert data.x.dtype == torch.float32
+    assert data.y_eval.dtype == data.y_line.dtype == data.y_train.dtype == torch.float64
+    torch.testing.assert_close(data.y_line, 2 * x + 1, rtol=0, atol=0)
+    torch.testing.assert_close(data.y_eval, draws * 0.5 + (2 * x + 1), rtol=1e-15, atol=1e-15)
