@@ -201,3 +201,17 @@ def test_float64_targets_add_the_same_draws_in_float64() -> None:
     assert data.y_eval.dtype == data.y_line.dtype == data.y_train.dtype == torch.float64
     torch.testing.assert_close(data.y_line, 2 * x + 1, rtol=0, atol=0)
     torch.testing.assert_close(data.y_eval, draws * 0.5 + (2 * x + 1), rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("csv", [False, True])
+def test_data_cast_to_float64_keep_every_field(tmp_path: Path, csv: bool) -> None:
+    spec = DataSpec(csv=write(tmp_path, "a,y\n1,2\n3,5\n")) if csv else DataSpec(n_points=4)
+    data = load_data(spec, 7)
+    cast = data.to(torch.float64)
+    for name in ("x", "y_train", "y_eval") + (() if csv else ("y_line",)):
+        assert getattr(cast, name).dtype == torch.float64
+        assert getattr(cast, name).tolist() == getattr(data, name).tolist()
+    assert (cast.y_line is None) is csv
+    kept = ("feature_names", "target_name", "name", "source")
+    assert [getattr(cast, k) for k in kept] == [getattr(data, k) for k in kept]
+    assert cast.name == ("data" if csv else "synthetic-line-n4")
