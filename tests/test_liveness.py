@@ -1,7 +1,9 @@
 """liveness.process_alive, the dead-owner rule's question on this host, at its edges: pids that name no single
 process, a process of another user, the signal it sends (none), and how it reads the state from /proc."""
 
+import contextlib
 import io
+import signal
 import subprocess
 
 import pytest
@@ -10,9 +12,16 @@ from mbgd import liveness
 from mbgd.liveness import process_alive
 
 
+def every_signal_default() -> None:
+    """In the child: no signal ignored, whatever this process inherited (nohup ignores SIGHUP)."""
+    for number in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(number, signal.SIG_DFL)
+
+
 def test_asking_sends_no_signal() -> None:
-    # kill(pid, 0) only asks; any real signal (SIGHUP, 1) would end this child, which ignores none
-    child = subprocess.Popen(["sleep", "30"])
+    # kill(pid, 0) only asks; a real signal (SIGHUP, 1, say) would end this child, which ignores none
+    child = subprocess.Popen(["sleep", "30"], preexec_fn=every_signal_default)
     try:
         assert process_alive(child.pid)
         with pytest.raises(subprocess.TimeoutExpired):
