@@ -215,3 +215,13 @@ def test_data_cast_to_float64_keep_every_field(tmp_path: Path, csv: bool) -> Non
     kept = ("feature_names", "target_name", "name", "source")
     assert [getattr(cast, k) for k in kept] == [getattr(data, k) for k in kept]
     assert cast.name == ("data" if csv else "synthetic-line-n4")
+
+
+def test_the_loader_hands_out_the_datasets_batch_as_it_is() -> None:
+    x = torch.arange(10, dtype=torch.float32).view(-1, 1)
+    dataset = RegressionDataset(x, 2 * x.view(-1))
+    batch = next(iter(make_loader(dataset, 4, shuffle=False, drop_last=False, seed=0)))
+    assert type(batch) is tuple  # no collation: the dataset's (x, y) pair
+    xb, yb = batch
+    assert xb.data_ptr() == x.data_ptr()  # a view of the data, in order
+    assert (xb.view(-1).tolist(), yb.tolist()) == ([0, 1, 2, 3], [0, 2, 4, 6])
