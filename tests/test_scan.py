@@ -233,3 +233,8 @@ def test_scan_records_the_first_touch_divergence_and_worst_value_of_every_lr() -
     assert [d for _, d in details] == [False, False, False, True]
     assert None not in (details[1][0], details[2][0])
     assert (result.study_name, result.objective, result.lrs) == (config.study_name(20), "updates_to", lrs)
+
+
+def test_a_grid_of_one_is_the_geometric_middle_and_of_two_the_ends() -> None:
+    assert lr_grid(0.01, 1.0, 1) == [pytest.approx(0.1, rel=1e-15)]
+    assert lr_grid(0.01, 1.0, 2) == [0.01, 1.0]
