@@ -194,3 +194,34 @@ def test_float64_batch_size_1_at_lr_0_1_ends_at_0_1708() -> None:
     assert fit(config, load_data(config.data, config.seed), record_batch_loss=False).epoch_losses[
         -1
     ] == pytest.approx(0.1708, abs=5e-5)
+
+
+def crossing_between(batch_size: int, stable: float, unstable: float) -> float:
+    """Where the radius crosses 1 between a stable and an unstable lr: plain bisection."""
+    for _ in range(60):
+        mid = (stable + unstable) / 2
+        stable, unstable = (mid, unstable) if radius(batch_size, mid) < 1 else (stable, mid)
+    return (stable + unstable) / 2
+
+
+def test_stable_intervals_edges_are_the_radius_crossings_to_a_millionth() -> None:
+    first = crossing_between(10, 0.127, 0.128)
+    low, high = crossing_between(10, 0.1465, 0.1461), crossing_between(10, 0.1515, 0.1520)
+    intervals = theory.stable_intervals(X_TORCH, 10)
+    assert intervals == [
+        (0.0, pytest.approx(first, rel=1e-6)),
+        (pytest.approx(low, rel=1e-6), pytest.approx(high, rel=1e-6)),
+    ]
+    # an upper end inside the window ends the last interval there; below the first instability, one interval
+    assert theory.stable_intervals(X_TORCH, 10, lr_hi=0.15) == [
+        (0.0, pytest.approx(first, rel=1e-6)),
+        (pytest.approx(low, rel=1e-6), 0.15),
+    ]
+    assert theory.stable_intervals(X_TORCH, 10, lr_hi=0.1) == [(0.0, 0.1)]
+    # the default upper end, 2 x full-batch descent's limit 2/lambda_1 (about 0.38 here), leaves batch size 1
+    # one interval up to its first instability, and full batch one up to 2/lambda_1
+    lambda_1 = max(np.linalg.eigvalsh(batch_hessians(len(X))[0]))
+    assert theory.stable_intervals(X_TORCH, len(X)) == [(0.0, pytest.approx(2 / lambda_1, rel=1e-6))]
+    assert theory.stable_intervals(X_TORCH, 1) == [
+        (0.0, pytest.approx(crossing_between(1, 0.1, 0.11), rel=1e-6))
+    ]
