@@ -52,10 +52,22 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
     unfinished = {b: n for b, n in finished.items() if n < config.n_trials}
     failed = [f"{p.name} exited with {describe_exit(p.exitcode)}" for p in processes if p.exitcode != 0]
     if unfinished:
+        raise_if_stopped_by_a_signal(processes)
         counts = ", ".join(f"batch size {b}: {n} of {config.n_trials}" for b, n in unfinished.items())
         raise WorkerError(f"the studies are unfinished ({counts}): {'; '.join(failed) or 'no worker error'}")
     for message in failed:
         say(f"mbgd: {message}; the other workers finished its trials")
+
+
+def raise_if_stopped_by_a_signal(processes: list[Any]) -> None:
+    """Workers that exited on Ctrl-C (130) or SIGTERM (143) stopped the sweep too: it ends as interrupted,
+    not as failed, even when the signal reached only the workers or this process has not handled its own
+    yet (`make soak` saw the sweep end with "the studies are unfinished" after a Ctrl-C to the group)."""
+    codes = {process.exitcode for process in processes}
+    if 130 in codes:
+        raise KeyboardInterrupt
+    if 143 in codes:
+        raise Interrupted("SIGTERM")
 
 
 def stop(processes: list[Any]) -> None:
