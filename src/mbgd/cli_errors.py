@@ -11,6 +11,7 @@ import click
 
 from mbgd.config import ConfigError
 from mbgd.errors import Interrupted, WorkerError, sigterm_interrupts
+from mbgd.processes import redeliver_lost_stops
 from mbgd.tracking_store import StoreUnavailable
 
 
@@ -20,6 +21,7 @@ def user_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        redeliver_lost_stops()
         with sigterm_interrupts():
             try:
                 return command(*args, **kwargs)

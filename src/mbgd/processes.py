@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mbgd.errors import raise_interrupted
+from mbgd.errors import Interrupted, raise_interrupted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -31,6 +32,35 @@ def raise_interrupted_once(signum: int, frame: Any) -> None:
     """
     ignore_stops()
     raise_interrupted(signum, frame)
+
+
+def redeliver_lost_stops(*, handler: Any = None) -> None:
+    """A stop that a signal handler raised inside a finaliser or a weakref callback, where Python can only
+    print it as an ignored exception and go on, is sent again a moment later instead (once per process).
+
+    The handler runs wherever the main thread is, garbage collection included (`make soak` saw a worker's
+    SIGTERM lost that way: printed, then the worker ran on until it was killed). `handler`, when given, is
+    installed again first (a worker's stop handler ignores further stops once it has run).
+    """
+    if getattr(sys.unraisablehook, "redelivers_stops", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, KeyboardInterrupt):
+            signum = signal.SIGINT
+        elif isinstance(error, Interrupted) and str(error) in signal.Signals.__members__:
+            signum = signal.Signals[str(error)]
+        else:
+            previous(unraisable)
+            return
+        if handler is not None:
+            signal.signal(signum, handler)
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+
+    hook.redelivers_stops = True
+    sys.unraisablehook = hook
 
 
 def ignore_stops() -> None:

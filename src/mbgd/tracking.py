@@ -58,34 +58,6 @@ class RunRef:
     experiment_id: str
 
 
-class StopSafeClient(MlflowClient):
-    """An MlflowClient whose writes end before a stop signal (Ctrl-C, SIGTERM) is handled.
-
-    A stop raised in the middle of a write could leave the store's connection inside its transaction, holding
-    sqlite's write lock; the run's KILLED mark that follows then waits on that lock, from the same process,
-    until "database is locked" (seen under `make soak`'s Ctrl-C to 8 workers). A write is a few milliseconds;
-    the stop is handled right after it.
-    """
-
-
-def _finished_before_a_stop(write):
-    @functools.wraps(write)
-    def deferring(self, *args, **kwargs):
-        with signals_deferred():
-            return write(self, *args, **kwargs)
-
-    return deferring
-
-
-_WRITES = (
-    "create_experiment", "set_experiment_tag", "create_run", "set_terminated", "delete_run", "set_tag",
-    "log_batch", "log_inputs", "log_text", "log_dict", "log_figure", "log_artifacts",
-    "create_registered_model", "create_model_version",
-)  # fmt: skip
-for _name in _WRITES:
-    setattr(StopSafeClient, _name, _finished_before_a_stop(getattr(MlflowClient, _name)))
-
-
 def client() -> MlflowClient:
     """A client on MLFLOW_TRACKING_URI when set, else MLflow's default store (./mlflow.db, ./mlruns).
 
@@ -96,7 +68,7 @@ def client() -> MlflowClient:
     path = sqlite_path(uri)
     if path is not None:
         use_write_ahead_log(path, timeout_s=60)
-    return StopSafeClient()
+    return MlflowClient()
 
 
 def experiment_id_for(mlflow_client: MlflowClient, name: str = "") -> str:
