@@ -8,6 +8,11 @@ from click.testing import Result
 from mlflow import MlflowClient
 
 from mbgd.config import SweepConfig, TrainConfig
+from mbgd.data import load_data
+from mbgd.train import History
+
+TUTORIAL = TrainConfig()
+TUTORIAL_DATA = load_data(TUTORIAL.data, TUTORIAL.seed)  # the tutorial's 100 points
 
 
 def assert_one_line_usage_error_and_no_run(result: Result, message: str, tracking_store: str) -> None:
@@ -56,3 +61,20 @@ def small_sweep(tmp_path: Path, **changes) -> SweepConfig:
         storage=f"sqlite:///{tmp_path / 'optuna.db'}",
     )
     return replace(base, **changes)
+
+
+def history(
+    train=(), updates=(), epochs=(), *, diverged=False, batch_size=30, per_epoch=4, samples=100
+) -> History:
+    """A History with the given losses (train: full-dataset loss per epoch on the training targets; updates:
+    per update; epochs: on the evaluation targets), lr 0.1."""
+    return History(
+        lr=0.1,
+        batch_size=batch_size,
+        updates_per_epoch=per_epoch,
+        samples_per_epoch=samples,
+        epoch_losses=list(epochs),
+        train_losses=list(train),
+        update_losses=list(updates),
+        diverged=diverged,
+    )

@@ -37,26 +37,42 @@ def test_train_defaults_in_usage_md() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("option", "page_says", "field", "value"),
-    [
-        ("--name", "(`mbgd-sweep`)", "name", "mbgd-sweep"),
-        ("--batch-sizes", "(`1,10,20`)", "batch_sizes", (1, 10, 20)),
-        ("--n-trials", "(64)", "n_trials", 64),
-        ("--lr-min", "(1e-4, 1)", "lr_min", 1e-4),
-        ("--lr-min", "(1e-4, 1)", "lr_max", 1.0),
-        ("--objective", "`auc` = ", "objective", "auc"),
-        ("--scan", "(512; 0 = no scan", "scan", 512),
-        ("--tuning-cost-seeds", "(10; 0 = not measured)", "tuning_cost_seeds", 10),
-        ("--population", "(16)", "population", 16),
-        ("--seeds", "(5)", "seeds", 5),
-        ("--sampler-seed", "(0)", "sampler_seed", 0),
-    ],
-)
-def test_sweep_defaults_in_research_md(option: str, page_says: str, field: str, value) -> None:
-    sweep_part = RESEARCH.split("## Batch-size scaling", 1)[0]
-    assert page_says in option_row(sweep_part, option)
-    assert getattr(SweepConfig(), field) == value
+# research.md's option tables: (its part, option, what the row says, the config's field, its default)
+RESEARCH_DEFAULTS = [
+    ("sweep", "--name", "(`mbgd-sweep`)", "name", "mbgd-sweep"),
+    ("sweep", "--batch-sizes", "(`1,10,20`)", "batch_sizes", (1, 10, 20)),
+    ("sweep", "--n-trials", "(64)", "n_trials", 64),
+    ("sweep", "--lr-min", "(1e-4, 1)", "lr_min", 1e-4),
+    ("sweep", "--lr-min", "(1e-4, 1)", "lr_max", 1.0),
+    ("sweep", "--objective", "`auc` = ", "objective", "auc"),
+    ("sweep", "--scan", "(512; 0 = no scan", "scan", 512),
+    ("sweep", "--tuning-cost-seeds", "(10; 0 = not measured)", "tuning_cost_seeds", 10),
+    ("sweep", "--population", "(16)", "population", 16),
+    ("sweep", "--seeds", "(5)", "seeds", 5),
+    ("sweep", "--sampler-seed", "(0)", "sampler_seed", 0),
+    (
+        "scaling",
+        "--batch-sizes",
+        "(`1,2,3,4,5,10,20,25,50,100`)",
+        "batch_sizes",
+        (1, 2, 3, 4, 5, 10, 20, 25, 50, 100),
+    ),
+    ("scaling", "--target-ratio", "(`1e-4`)", "target_ratio", 1e-4),
+    ("scaling", "--scan", "(512: steps of 0.6%", "scan", 512),
+    ("scaling", "--n-trials", "(20, 10)", "n_trials", 20),
+    ("scaling", "--n-trials", "(20, 10)", "population", 10),
+    ("scaling", "--seeds", "(3)", "seeds", 3),
+]
+
+
+@pytest.mark.parametrize(("part", "option", "page_says", "field", "value"), RESEARCH_DEFAULTS)
+def test_sweep_and_scaling_defaults_in_research_md(
+    part: str, option: str, page_says: str, field: str, value
+) -> None:
+    sweep_part, scaling_part = RESEARCH.split("## Batch-size scaling", 1)
+    page, config = (sweep_part, SweepConfig()) if part == "sweep" else (scaling_part, ScalingConfig().sweep)
+    assert page_says in option_row(page, option)
+    assert getattr(config, field) == value
 
 
 def test_sweep_defaults_in_research_md_prose() -> None:
@@ -66,28 +82,6 @@ def test_sweep_defaults_in_research_md_prose() -> None:
     assert SweepConfig().train.lr == 0.1
     assert "`--pruner median|hyperband` (default `none`" in sweep_part
     assert SweepConfig().pruner == "none"
-
-
-@pytest.mark.parametrize(
-    ("option", "page_says", "field", "value"),
-    [
-        (
-            "--batch-sizes",
-            "(`1,2,3,4,5,10,20,25,50,100`)",
-            "batch_sizes",
-            (1, 2, 3, 4, 5, 10, 20, 25, 50, 100),
-        ),
-        ("--target-ratio", "(`1e-4`)", "target_ratio", 1e-4),
-        ("--scan", "(512: steps of 0.6%", "scan", 512),
-        ("--n-trials", "(20, 10)", "n_trials", 20),
-        ("--n-trials", "(20, 10)", "population", 10),
-        ("--seeds", "(3)", "seeds", 3),
-    ],
-)
-def test_scaling_defaults_in_research_md(option: str, page_says: str, field: str, value) -> None:
-    scaling_part = RESEARCH.split("## Batch-size scaling", 1)[1]
-    assert page_says in option_row(scaling_part, option)
-    assert getattr(ScalingConfig().sweep, field) == value
 
 
 def test_scaling_epochs_orders_regimes_and_lr_range_defaults_in_research_md() -> None:

@@ -6,22 +6,9 @@ import math
 import pytest
 import torch
 
+from checks import history
 from mbgd import objectives as O
 from mbgd.data import RegressionData
-from mbgd.train import History
-
-
-def history(train=(), updates=(), epochs=(), *, diverged=False, batch_size=30, per_epoch=4, samples=100):
-    return History(
-        lr=0.1,
-        batch_size=batch_size,
-        updates_per_epoch=per_epoch,
-        samples_per_epoch=samples,
-        epoch_losses=list(epochs),
-        train_losses=list(train),
-        update_losses=list(updates),
-        diverged=diverged,
-    )
 
 
 def data(y_train, y_eval, y_line=None) -> RegressionData:

@@ -11,10 +11,11 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from checks import runs_after
+import checks
+from checks import TUTORIAL, TUTORIAL_DATA, runs_after
 from mbgd import scaling, scaling_report, scaling_summary, theory
 from mbgd.cli import main
-from mbgd.config import ConfigError, SweepConfig, TrainConfig
+from mbgd.config import ConfigError, SweepConfig
 from mbgd.data import load_data
 from mbgd.objectives import (
     ended_diverged,
@@ -29,26 +30,15 @@ from mbgd.scaling_config import ScalingConfig, build_scaling_config
 from mbgd.studies import open_storage, study_settings
 from mbgd.sweep import run_study
 from mbgd.sweep_summary import retrain_over_seeds
-from mbgd.train import History, fit_population, full_dataset_loss
+from mbgd.train import fit_population, full_dataset_loss
 from test_readme_numbers import beta_and_lambda1
 
-TUTORIAL = TrainConfig()
-DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
+DATA = TUTORIAL_DATA
 
 
-def history(
-    train_losses, update_losses, *, batch_size=30, updates_per_epoch=4, samples_per_epoch=100, diverged=False
-):
-    return History(
-        lr=0.1,
-        batch_size=batch_size,
-        updates_per_epoch=updates_per_epoch,
-        samples_per_epoch=samples_per_epoch,
-        epoch_losses=list(train_losses),
-        train_losses=list(train_losses),
-        update_losses=list(update_losses),
-        diverged=diverged,
-    )
+def history(train_losses, update_losses, **settings):
+    """checks.history with the training losses as the epoch losses too."""
+    return checks.history(train_losses, update_losses, train_losses, **settings)
 
 
 # --- counting updates, samples and epochs -----------------------------------------------------------------
@@ -87,9 +77,9 @@ def test_updates_to_is_zero_when_training_starts_and_stays_at_the_target() -> No
 
 def test_samples_count_the_last_partial_batch_as_it_is() -> None:
     # 100 points in batches of 30: 30, 30, 30, 10 per epoch.
-    h = history([1.0], [], batch_size=30, updates_per_epoch=4, samples_per_epoch=100)
+    h = history([1.0], [], batch_size=30, per_epoch=4, samples=100)
     assert [samples_seen(h, u) for u in (1, 3, 4, 5, 8, 9)] == [30, 90, 100, 130, 200, 230]
-    dropped = history([1.0], [], batch_size=30, updates_per_epoch=3, samples_per_epoch=90)  # drop_last
+    dropped = history([1.0], [], batch_size=30, per_epoch=3, samples=90)  # drop_last
     assert samples_seen(dropped, 4) == 120
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from checks import TUTORIAL, TUTORIAL_DATA
 from mbgd import train
 from mbgd.config import ConfigError, DataSpec, TrainConfig
 from mbgd.data import RegressionData, load_data
@@ -20,8 +21,7 @@ from mbgd.train import (
     training_loader,
 )
 
-TUTORIAL = TrainConfig()
-DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
+DATA = TUTORIAL_DATA
 
 
 def test_too_large_lr_diverges_as_a_result_not_an_error() -> None:
