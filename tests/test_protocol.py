@@ -277,6 +277,64 @@ def test_fail_unfinished_fails_only_the_trials_still_running() -> None:
     assert [(t.state, t.values) for t in study.trials] == [(STATE.FAIL, None), (STATE.COMPLETE, [1.0])]
 
 
+def owned_trial(study: optuna.Study, host: str, pid: int) -> int:
+    """A RUNNING trial created as reserve creates one: owner in its user attributes from the start."""
+    template = optuna.trial.create_trial(
+        state=STATE.RUNNING,
+        params={"lr": 0.01},
+        distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)},
+        user_attrs={protocol.WORKER_ATTR: {"host": host, "pid": pid}},
+    )
+    return study._storage.create_new_trial(study._study_id, template_trial=template)
+
+
+def test_fail_unfinished_also_fails_this_process_s_unrecorded_trials_and_no_one_else_s() -> None:
+    import os
+
+    study = optuna.create_study()
+    unrecorded = owned_trial(study, protocol.HOST, os.getpid())  # committed, then the stop: not in the list
+    elsewhere = owned_trial(study, "another-host", os.getpid())
+    other_process = owned_trial(study, protocol.HOST, os.getppid())
+    protocol.fail_unfinished(study, [])
+    states = {t._trial_id: t.state for t in study.trials}
+    assert states == {unrecorded: STATE.FAIL, elsewhere: STATE.RUNNING, other_process: STATE.RUNNING}
+
+
+def test_a_stop_right_after_a_new_trial_is_committed_leaves_no_trial_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = small_sweep(tmp_path, seeds=1)
+    storage = open_storage(config.storage)
+    backend = protocol.rdb_backend(storage)
+    create = backend.create_new_trial
+
+    def committed_then_stopped(*args, **kwargs):
+        create(*args, **kwargs)
+        raise KeyboardInterrupt  # as a signal handler would, before reserve records the trial
+
+    monkeypatch.setattr(backend, "create_new_trial", committed_then_stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, DATA, 10, storage)
+    trials = open_study(config, 10, open_storage(config.storage)).trials
+    assert [t.state for t in trials] == [STATE.FAIL]
+
+
+def test_fail_abandoned_fails_the_trials_of_dead_local_workers_only(tmp_path: Path) -> None:
+    import subprocess
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    study = optuna.create_study(study_name="abandoned", storage=storage)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = owned_trial(study, protocol.HOST, dead.pid)
+    alive = owned_trial(study, protocol.HOST, 1)
+    protocol.fail_abandoned(storage, "abandoned")
+    protocol.fail_abandoned(storage, "no-such-study")  # nothing to do, and no study created
+    states = {t._trial_id: t.state for t in optuna.load_study(study_name="abandoned", storage=storage).trials}
+    assert states == {gone: STATE.FAIL, alive: STATE.RUNNING}
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["abandoned"]
+
+
 def test_only_rdb_storages_with_an_interval_have_heartbeats(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'h.db'}"
     assert not protocol.has_heartbeats(optuna.storages.InMemoryStorage())

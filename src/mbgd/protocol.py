@@ -279,10 +279,32 @@ def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
 
 
 def fail_unfinished(study: optuna.Study, trials: Sequence[AskedTrial]) -> None:
-    """Fail the trials still RUNNING (interrupted between ask and tell); those already told stay as told."""
-    for trial in trials:
+    """Fail this process's trials still RUNNING (interrupted between ask and tell); those already told stay as
+    told. Besides `trials`, any RUNNING trial of the study this process owns: a stop that lands after the
+    storage committed a new trial but before reserve recorded it leaves one that only its owner names."""
+    trial_ids = [trial.trial_id for trial in trials]
+    mine = {"host": HOST, "pid": os.getpid()}
+    with contextlib.suppress(Exception):  # best effort: the storage may be what the stop interrupted
+        running = rdb_backend(study._storage).get_all_trials(
+            study._study_id, deepcopy=False, states=(STATE.RUNNING,)
+        )
+        trial_ids += [t._trial_id for t in running if t.user_attrs.get(WORKER_ATTR) == mine]
+    for trial_id in dict.fromkeys(trial_ids):
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
-            study._storage.set_trial_state_values(trial.trial_id, state=STATE.FAIL)
+            study._storage.set_trial_state_values(trial_id, state=STATE.FAIL)
+
+
+def fail_abandoned(storage: optuna.storages.BaseStorage, study_name: str) -> None:
+    """Fail the study's RUNNING trials whose worker is gone, as the next reserve would (the sweep does this
+    once its workers have ended, so that a worker stopped mid-write leaves no trial RUNNING).
+    No such study: nothing to do."""
+    backend = rdb_backend(storage)
+    try:
+        study_id = backend.get_study_id_from_name(study_name)
+    except KeyError:
+        return
+    with study_lock(storage, study_id):
+        _fail_abandoned(backend, study_id, backend.get_all_trials(study_id, deepcopy=False))
 
 
 def _values(outcome: Outcome, stored: optuna.trial.FrozenTrial) -> list[float] | None:

@@ -24,7 +24,7 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
     A worker that dies (kill -9) leaves its trials to the others, which fail and retry them; the sweep fails
     only when the studies are not finished once every worker has ended.
     """
-    from mbgd import studies, tracking
+    from mbgd import protocol, studies, tracking
 
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch or sqlite state is forked
     processes = [
@@ -45,6 +45,9 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
             time.sleep(POLL_S)
     finally:
         stop(processes)
+        # A worker stopped (or killed) between creating a trial and recording it could not fail it itself.
+        for batch_size in config.batch_sizes:
+            protocol.fail_abandoned(storage, config.study_name(batch_size))
         # A worker stopped between creating a trial's run and ending it leaves that run RUNNING; its process
         # is gone now, so this marks it KILLED.
         tracking.end_orphaned_runs(tracking.client(), sweep_run.experiment_id)
