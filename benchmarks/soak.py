@@ -127,9 +127,11 @@ def stop_and_rerun(sig: signal.Signals, code: int, *, to_group: bool):
 
 def expect(code: int, wanted: int, stderr: str, *, finished_ok: bool = False) -> list[str]:
     if code == wanted or (finished_ok and code == 0):
-        return [] if "Traceback" not in stderr else [f"a traceback: {stderr[-1500:]}"]
-    return [f"exit code {code}, not {wanted}: {stderr[-1500:]}"]
+        return [] if "Traceback" not in stderr else [f"a traceback: {stderr[-4000:]}"]
+    return [f"exit code {code}, not {wanted}: {stderr[-4000:]}"]
 
+
+FAILED_ROUNDS = Path(tempfile.gettempdir(), "mbgd-soak-failed")
 
 SCENARIOS = {
     "kill -9 of one worker (8 workers x population 4)": kill_a_worker,
@@ -181,14 +183,15 @@ def main() -> None:
                     broken = [f"{type(error).__name__}: {error}"]
                 finally:
                     os.chdir(cwd)
-                if broken:
-                    failures.append(f"round {round_number + 1}: {' | '.join(b[-600:] for b in broken)}")
+                if broken:  # its folder (stores, databases) kept for a post-mortem
+                    kept = shutil.copytree(folder, Path(FAILED_ROUNDS, f"{started:.0f}-{folder.name}"))
+                    failures.append(f"round {round_number + 1} (kept in {kept}): {' | '.join(broken)}")
                 else:
                     passed += 1
                     shutil.rmtree(folder)
             print(f"{name}: {passed}/{options.rounds} passed ({time.monotonic() - began:.0f} s)", flush=True)
             for failure in failures:
-                print(f"    {failure[:2000]}", flush=True)
+                print(f"    {failure[:12000]}", flush=True)
         print(f"soak: {time.monotonic() - started:.0f} s, load {os.getloadavg()[0]:.1f}", flush=True)
 
 
