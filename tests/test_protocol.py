@@ -300,6 +300,21 @@ def test_fail_unfinished_also_fails_this_process_s_unrecorded_trials_and_no_one_
     assert states == {unrecorded: STATE.FAIL, elsewhere: STATE.RUNNING, other_process: STATE.RUNNING}
 
 
+def test_fail_unfinished_still_fails_the_asked_trials_when_the_storage_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    study = optuna.create_study()
+    (running, _), (also_running, _) = asked(study), asked(study)
+
+    def unreadable(*args, **kwargs):
+        raise RuntimeError("database is locked")  # what a stop inside a storage call can leave
+
+    monkeypatch.setattr(study._storage, "get_all_trials", unreadable)
+    protocol.fail_unfinished(study, [running, also_running])
+    monkeypatch.undo()
+    assert [t.state for t in study.trials] == [STATE.FAIL, STATE.FAIL]
+
+
 def test_a_stop_right_after_a_new_trial_is_committed_leaves_no_trial_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
