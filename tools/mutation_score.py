@@ -1,7 +1,8 @@
 """`make mutate`'s last line: the share of mutants killed, from mutmut's results, for the mutant name patterns
 given.
 
-Killed (a test failed) and timeout count as killed; survived, no tests, suspicious and not checked do not.
+Killed (a test failed), timeout and segfault (the test process crashed on the mutant) count as killed;
+survived, no tests, suspicious and not checked do not.
 """
 
 import fnmatch
@@ -10,7 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-KILLED = {"killed", "timeout"}
+KILLED = {"killed", "timeout", "segfault"}
 
 
 def main(patterns: list[str]) -> int:
