@@ -204,6 +204,33 @@ def test_sqlite_file_lock_is_an_exclusive_flock_beside_the_database(tmp_path: Pa
     assert (tmp_path / "s.db.lock").stat().st_mode & 0o777 == 0o644 & ~_umask()
 
 
+def test_every_step_that_moves_budget_waits_for_the_study_s_lock(tmp_path: Path) -> None:
+    """reserve, tell and fail_abandoned on a sqlite study block while another process holds the lock file."""
+    import fcntl
+    import threading
+
+    config = small_sweep(tmp_path, seeds=1)
+    storage = open_storage(config.storage)
+    study = open_study(config, 10, storage)
+    taken: list[protocol.AskedTrial] = []
+    protocol.reserve(study, 5, 1, lr_distribution(config), lambda count: [0.01] * count, taken)
+    steps = {
+        "reserve": lambda: protocol.reserve(study, 5, 1, lr_distribution(config), lambda n: [0.02] * n, []),
+        "tell": lambda: protocol.tell(study, [protocol.Outcome(taken[0], STATE.COMPLETE, 1.0)]),
+        "fail_abandoned": lambda: protocol.fail_abandoned(storage, study.study_name),
+    }
+    for name, step in steps.items():
+        with open(f"{tmp_path / 'optuna.db'}.lock") as holder:  # another open file: flock sees another owner
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            thread = threading.Thread(target=step, daemon=True)
+            thread.start()
+            thread.join(0.5)
+            assert thread.is_alive(), f"{name} went ahead without the lock"
+        thread.join(30)  # closing the file released the lock
+        assert not thread.is_alive(), name
+    assert [t.state for t in study.trials] == [STATE.COMPLETE, STATE.RUNNING]
+
+
 def _umask() -> int:
     import os
 

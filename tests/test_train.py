@@ -190,6 +190,18 @@ def test_divergence_is_dated_to_the_epoch_whose_loss_overflows() -> None:
     assert (h.w, math.isnan(h.b)) == ([], True)  # a diverged run records no final parameters
 
 
+def test_a_diverged_run_keeps_only_its_finite_batch_losses_and_updates() -> None:
+    # x = 1 then x = 2, y = 0, lr 1e20: the first batch's loss is (-10 - 20)^2 = 900; its update overflows
+    # float32, so the second batch's loss and both updates' are not finite: only the 900 is kept
+    two_points = replace(
+        one_point(0.0, 0.0), x=torch.tensor([[1.0], [2.0]]), y_train=torch.zeros(2), y_eval=torch.zeros(2)
+    )
+    config = TrainConfig(batch_size=1, lr=1e20, epochs=3)
+    (h,) = fit_population(config, two_points, [1e20], record_batch_loss=True, record_updates=True)
+    assert h.diverged
+    assert (h.batch_losses, h.update_losses, h.update_params) == ([900.0], [], [])
+
+
 def test_an_empty_population_is_refused() -> None:
     with pytest.raises(ConfigError, match="^at least one learning rate is needed$"):
         fit_population(TUTORIAL, DATA, [])
