@@ -144,6 +144,38 @@ def test_stopped_member_keeps_its_curve_and_the_others_go_on() -> None:
     assert second.epoch_losses == pytest.approx(alone.epoch_losses[:3], rel=1e-12)
 
 
+def test_the_epoch_hook_sees_every_epoch_but_the_last_with_the_population_s_losses() -> None:
+    seen: list[tuple[int, list[float]]] = []
+    config = replace(TUTORIAL, dtype="float64", epochs=3)
+    first, second = fit_population(
+        config, DATA, [0.05, 0.1], on_epoch=lambda epoch, losses: seen.append((epoch, losses.tolist()))
+    )
+    assert [epoch for epoch, _ in seen] == [0, 1, 2]
+    assert [losses for _, losses in seen] == [
+        list(pair) for pair in zip(first.epoch_losses, second.epoch_losses, strict=True)
+    ][:3]
+
+
+def test_epoch_seconds_are_the_wall_clock_since_training_began() -> None:
+    import time
+
+    began = time.perf_counter()
+    (history,) = fit_population(replace(TUTORIAL, epochs=4), DATA, [0.05])
+    took = time.perf_counter() - began
+    assert len(history.epoch_seconds) == 5
+    assert history.epoch_seconds == sorted(history.epoch_seconds)
+    assert 0 <= history.epoch_seconds[0] <= history.epoch_seconds[-1] <= took
+
+
+def test_shuffled_training_visits_the_points_in_another_order() -> None:
+    fixed, shuffled = (
+        fit_population(replace(TUTORIAL, batch_size=1, epochs=1, shuffle=shuffle), DATA, [0.01])[0]
+        for shuffle in (False, True)
+    )
+    assert fixed.epoch_losses[0] == shuffled.epoch_losses[0]  # the same start
+    assert fixed.epoch_losses[1] != shuffled.epoch_losses[1]
+
+
 # --- the loop's parts, by hand ----------------------------------------------------------------------------
 
 
