@@ -25,6 +25,7 @@ from mbgd.sweep import lr_distribution, run_study
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
 STATE = optuna.trial.TrialState
+LR = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
 
 
 def another_workers_look(config: SweepConfig) -> int:
@@ -236,8 +237,6 @@ def test_every_step_that_moves_budget_waits_for_the_study_s_lock(tmp_path: Path)
 
 
 def _umask() -> int:
-    import os
-
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -259,7 +258,7 @@ def test_sqlite_in_memory_and_storages_without_an_engine_take_the_process_lock(
 
 
 def asked(study: optuna.Study, lr: float = 0.01) -> tuple[protocol.AskedTrial, optuna.trial.Trial]:
-    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)})
+    trial = study.ask({"lr": LR})
     return protocol.AskedTrial(trial._trial_id, lr, trial.number), trial
 
 
@@ -310,18 +309,27 @@ def test_fail_unfinished_fails_only_the_trials_still_running() -> None:
 
 def owned_trial(study: optuna.Study, host: str, pid: int) -> int:
     """A RUNNING trial created as reserve creates one: owner in its user attributes from the start."""
+    return running_trial(study, {"host": host, "pid": pid})
+
+
+def running_trial(study: optuna.Study, owner: dict | None, started_s_ago: float = 0.0) -> int:
     template = optuna.trial.create_trial(
         state=STATE.RUNNING,
         params={"lr": 0.01},
-        distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)},
-        user_attrs={protocol.WORKER_ATTR: {"host": host, "pid": pid}},
+        distributions={"lr": LR},
+        user_attrs={protocol.WORKER_ATTR: owner} if owner else {},
     )
+    template.datetime_start = datetime.datetime.now() - datetime.timedelta(seconds=started_s_ago)
     return study._storage.create_new_trial(study._study_id, template_trial=template)
 
 
-def test_fail_unfinished_also_fails_this_process_s_unrecorded_trials_and_no_one_else_s() -> None:
-    import os
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
+
+def test_fail_unfinished_also_fails_this_process_s_unrecorded_trials_and_no_one_else_s() -> None:
     study = optuna.create_study()
     unrecorded = owned_trial(study, protocol.HOST, os.getpid())  # committed, then the stop: not in the list
     elsewhere = owned_trial(study, "another-host", os.getpid())
@@ -366,13 +374,9 @@ def test_a_stop_right_after_a_new_trial_is_committed_leaves_no_trial_running(
 
 
 def test_fail_abandoned_fails_the_trials_of_dead_local_workers_only(tmp_path: Path) -> None:
-    import subprocess
-
     storage = open_storage(f"sqlite:///{tmp_path / 'a.db'}")
     study = optuna.create_study(study_name="abandoned", storage=storage)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    gone = owned_trial(study, protocol.HOST, dead.pid)
+    gone = owned_trial(study, protocol.HOST, dead_pid())
     alive = owned_trial(study, protocol.HOST, 1)
     protocol.fail_abandoned(storage, "abandoned")
     protocol.fail_abandoned(storage, "no-such-study")  # nothing to do, and no study created
@@ -394,24 +398,6 @@ def test_only_rdb_storages_with_an_interval_have_heartbeats(tmp_path: Path) -> N
 
 # --- reserve at its edges: which abandoned trials it fails and why, the budget they free, and the enqueued
 # trials it claims (how many, which, with a heartbeat) -----------------------------------------------------
-LR = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
-
-
-def running_trial(study: optuna.Study, owner: dict | None, started_s_ago: float = 0.0) -> int:
-    template = optuna.trial.create_trial(
-        state=STATE.RUNNING,
-        params={"lr": 0.01},
-        distributions={"lr": LR},
-        user_attrs={protocol.WORKER_ATTR: owner} if owner else {},
-    )
-    template.datetime_start = datetime.datetime.now() - datetime.timedelta(seconds=started_s_ago)
-    return study._storage.create_new_trial(study._study_id, template_trial=template)
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
 
 
 def look(study: optuna.Study, n_trials: int = 10, wanted: int = 0, taken: list | None = None) -> int:
