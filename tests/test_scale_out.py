@@ -3,6 +3,7 @@ MLflow server in CI), kill -9 of a worker or of the whole sweep followed by a re
 
 import collections
 import contextlib
+import datetime
 import os
 import signal
 import subprocess
@@ -81,13 +82,22 @@ def worker_pids(parent_pid: int) -> list[int]:
     return pids
 
 
-def training_worker(storage: str, pids: list[int]) -> int | None:
-    """A worker pid that holds RUNNING trials of the study, if any."""
+def just_started(storage: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's RUNNING trials that started under half a second ago. A trial of the fixture's 400 epochs trains
+    for over a second, so a kill or signal sent now finds it in flight, never in the gap between a told
+    population and the next ask (where a test that only saw RUNNING trials a moment before was flaky)."""
     study = optuna.load_study(study_name="faults-b1", storage=storage)
-    holders = {
-        t.user_attrs.get("worker", {}).get("pid")
+    now = datetime.datetime.now()  # Optuna stores naive local start times
+    return [
+        t
         for t in study.get_trials(deepcopy=False, states=(STATE.RUNNING,))
-    }
+        if (now - t.datetime_start).total_seconds() < 0.5
+    ]
+
+
+def training_worker(storage: str, pids: list[int]) -> int | None:
+    """A worker pid whose trials of the study have just started, if any."""
+    holders = {t.user_attrs.get("worker", {}).get("pid") for t in just_started(storage)}
     return next((pid for pid in pids if pid in holders), None)
 
 
@@ -176,7 +186,7 @@ def local_sweep(tracking_store: str, tmp_path: Path):
         "--population",
         "2",
         "--epochs",
-        "40",
+        "400",
         "--name",
         "faults",
     )
@@ -226,7 +236,7 @@ def test_kill_9_of_the_whole_sweep_then_a_rerun_finishes_it_and_ends_the_orphans
     process = start([*args, "--workers", "2"], env)
     try:
         wait_for(lambda: states(storage, "faults-b1")[STATE.COMPLETE] >= 4, what="the first trials")
-        wait_for(lambda: states(storage, "faults-b1")[STATE.RUNNING] >= 1, what="trials in flight")
+        wait_for(lambda: just_started(storage), what="a trial just started")
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -258,7 +268,7 @@ def test_a_signal_to_the_sweep_ends_its_runs_killed_and_its_trials_failed(
     args, env, storage = local_sweep
     with running([*args, "--workers", workers], env) as process:
         wait_for(lambda: states(storage, "faults-b1")[STATE.COMPLETE] >= 2, what="the first trials")
-        wait_for(lambda: states(storage, "faults-b1")[STATE.RUNNING] >= 1, what="trials in flight")
+        wait_for(lambda: just_started(storage), what="a trial just started")
         stderr = stop_with(process, sig)
     assert process.returncode == code, stderr[-3000:]
     message = [line for line in stderr.splitlines() if line.startswith("mbgd:")]
