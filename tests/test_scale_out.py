@@ -83,8 +83,8 @@ def worker_pids(parent_pid: int) -> list[int]:
 
 
 def just_started(storage: str) -> list[optuna.trial.FrozenTrial]:
-    """The study's RUNNING trials that started under half a second ago. A trial of the fixture's 400 epochs trains
-    for over a second, so a kill or signal sent now finds it in flight, never in the gap between a told
+    """The study's RUNNING trials that started under half a second ago. A trial of the fixture's 400 epochs
+    trains for over a second, so a kill or signal sent now finds it in flight, never in the gap between a told
     population and the next ask (where a test that only saw RUNNING trials a moment before was flaky)."""
     study = optuna.load_study(study_name="faults-b1", storage=storage)
     now = datetime.datetime.now()  # Optuna stores naive local start times
