@@ -11,8 +11,8 @@ from checks import TUTORIAL, TUTORIAL_DATA
 from mbgd import train
 from mbgd.config import ConfigError, DataSpec, TrainConfig
 from mbgd.data import RegressionData, load_data
+from mbgd.history import descent_kind
 from mbgd.train import (
-    descent_kind,
     fit,
     fit_population,
     full_dataset_loss,

@@ -64,13 +64,14 @@ def train(preset: str | None, **options: Any) -> None:
     train_run = build_train_run(collect(preset, options))
     require_tracking_store()
 
-    from mbgd.data import load_data
-    from mbgd.pipeline_train import tracked_train
+    from mbgd import pipeline_train
+
+    # Trained in a child forked before any heavy import, while this process opens MLflow (pipeline_train).
+    outcome = pipeline_train.tracked_train(train_run, compute=pipeline_train.TrainInChild(train_run))
+
     from mbgd.ui_links import charts_link
     from mbgd.ui_views import comparison_view_key
 
-    data = load_data(train_run.train.data, train_run.train.seed)
-    outcome = tracked_train(train_run, data)
     for batch_size, history in outcome.histories.items():
         result = "diverged" if history.diverged else f"final loss {history.final_loss:.6g}"
         click.echo(f"batch size {batch_size:>5}: {result} after {history.updates} updates")

@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 
 from mbgd.config import redact
 from mbgd.data import RegressionData
-from mbgd.train import History, descent_kind
+from mbgd.history import History, descent_kind
 
 SCAN_TITLE = "{objective} vs learning rate: the dense scan and the Optuna trials that refined it"
 

@@ -1,17 +1,26 @@
 """The tracked `mbgd train`: train the run's batch size and those it is compared with, then log them, and
 the comparison on the run's own.
 
-Training returns results; everything MLflow sees goes through the tracking layer (mbgd.tracking) after each
-fit.
+Two halves. `compute_train` loads the data, trains every batch size and renders the figures: torch and
+matplotlib, no MLflow. `tracked_train` opens the runs and logs what it returns: MLflow only, through the
+tracking layer (mbgd.tracking). `mbgd train` runs the first half in a child process (TrainInChild) forked
+before either side imports its libraries, so that torch and the training on one core overlap MLflow and its
+store on the other; the whole command then takes little more than importing its libraries. In process (the
+report, the benchmarks, tests) the same two halves run one after the other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mbgd.config import TrainConfig, TrainRun
-from mbgd.data import RegressionData
-from mbgd.train import History, descent_kind, fit
+from mbgd.history import History, descent_kind
+
+if TYPE_CHECKING:
+    import numpy
+
+    from mbgd.data import RegressionData
 
 
 @dataclass(frozen=True)
@@ -22,12 +31,53 @@ class TrainOutcome:
     child_run_ids: dict[int, str]
 
 
+@dataclass(frozen=True)
+class DataRecord:
+    """What the runs record of the data, without torch (the attribute names of mbgd.data.RegressionData)."""
+
+    x: numpy.ndarray  # (n, d), float32
+    y_train: numpy.ndarray  # (n,)
+    feature_names: tuple[str, ...]
+    target_name: str
+    name: str
+    source: str
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.x.shape[1]
+
+    @classmethod
+    def of(cls, data: RegressionData) -> DataRecord:
+        return cls(
+            x=data.x.numpy(),
+            y_train=data.y_train.numpy(),
+            feature_names=data.feature_names,
+            target_name=data.target_name,
+            name=data.name,
+            source=data.source,
+        )
+
+
+@dataclass(frozen=True)
+class TrainResults:
+    """Every batch size's history (the run's own first) and the figures as PNG files' bytes: `loss_curve` by
+    batch size, and the comparison when there is one."""
+
+    histories: dict[int, History]
+    loss_curves: dict[int, bytes]
+    comparison: bytes | None
+
+
 def run_name(batch_size: int, n: int) -> str:
     """What the run is, as the MLflow UI lists it: sgd-b1, mini-batch-b20, full-batch-b100."""
     return f"{descent_kind(batch_size, n)}-b{batch_size}"
 
 
-def run_tags(config: TrainConfig, data: RegressionData) -> dict[str, str]:
+def run_tags(config: TrainConfig, data: DataRecord) -> dict[str, str]:
     tags = {"regime": descent_kind(config.batch_size, data.n), "dtype": config.dtype}
     if config.batch_size > data.n:
         tags["note"] = (
@@ -36,7 +86,7 @@ def run_tags(config: TrainConfig, data: RegressionData) -> dict[str, str]:
     return tags
 
 
-def run_params(config: TrainConfig, data: RegressionData) -> dict[str, str]:
+def run_params(config: TrainConfig, data: DataRecord) -> dict[str, str]:
     return {
         **config.as_params(),
         "data_name": data.name,
@@ -45,82 +95,216 @@ def run_params(config: TrainConfig, data: RegressionData) -> dict[str, str]:
     }
 
 
-def tracked_train(train_run: TrainRun, data: RegressionData, *, parent=None) -> TrainOutcome:
+def comparison_title(config: TrainConfig, data: DataRecord) -> str:
+    return f"lr {config.lr}, {config.dtype}, seed {config.seed}, {data.name}"
+
+
+def compute_train(train_run: TrainRun, data: RegressionData) -> TrainResults:
+    """Train every batch size of the run (its own first) and render its figures."""
+    from mbgd import plots
+    from mbgd.train import fit
+
+    config = train_run.train
+    record = DataRecord.of(data)
+    histories: dict[int, History] = {}
+    loss_curves: dict[int, bytes] = {}
+    for batch_size in train_run.batch_sizes:
+        batch_config = config.with_batch_size(batch_size)
+        history = histories[batch_size] = fit(batch_config, data)
+        title = f"{run_name(batch_size, data.n)}, lr {batch_config.lr}"
+        loss_curves[batch_size] = plots.png_bytes(plots.loss_curve_figure(history, title=title))
+    comparison = None
+    if len(histories) > 1:
+        figure = plots.comparison_figure(
+            histories, highlight=config.batch_size, n=data.n, title=comparison_title(config, record)
+        )
+        comparison = plots.png_bytes(figure)
+    return TrainResults(histories, loss_curves, comparison)
+
+
+class TrainInProcess:
+    """compute_train here, when the results are first asked for (inside the run, as a user watching the UI
+    expects)."""
+
+    def __init__(self, train_run: TrainRun, data: RegressionData) -> None:
+        self._train_run, self._data = train_run, data
+
+    def data(self) -> DataRecord:
+        return DataRecord.of(self._data)
+
+    def results(self) -> TrainResults:
+        return compute_train(self._train_run, self._data)
+
+    def close(self) -> None:
+        pass
+
+
+class TrainInChild:
+    """compute_train in a child process forked now, before this process imports anything heavy: the child
+    imports torch and matplotlib, loads the data (sent at once: the runs are named after it), trains and
+    renders, while this process imports MLflow and opens its store. A stop ends the child with the command
+    (it dies with it, and a Ctrl-C reaches it as the same process group's member, silently)."""
+
+    def __init__(self, train_run: TrainRun) -> None:
+        import multiprocessing
+        import os
+
+        from mbgd.processes import signals_blocked_for_children
+
+        context = multiprocessing.get_context("fork")
+        self._receive, send = context.Pipe(duplex=False)
+        with signals_blocked_for_children():  # no stop between the fork and the child's own handlers
+            self._process = context.Process(
+                target=_train_child, args=(train_run, send, os.getpid()), name="mbgd-train", daemon=True
+            )
+            self._process.start()
+        send.close()
+        self._data: DataRecord | None = None
+
+    def _next(self) -> Any:
+        try:
+            kind, value = self._receive.recv()
+        except EOFError:
+            from mbgd.errors import WorkerError
+            from mbgd.processes import describe_exit
+
+            self._process.join()
+            ended = describe_exit(self._process.exitcode, code_word="exit code")
+            raise WorkerError(f"the training process ended ({ended}) before it sent its results") from None
+        if kind == "error":
+            raise value
+        return value
+
+    def data(self) -> DataRecord:
+        if self._data is None:
+            self._data = self._next()
+        return self._data
+
+    def results(self) -> TrainResults:
+        self.data()
+        return self._next()
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._receive.close()
+
+
+def _train_child(train_run: TrainRun, send, parent_pid: int) -> None:
+    """The child's side: stops end it silently (the parent says what happened), it dies with its parent, and
+    an error travels to the parent to be raised there."""
+    import signal
+    import traceback
+
+    from mbgd.processes import STOP_SIGNALS, die_with_parent
+
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
+    die_with_parent(parent_pid)
+    try:
+        from mbgd.data import load_data
+
+        data = load_data(train_run.train.data, train_run.train.seed)
+        send.send(("data", DataRecord.of(data)))
+        send.send(("results", compute_train(train_run, data)))
+    except Exception as error:
+        try:
+            send.send(("error", error))
+        except Exception:  # an error that does not pickle: its traceback here, a line there
+            from mbgd.errors import WorkerError
+
+            traceback.print_exc()
+            send.send(("error", WorkerError(f"the training process failed: {type(error).__name__}")))
+    finally:
+        send.close()
+
+
+def tracked_train(
+    train_run: TrainRun, data: RegressionData | None = None, *, parent=None, compute=None
+) -> TrainOutcome:
     """Train and log one run per batch size: the run's own as the parent, the compared ones as children.
 
-    With `parent` (a RunRef) the whole run nests under it, as in the report; otherwise it is a top-level run
-    or the one `mlflow run` made.
+    The training happens in `compute` (a TrainInChild that `mbgd train` started) or, with `data`, here. With
+    `parent` (a RunRef) the whole run nests under it, as in the report; otherwise it is a top-level run or the
+    one `mlflow run` made.
     """
-    from mbgd import plots, tracking, tracking_models
+    compute = compute or TrainInProcess(train_run, data)
+    try:
+        return _log_train(train_run, compute, parent)
+    finally:
+        compute.close()
+
+
+def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
+    from mbgd import tracking, tracking_models
 
     client = tracking.client()
     config = train_run.train
-    histories: dict[int, History] = {}
+    record = compute.data()  # the data's errors come before any run exists
     child_run_ids: dict[int, str] = {}
 
-    def train_and_log(
-        run_id: str, batch_config: TrainConfig, extra_params: dict[str, str] | None = None
-    ) -> History:
-        history = fit(batch_config, data)
+    def log_batch_size(run_id: str, batch_size: int, extra_params: dict[str, str] | None = None) -> None:
+        history = results.histories[batch_size]
         tracking.log_values(
             client,
             run_id,
-            params={**run_params(batch_config, data), **(extra_params or {})},
-            metrics=tracking.history_metrics(history, weight_names=data.feature_names),
+            params={**run_params(config.with_batch_size(batch_size), record), **(extra_params or {})},
+            metrics=tracking.history_metrics(history, weight_names=record.feature_names),
         )
-        tracking_models.log_dataset(client, run_id, data)
+        tracking_models.log_dataset(client, run_id, record)
         if not history.diverged:
             tracking_models.log_model(
                 client,
                 run_id,
                 history.w,
                 history.b,
-                data.feature_names,
-                target_name=data.target_name,
-                example=data.x[:2].tolist(),
+                record.feature_names,
+                target_name=record.target_name,
+                example=record.x[:2].tolist(),
             )
-        name = run_name(batch_config.batch_size, data.n)
-        figure = plots.loss_curve_figure(history, title=f"{name}, lr {batch_config.lr}")
-        tracking.log_figure(client, run_id, figure, "loss_curve.png")
-        return history
+        tracking.log_png(client, run_id, results.loss_curves[batch_size], "loss_curve.png")
 
     if parent is None:
         tracking.end_orphaned_runs(client, tracking.experiment_id_for(client, train_run.experiment))
     with tracking.run_scope(
         client,
         experiment_name=train_run.experiment,
-        run_name=run_name(config.batch_size, data.n),
-        tags=run_tags(config, data),
+        run_name=run_name(config.batch_size, record.n),
+        tags=run_tags(config, record),
         parent=parent,
         adopt_run_id="" if parent else tracking.run_id_from_mlflow_run(),
     ) as own:
-        compare_with = {"compare_with": ",".join(map(str, train_run.compare_with))}
-        histories[config.batch_size] = train_and_log(own.run_id, config, compare_with)
+        results = compute.results()
+        log_batch_size(
+            own.run_id, config.batch_size, {"compare_with": ",".join(map(str, train_run.compare_with))}
+        )
         for batch_size in train_run.batch_sizes[1:]:
             batch_config = config.with_batch_size(batch_size)
             with tracking.run_scope(
-                client, run_name=run_name(batch_size, data.n), parent=own, tags=run_tags(batch_config, data)
+                client,
+                run_name=run_name(batch_size, record.n),
+                parent=own,
+                tags=run_tags(batch_config, record),
             ) as child:
-                histories[batch_size] = train_and_log(child.run_id, batch_config)
+                log_batch_size(child.run_id, batch_size)
                 child_run_ids[batch_size] = child.run_id
         if child_run_ids:
-            log_comparison(client, own.run_id, histories, config, data)
-    return TrainOutcome(own.run_id, own.experiment_id, histories, child_run_ids)
+            log_comparison(client, own.run_id, results, config, record)
+    return TrainOutcome(own.run_id, own.experiment_id, results.histories, child_run_ids)
 
 
-def log_comparison(
-    client, run_id: str, histories: dict[int, History], config: TrainConfig, data: RegressionData
-):
+def log_comparison(client, run_id: str, results: TrainResults, config: TrainConfig, data: DataRecord):
     """The comparison figure, `compare/loss_b<B>` per batch size, a one-line description and a saved UI view.
 
     The view (`ui_views`) shows the compared runs' `loss` overlaid in one log-scale chart.
     """
-    from mbgd import plots, tracking, ui_views
+    from mbgd import tracking, ui_views
 
     own = config.batch_size
-    title = f"lr {config.lr}, {config.dtype}, seed {config.seed}, {data.name}"
-    figure = plots.comparison_figure(histories, highlight=own, n=data.n, title=title)
-    tracking.log_figure(client, run_id, figure, "comparison.png")
+    histories = results.histories
+    tracking.log_png(client, run_id, results.comparison, "comparison.png")
     metrics = [m for b, h in histories.items() for m in tracking.series(f"compare/loss_b{b}", h.epoch_losses)]
     tracking.log_values(client, run_id, metrics=metrics)
     others = ", ".join(f"{b} ({descent_kind(b, data.n)})" for b in histories if b != own)
@@ -128,7 +312,7 @@ def log_comparison(
         client,
         run_id,
         f"Batch size {own} ({descent_kind(own, data.n)}, this run) compared with {others}: full-dataset loss "
-        f"per epoch at lr {config.lr} over {config.epochs} epochs ({title}). See `comparison.png` and the "
-        "`compare` charts.",
+        f"per epoch at lr {config.lr} over {config.epochs} epochs ({comparison_title(config, data)}). See "
+        "`comparison.png` and the `compare` charts.",
     )
     ui_views.save_comparison_view(client, run_id)

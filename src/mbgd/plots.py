@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from matplotlib.figure import Figure
 
-from mbgd.train import History, descent_kind
+from mbgd.history import History, descent_kind
 
 Y_LABEL = "Cost/total loss"  # the tutorial's label for the full-dataset loss
 _SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -273,6 +273,16 @@ def optuna_figures(study) -> dict[str, Figure]:
         axes = axes.flat[0] if hasattr(axes, "flat") else axes
         figures[name] = axes.figure
     return figures
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as a PNG file's bytes, saved as MLflow's log_figure saves it (for a process that logs it
+    elsewhere: tracking.log_png)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def close(figure: Figure) -> None:

@@ -3,6 +3,7 @@ stop is deferred or blocked around a critical step, and how a process's exit is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,6 +23,18 @@ def describe_exit(code: int | None, *, signal_word: str = "signal", code_word: s
     if code is not None and code < 0:
         return f"{signal_word} {signal.Signals(-code).name}"
     return f"{code_word} {code}"
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """This process is sent SIGKILL when its parent ends (Linux's PR_SET_PDEATHSIG; elsewhere nothing), and
+    ends now if the parent already has."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def raise_interrupted_once(signum: int, frame: Any) -> None:

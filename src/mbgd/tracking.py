@@ -327,6 +327,18 @@ def log_figure(mlflow_client: MlflowClient, run_id: str, figure: Figure, artifac
     mlflow_client.log_figure(run_id, figure, artifact_file)
 
 
+def log_png(mlflow_client: MlflowClient, run_id: str, png: bytes, artifact_file: str) -> None:
+    """A figure rendered elsewhere (plots.png_bytes), logged where log_figure would have put it."""
+    import tempfile
+
+    folder, _, name = artifact_file.rpartition("/")
+    with tempfile.TemporaryDirectory(prefix="mbgd-figure-") as local:
+        path = os.path.join(local, name)
+        with open(path, "wb") as file:
+            file.write(png)
+        mlflow_client.log_artifact(run_id, path, folder or None)
+
+
 def log_text(mlflow_client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
     mlflow_client.log_text(run_id, text, artifact_file)
 

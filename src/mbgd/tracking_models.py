@@ -16,14 +16,16 @@ from mlflow.exceptions import MlflowException
 
 if TYPE_CHECKING:
     from mbgd.data import RegressionData
+    from mbgd.pipeline_train import DataRecord
 
 
-def log_dataset(mlflow_client: MlflowClient, run_id: str, data: RegressionData) -> None:
+def log_dataset(mlflow_client: MlflowClient, run_id: str, data: RegressionData | DataRecord) -> None:
     """Record the training data as the run's input (MLflow's Datasets panel)."""
     import mlflow.data
+    import numpy
 
-    features = data.x.numpy()
-    targets = data.y_train.numpy()
+    features = numpy.asarray(data.x)  # a tensor's values without a copy, or a DataRecord's arrays
+    targets = numpy.asarray(data.y_train)
     if data.source.startswith("synthetic"):
         dataset = mlflow.data.from_numpy(features, targets=targets, name=data.name)
     else:

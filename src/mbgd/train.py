@@ -10,60 +10,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
 from mbgd.config import ConfigError, TrainConfig
 from mbgd.data import RegressionData, RegressionDataset, make_loader
+from mbgd.history import History
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Above this many (model, sample) pairs the full-dataset loss is summed in chunks to bound memory.
 _FULL_LOSS_CHUNK = 1 << 18
 _CACHED_BATCHES = 1 << 12
-
-
-@dataclass
-class History:
-    """What one training recorded."""
-
-    lr: float
-    batch_size: int
-    updates_per_epoch: int
-    samples_per_epoch: int
-    # Full-dataset loss on the recorded targets before each epoch's updates, plus one after the last epoch
-    # (epochs + 1 values, fewer when training diverged).
-    epoch_losses: list[float] = field(default_factory=list)
-    # The same on the targets the model trains on (equal to epoch_losses unless they differ, as in the
-    # tutorial).
-    train_losses: list[float] = field(default_factory=list)
-    batch_losses: list[float] = field(default_factory=list)  # one per update
-    # Recorded only when asked (record_updates): after every update, the full-dataset loss on the training
-    # targets and the parameters (w..., b). What "updates until the loss reaches a target" is counted on.
-    update_losses: list[float] = field(default_factory=list)
-    update_params: list[list[float]] = field(default_factory=list)
-    epoch_seconds: list[float] = field(default_factory=list)  # wall clock at each epoch_losses point
-    w: list[float] = field(default_factory=list)
-    b: float = math.nan
-    diverged: bool = False
-    diverged_reason: str = ""
-    stopped_epoch: int | None = None  # set when a stop rule (e.g. a pruner) ended training early
-
-    @property
-    def final_loss(self) -> float:
-        return self.epoch_losses[-1] if self.epoch_losses and not self.diverged else math.inf
-
-    @property
-    def updates(self) -> int:
-        return (
-            len(self.batch_losses)
-            if self.batch_losses
-            else self.updates_per_epoch * (len(self.epoch_losses) - 1)
-        )
-
-    @property
-    def train_seconds(self) -> float:
-        return self.epoch_seconds[-1] if self.epoch_seconds else 0.0
 
 
 # Called after each epoch's full-dataset losses are measured: (epoch, losses of the K models) -> mask of
@@ -220,14 +177,6 @@ def predict(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     K, so a model's float32 rounding would change with the population it trains in.
     """
     return (w[:, None, :] * x[None, :, :]).sum(dim=2) + b[:, None]
-
-
-def descent_kind(batch_size: int, n: int) -> str:
-    """sgd (one sample per update), full-batch (all at once) or mini-batch (in between); runs carry it as
-    their "regime" tag."""
-    if batch_size >= n:
-        return "full-batch"
-    return "sgd" if batch_size == 1 else "mini-batch"
 
 
 @torch.no_grad()

@@ -60,7 +60,7 @@ def from_told_trial(
     state (pruned: KILLED).
 
     `label` prefixes the run's name where one parent holds several studies per batch size (mbgd scaling)."""
-    from mbgd.train import descent_kind
+    from mbgd.history import descent_kind
 
     return TrialRun(
         study_name=study_name,
