@@ -30,7 +30,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NOTE,
 )
 
-from mbgd import liveness
+from mbgd import liveness, store_template
 from mbgd.errors import Interrupted
 from mbgd.liveness import HOST
 from mbgd.processes import signals_deferred
@@ -61,12 +61,14 @@ class RunRef:
 def client() -> MlflowClient:
     """A client on MLFLOW_TRACKING_URI when set, else MLflow's default store (./mlflow.db, ./mlruns).
 
-    A sqlite store is switched to a write-ahead log (a setting kept in the file): one disk sync per commit
+    A new sqlite store is a copy of MLflow's empty tables (mbgd.store_template). A sqlite store is switched to a
+    write-ahead log (a setting kept in the file): one disk sync per commit
     instead of several, and readers such as `mbgd ui` no longer block the writers.
     """
     uri = tracking_uri()
     path = sqlite_path(uri)
     if path is not None:
+        store_template.create_from_template(path)  # a new store without MLflow's migrations
         use_write_ahead_log(path, timeout_s=60)
     return MlflowClient()
 
