@@ -61,9 +61,9 @@ class RunRef:
 def client() -> MlflowClient:
     """A client on MLFLOW_TRACKING_URI when set, else MLflow's default store (./mlflow.db, ./mlruns).
 
-    A new sqlite store is a copy of MLflow's empty tables (mbgd.store_template). A sqlite store is switched to a
-    write-ahead log (a setting kept in the file): one disk sync per commit
-    instead of several, and readers such as `mbgd ui` no longer block the writers.
+    A new sqlite store is a copy of MLflow's empty tables (mbgd.store_template). A sqlite store is switched
+    to a write-ahead log (a setting kept in the file): one disk sync per commit instead of several, and
+    readers such as `mbgd ui` no longer block the writers.
     """
     uri = tracking_uri()
     path = sqlite_path(uri)
