@@ -1,8 +1,8 @@
 """A new sqlite tracking store as a copy of the tables MLflow creates, instead of MLflow's own migrations.
 
-MLflow makes a new sqlite store by running its whole migration history (about a hundred alembic scripts):
-over a second each time a folder gets its first store, which is what a new user's first `mbgd train` waits
-for. The copy is MLflow's own work: once per MLflow version, MLflow makes a store in a temporary folder, whose Default
+MLflow makes a new sqlite store by running its whole migration history (about a hundred alembic scripts): over
+a second each time a folder gets its first store, which is what a new user's first `mbgd train` waits for. The
+copy is MLflow's own work: once per MLflow version, MLflow makes a store in a temporary folder, whose Default
 experiment is then removed, and the file is kept in the user's cache folder. Opening a copy, MLflow finds its
 tables at the current revision and adds the Default experiment as it does to a new store (with the copy's own
 artifact location and time), so the store is the one MLflow would have made. Part of the tracking layer.
