@@ -1,10 +1,10 @@
 """The tracking layer's core: runs and their lifecycle, params, batched metrics, figures, artifacts, inputs.
 
 mbgd calls MLflow only through the tracking layer: this module, tracking_store.py (which store, and whether it
-can be used), tracking_models.py (models and the registry), ui_links.py (links into the UI) and ui_views.py
-(the UI's saved views). Everything goes through an explicit `MlflowClient` and run ids (never the fluent API's
-active run), so it works the same under `mlflow run` (which hands us its run in MLFLOW_RUN_ID) and from worker
-threads.
+can be used), store_template.py (a new sqlite store without MLflow's migrations), tracking_models.py (models
+and the registry), ui_links.py (links into the UI) and ui_views.py (the UI's saved views). Everything goes
+through an explicit `MlflowClient` and run ids (never the fluent API's active run), so it works the same under
+`mlflow run` (which hands us its run in MLFLOW_RUN_ID) and from worker threads.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What a run learned from and what it made: the dataset as the run's input, the fitted line as its pyfunc
 model, and registered model versions.
 
-Part of the tracking layer (with tracking.py, tracking_store.py, ui_links.py and ui_views.py): the modules
-through which every MLflow call of mbgd goes.
+Part of the tracking layer (with tracking.py, tracking_store.py, store_template.py, ui_links.py and
+ui_views.py): the modules through which every MLflow call of mbgd goes.
 """
 
 from __future__ import annotations

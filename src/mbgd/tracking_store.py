@@ -3,7 +3,7 @@
 Without the check, an unreachable tracking server costs MLflow's HTTP retries (about two minutes) after the
 training, and an unusable sqlite path a traceback. Imports neither MLflow nor the HTTP stack's heavier parts:
 commands run it before they start the trial-run helper or import their libraries. Part of the tracking layer
-(with tracking.py, tracking_models.py, ui_links.py and ui_views.py).
+(with tracking.py, store_template.py, tracking_models.py, ui_links.py and ui_views.py).
 """
 
 from __future__ import annotations
