@@ -50,7 +50,8 @@ def mbgd_study_phase(config, data, writer) -> int:
         _, _, trial_run_ids = pipeline_sweep.run_studies(
             config, data, storage, storage_url, parent, writer=writer
         )
-    return len(trial_run_ids) - written_before
+        written = trial_run_ids()  # every run written, as before the analysis of a sweep that needs them
+    return len(written) - written_before
 
 
 def reference_study_phase(x, y_train, y_eval, *, name: str, storage_url: str, config) -> int:

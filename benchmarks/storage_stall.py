@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 
-from mbgd import protocol
+from mbgd import protocol, study_lock
 
 LONGEST: dict[str, float] = {}
 LAST_BEAT: dict[int, float] = {}
@@ -73,20 +73,30 @@ def beat_and_time_the_gap(self, trial_id: int) -> None:
 
 
 optuna.storages.RDBStorage.record_heartbeat = beat_and_time_the_gap
-_set_trial_state_values = optuna.storages.RDBStorage.set_trial_state_values
+_create_running_trials = protocol.create_running_trials
+_tell_together = protocol._tell_together
 
 
-def tell_and_time_the_age(self, trial_id: int, state, values=None) -> bool:
-    told = _set_trial_state_values(self, trial_id, state, values)
-    if (
-        state.is_finished() and trial_id in LAST_BEAT
-    ):  # the oldest a live trial's heartbeat got before its tell
-        note("heartbeat age at the tell", time.monotonic() - LAST_BEAT.pop(trial_id))
-    return told
+def create_and_note_the_first_beats(backend, study_id: int, templates) -> list[int]:
+    trial_ids = _create_running_trials(backend, study_id, templates)  # with their first heartbeats
+    now = time.monotonic()
+    LAST_BEAT.update(dict.fromkeys(trial_ids, now))
+    return trial_ids
 
 
-optuna.storages.RDBStorage.set_trial_state_values = tell_and_time_the_age
-_file_lock = protocol._file_lock
+def tell_and_time_the_age(backend, outcomes, running) -> None:
+    _tell_together(backend, outcomes, running)
+    now = time.monotonic()
+    for outcome in outcomes:  # the oldest a live trial's heartbeat got before its tell
+        if outcome.trial.trial_id in LAST_BEAT:
+            note("heartbeat age at the tell", now - LAST_BEAT.pop(outcome.trial.trial_id))
+
+
+protocol.create_running_trials = create_and_note_the_first_beats
+protocol._tell_together = tell_and_time_the_age
+timed(protocol, "create_running_trials")
+timed(protocol, "_tell_together")
+_file_lock = study_lock.file_lock
 
 
 @contextlib.contextmanager
@@ -101,7 +111,7 @@ def timed_lock(path: str):
             note("study lock held", time.monotonic() - held)
 
 
-protocol._file_lock = timed_lock
+study_lock.file_lock = timed_lock
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from checks import small_sweep
-from mbgd import protocol, sweep
+from mbgd import protocol, study_lock, sweep
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
 from mbgd.studies import open_storage, open_study
@@ -202,7 +202,7 @@ def test_sqlite_file_lock_is_an_exclusive_flock_beside_the_database(tmp_path: Pa
     with protocol.study_lock(storage_on(engine), 7):
         with open(f"{database}.lock") as other, pytest.raises(BlockingIOError):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert not protocol._LOCAL_LOCK.locked()
+        assert not study_lock.LOCAL_LOCK.locked()
     with open(f"{database}.lock") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
     assert engine.log == []
@@ -249,8 +249,8 @@ def test_sqlite_in_memory_and_storages_without_an_engine_take_the_process_lock(
     monkeypatch.chdir(tmp_path)
     for storage in (storage_on(RecordingEngine("sqlite", database)), optuna.storages.InMemoryStorage()):
         with protocol.study_lock(storage, 7):
-            assert protocol._LOCAL_LOCK.locked()
-        assert not protocol._LOCAL_LOCK.locked()
+            assert study_lock.LOCAL_LOCK.locked()
+        assert not study_lock.LOCAL_LOCK.locked()
     assert list(tmp_path.iterdir()) == []  # no lock file
 
 
@@ -359,18 +359,18 @@ def test_a_stop_right_after_a_new_trial_is_committed_leaves_no_trial_running(
 ) -> None:
     config = small_sweep(tmp_path, seeds=1)
     storage = open_storage(config.storage)
-    backend = protocol.rdb_backend(storage)
-    create = backend.create_new_trial
+    create = protocol.create_running_trials
 
     def committed_then_stopped(*args, **kwargs):
         create(*args, **kwargs)
-        raise KeyboardInterrupt  # as a signal handler would, before reserve records the trial
+        raise KeyboardInterrupt  # as a signal handler would, before reserve records the trials
 
-    monkeypatch.setattr(backend, "create_new_trial", committed_then_stopped)
+    monkeypatch.setattr(protocol, "create_running_trials", committed_then_stopped)
     with pytest.raises(KeyboardInterrupt):
         run_study(config, DATA, 10, storage)
     trials = open_study(config, 10, open_storage(config.storage)).trials
-    assert [t.state for t in trials] == [STATE.FAIL]
+    assert len(trials) == config.population
+    assert {t.state for t in trials} == {STATE.FAIL}
 
 
 def test_fail_abandoned_fails_the_trials_of_dead_local_workers_only(tmp_path: Path) -> None:
@@ -470,3 +470,94 @@ def test_nothing_wanted_creates_nothing(wanted: int) -> None:
     study = optuna.create_study()
     assert look(study, wanted=wanted) == 0
     assert study.trials == []
+
+
+def population_templates(lrs, owner) -> list[optuna.trial.FrozenTrial]:
+    return [
+        optuna.trial.create_trial(
+            state=STATE.RUNNING, params={"lr": lr}, distributions={"lr": LR}, user_attrs={"worker": owner}
+        )
+        for lr in lrs
+    ]
+
+
+def comparable(trial: optuna.trial.FrozenTrial) -> tuple:
+    return (
+        trial.number,
+        trial.state,
+        trial.params,
+        trial.distributions,
+        trial.user_attrs,
+        trial.system_attrs,
+        trial.values,
+        trial.intermediate_values,
+        trial.datetime_complete is not None,
+    )
+
+
+def heartbeat_trial_ids(storage_url: str) -> set[int]:
+    with contextlib.closing(sqlite3.connect(storage_url.removeprefix("sqlite:///"))) as db:
+        return {trial_id for (trial_id,) in db.execute("SELECT trial_id FROM trial_heartbeats")}
+
+
+def test_a_population_made_and_told_in_one_transaction_is_what_optuna_s_calls_one_by_one_make(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    backend = protocol.rdb_backend(open_storage(url))
+    owner = {"host": protocol.HOST, "pid": os.getpid()}
+    lrs = [0.001, 0.01, 0.1]
+    together = optuna.create_study(study_name="together", storage=backend)
+    alone = optuna.create_study(study_name="alone", storage=backend)
+    optuna.trial.Trial(alone, backend.create_new_trial(alone._study_id))  # numbers go on from a trial
+    backend.set_trial_state_values(alone.trials[0]._trial_id, STATE.FAIL)
+    optuna.trial.Trial(together, backend.create_new_trial(together._study_id))
+    backend.set_trial_state_values(together.trials[0]._trial_id, STATE.FAIL)
+
+    made = protocol.create_running_trials(backend, together._study_id, population_templates(lrs, owner))
+    one_by_one = []
+    for template in population_templates(lrs, owner):
+        one_by_one.append(backend.create_new_trial(alone._study_id, template_trial=template))
+        backend.record_heartbeat(one_by_one[-1])
+    assert [backend.get_trial(i).number for i in made] == [1, 2, 3]
+    assert [comparable(backend.get_trial(i)) for i in made] == [
+        comparable(backend.get_trial(i)) for i in one_by_one
+    ]
+    assert set(made) | set(one_by_one) <= heartbeat_trial_ids(url)
+
+    def outcomes(trial_ids) -> list[protocol.Outcome]:
+        backend.set_trial_intermediate_value(trial_ids[1], 3, 0.25)  # the pruned one reported
+        asked_trials = [protocol.AskedTrial(i, lr) for i, lr in zip(trial_ids, lrs, strict=True)]
+        return [
+            protocol.Outcome(asked_trials[0], STATE.COMPLETE, 1.5, {"epoch_losses": [3.0, 2.0]}),
+            protocol.Outcome(asked_trials[1], STATE.PRUNED, None, {"pruned_at_epoch": 3}),
+            protocol.Outcome(asked_trials[2], STATE.COMPLETE, 0.5, {"diverged": True}),
+        ]
+
+    assert len(protocol.tell(together, outcomes(made))) == 3
+    for outcome in outcomes(one_by_one):
+        protocol._write_outcome(backend, outcome, backend.get_trial(outcome.trial.trial_id))
+    told = [comparable(backend.get_trial(i)) for i in made]
+    assert told == [comparable(backend.get_trial(i)) for i in one_by_one]
+    assert [t[1] for t in told] == [STATE.COMPLETE, STATE.PRUNED, STATE.COMPLETE]
+    assert [t[6] for t in told] == [[1.5], [0.25], [0.5]]
+
+
+def test_a_trial_another_program_finished_meanwhile_leaves_the_rest_of_the_population_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = protocol.rdb_backend(open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    study = optuna.create_study(study_name="s", storage=backend)
+    owner = {"host": protocol.HOST, "pid": os.getpid()}
+    templates = population_templates([0.1, 0.2], owner)
+    trial_ids = protocol.create_running_trials(backend, study._study_id, templates)
+    before = backend.get_all_trials(study._study_id, deepcopy=False, states=(STATE.RUNNING,))
+    backend.set_trial_state_values(trial_ids[0], STATE.FAIL)  # a program without the lock, after the read
+    monkeypatch.setattr(backend, "get_all_trials", lambda *args, **kwargs: before)
+    outcomes = [protocol.Outcome(protocol.AskedTrial(i, 0.1), STATE.COMPLETE, 1.0) for i in trial_ids]
+    with caplog.at_level(logging.WARNING, logger="mbgd"):
+        told = protocol.tell(study, outcomes)
+    monkeypatch.undo()
+    assert [o.trial.trial_id for o in told] == [trial_ids[1]]
+    assert [t.state for t in study.trials] == [STATE.FAIL, STATE.COMPLETE]
+    assert "trial 0 of s was failed while this worker ran it" in caplog.text

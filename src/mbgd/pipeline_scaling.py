@@ -60,19 +60,6 @@ def tracked_scaling(
             writer.submit, scaling_run, n=data.n, dtype=config.sweep.train.dtype, label_of=label_of
         )
         result = scaling.measure_scaling(config, storage, on_trials=on_trials, progress=progress)
-        writer.flush()
-        trial_runs.backfill_studies(  # the trials an earlier, killed scaling told but did not write
-            writer.client(),
-            scaling_run,
-            [
-                (p.batch_size, open_study(c.study_config, p.batch_size, storage))
-                for c in result.curves
-                for p in c.points
-            ],
-            n=data.n,
-            dtype=config.sweep.train.dtype,
-            label_of=label_of,
-        )
         summary = scaling_summary.summarize(result)
         markdown = scaling_report.scaling_markdown(summary, heading="#")
         best_models = log_scaling_best_models(client, scaling_run, result, data)
@@ -99,6 +86,19 @@ def tracked_scaling(
             )
             if scan_figure is not None:
                 figures[f"scaling_lr_scan_{curve.order}-{curve.regime}.png"] = scan_figure
+        writer.flush()  # the helper wrote the last trial runs meanwhile
+        trial_runs.backfill_studies(  # the trials an earlier, killed scaling told but did not write
+            writer.client(),
+            scaling_run,
+            [
+                (p.batch_size, open_study(c.study_config, p.batch_size, storage))
+                for c in result.curves
+                for p in c.points
+            ],
+            n=data.n,
+            dtype=config.sweep.train.dtype,
+            label_of=label_of,
+        )
         steps.log_summary(client, scaling_run.run_id, summary, markdown, name="scaling")
         if output_dir:
             report.write_report(output_dir, markdown, figures, markdown_file="scaling.md")

@@ -50,11 +50,13 @@ def scan_studies(config, data: RegressionData, storage) -> dict:
 
 def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_run, *, writer, progress=None):
     """The sweep's study phase: every batch size's scan, then its study to n_trials, each told trial a child
-    run of `sweep_run`; returns the scans by batch size, the studies and, once all are written, the trial
-    runs' ids by (study name, trial number).
+    run of `sweep_run`. Returns the scans by batch size, the studies and `trial_run_ids`, a function that
+    waits until every trial run is written (back-filling those a killed process left unwritten) and returns
+    their ids by (study name, trial number).
 
-    One process: `writer` (mbgd.trial_runs) writes the trial runs, in a helper process while the studies go on
-    when it has one. Several workers: each writes its own trials' runs (the scans are made here first).
+    One process: `writer` (mbgd.trial_runs) writes the trial runs, in a helper process when it has one, which
+    goes on writing while the caller analyses the studies: call `trial_run_ids` only when the runs are needed.
+    Several workers: each writes its own trials' runs (the scans are made here first).
     """
     from mbgd import sweep, trial_runs, workers
     from mbgd.studies import open_study
@@ -69,19 +71,19 @@ def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_r
     if config.workers > 1:
         workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
         studies = [open_study(config, b, storage) for b in config.batch_sizes]
-        return scans, studies, backfill(studies)
+        return scans, studies, lambda: backfill(studies)
 
     on_trials = trial_runs.on_told_trials(writer.submit, sweep_run, n=data.n, dtype=config.train.dtype)
     studies = [
         sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress)
         for b in config.batch_sizes
     ]
-    written = writer.flush()
-    return (
-        scans,
-        studies,
-        {**written, **backfill(studies)},
-    )
+
+    def trial_run_ids() -> dict[tuple[str, int], str]:
+        written = writer.flush()
+        return {**written, **backfill(studies)}
+
+    return scans, studies, trial_run_ids
 
 
 def tracked_sweep(
@@ -115,7 +117,7 @@ def tracked_sweep(
         writer=writer,
         parent=parent,
     ) as (sweep_run, writer):
-        scans, studies, trial_run_ids = run_studies(
+        scans, studies, all_trial_run_ids = run_studies(
             config, data, storage, storage_url, sweep_run, writer=writer, progress=progress
         )
         results = [
@@ -124,28 +126,10 @@ def tracked_sweep(
         ]
         summary = sweep_summary.summarize(config, results)
         markdown = report.summary_markdown(summary)
-        best_runs = {
-            r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))
-            or trial_runs.find(
-                client, sweep_run.experiment_id, config.study_name(r.batch_size), r.best_trial_number
-            )
-            for r in results
-        }
         best_models = log_sweep_best_models(client, sweep_run, config, data, results)
         registered = {}
         if register_model:
             registered = register_best_models(client, register_model, config, results, best_models)
-        tracking.log_values(
-            client,
-            sweep_run.run_id,
-            metrics=tracking.scalars(
-                {f"best_lr_b{r.batch_size}": r.best_lr for r in results}
-                | {f"best_value_b{r.batch_size}": r.best_value for r in results}
-            ),
-            tags={f"best_run_b{b}": run_id for b, run_id in best_runs.items() if run_id}
-            | {f"best_model_b{b}": uri for b, uri in best_models.items()}
-            | {f"registered_model_b{b}": f"models:/{register_model}/{v}" for b, v in registered.items()},
-        )
         log_figures(client, sweep_run.run_id, sweep_figures(config, results, summary))
         log_scans(
             client,
@@ -159,6 +143,25 @@ def tracked_sweep(
             for name, figure in plots.optuna_figures(study).items():
                 tracking.log_figure(client, sweep_run.run_id, figure, f"optuna/{study.study_name}/{name}.png")
                 plots.close(figure)
+        trial_run_ids = all_trial_run_ids()  # the helper wrote the last trial runs meanwhile
+        best_runs = {
+            r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))
+            or trial_runs.find(
+                client, sweep_run.experiment_id, config.study_name(r.batch_size), r.best_trial_number
+            )
+            for r in results
+        }
+        tracking.log_values(
+            client,
+            sweep_run.run_id,
+            metrics=tracking.scalars(
+                {f"best_lr_b{r.batch_size}": r.best_lr for r in results}
+                | {f"best_value_b{r.batch_size}": r.best_value for r in results}
+            ),
+            tags={f"best_run_b{b}": run_id for b, run_id in best_runs.items() if run_id}
+            | {f"best_model_b{b}": uri for b, uri in best_models.items()}
+            | {f"registered_model_b{b}": f"models:/{register_model}/{v}" for b, v in registered.items()},
+        )
         log_summary(client, sweep_run.run_id, summary, markdown, name="summary")
     return SweepOutcome(
         sweep_run.run_id, sweep_run.experiment_id, summary, markdown, results, best_models, registered

@@ -3,12 +3,12 @@ that are gone. The one module that relies on Optuna's storage internals (the RDB
 engine and its heartbeats).
 
 Why the budget is exact. Every change that moves budget between workers (creating a trial, claiming an
-enqueued one, failing an abandoned one, telling one) is made under the study's lock (study_lock), which the
-database or the kernel grants to one process at a time and releases when that process dies: on sqlite an flock
-on a file beside the database (sqlite's own locks are fcntl locks on the database file, which flock leaves
-alone), on PostgreSQL a transaction-level advisory lock, on MySQL GET_LOCK. Under it a worker counts the
-trials that hold budget (finished, RUNNING, and enqueued ones with an lr) and creates only what is left, so no
-trial is made just to be failed.
+enqueued one, failing an abandoned one, telling one) is made under the study's lock (mbgd.study_lock), which
+the database or the kernel grants to one process at a time and releases when that process dies: on sqlite an
+flock on a file beside the database (sqlite's own locks are fcntl locks on the database file, which flock
+leaves alone), on PostgreSQL a transaction-level advisory lock, on MySQL GET_LOCK. Under it a worker counts
+the trials that hold budget (finished, RUNNING, and enqueued ones with an lr) and creates only what is left,
+so no trial is made just to be failed.
 
 Optuna's own writes are not enough on sqlite: set_trial_state_values reads the state and then writes, and
 pysqlite begins a transaction only at the write (sqlite has no SELECT ... FOR UPDATE), so a COMPLETE write
@@ -34,13 +34,13 @@ import datetime
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import optuna
 
 from mbgd import liveness
+from mbgd import study_lock as study_locks
 from mbgd.liveness import HOST, owner_gone
 
 STATE = optuna.trial.TrialState
@@ -55,8 +55,6 @@ BUSY_TIMEOUT_S = 60  # how long a sqlite write waits for the database before "da
 GRACE_PERIOD_S = 90
 WORKER_ATTR = "worker"  # {"host", "pid"} of the process that runs the trial
 LOSSES_ATTR = "epoch_losses"  # the full-dataset loss per epoch, so that a rerun can write a lost trial run
-LOCK_NAMESPACE = 0x6D626764  # "mbgd": PostgreSQL advisory locks are keyed (namespace, study id)
-_LOCAL_LOCK = threading.Lock()  # storages with no lock of their own (in memory): one process only
 
 log = logging.getLogger("mbgd")
 
@@ -87,48 +85,10 @@ def rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseSto
 
 @contextlib.contextmanager
 def study_lock(storage: optuna.storages.BaseStorage, study_id: int) -> Iterator[None]:
-    """Hold the study's lock: one process at a time, across machines where the database is shared; released
-    when the block ends or the process dies."""
-    import sqlalchemy
-
-    engine = getattr(rdb_backend(storage), "engine", None)
-    dialect = engine.dialect.name if engine is not None else ""
-    if dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        with _file_lock(f"{engine.url.database}.lock"):
-            yield
-    elif dialect == "postgresql":
-        with engine.connect() as connection:  # the lock ends with this transaction, whatever ends it
-            connection.execute(
-                sqlalchemy.text("SELECT pg_advisory_xact_lock(:namespace, :study)"),
-                {"namespace": LOCK_NAMESPACE, "study": study_id},
-            )
-            try:
-                yield
-            finally:
-                connection.rollback()
-    elif dialect == "mysql":
-        name = {"name": f"mbgd-study-{study_id}"}
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, -1)"), name)
-            try:
-                yield
-            finally:
-                connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), name)
-    else:
-        with _LOCAL_LOCK:
-            yield
-
-
-@contextlib.contextmanager
-def _file_lock(path: str) -> Iterator[None]:
-    import fcntl
-
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    """Hold the study's lock (mbgd.study_lock, on the storage's database): one process at a time, across
+    machines where the database is shared; released when the block ends or the process dies."""
+    with study_locks.held(getattr(rdb_backend(storage), "engine", None), study_id):
         yield
-    finally:
-        os.close(descriptor)  # releases the lock
 
 
 def enqueued_lr(trial: optuna.trial.FrozenTrial) -> float | None:
@@ -187,15 +147,17 @@ def reserve(
         new = min(wanted - (len(taken) - first), free)
         if new <= 0:
             return done
-        for lr in propose(new):
-            template = optuna.trial.create_trial(
+        lrs = propose(new)
+        templates = [
+            optuna.trial.create_trial(
                 state=STATE.RUNNING,
                 params={"lr": lr},
                 distributions={"lr": distribution},
                 user_attrs={WORKER_ATTR: owner},
             )
-            taken.append(AskedTrial(backend.create_new_trial(study._study_id, template_trial=template), lr))
-            record_heartbeat(backend, taken[-1].trial_id)  # at once: a trial with none is never found stale
+            for lr in lrs
+        ]
+        taken.extend(map(AskedTrial, create_running_trials(backend, study._study_id, templates), lrs))
         trials = backend.get_all_trials(study._study_id, deepcopy=False)
         numbers = {t._trial_id: t.number for t in trials}
         within = within_budget(trials, n_trials)
@@ -247,6 +209,32 @@ def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.Frozen
     return failed
 
 
+def create_running_trials(backend, study_id: int, templates: Sequence[optuna.trial.FrozenTrial]) -> list[int]:
+    """Make the RUNNING trials of `templates` (params, owner) with their first heartbeats (at once: a trial
+    with none is never found stale); returns their ids in the order the storage numbered them.
+
+    On a database in one transaction, each trial made by the storage's own step (the one create_new_trial
+    takes, which numbers it after the trials before it): two commits per trial were most of what asking a
+    population cost. Elsewhere one by one.
+    """
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        trial_ids = [backend.create_new_trial(study_id, template_trial=t) for t in templates]
+        for trial_id in trial_ids:
+            record_heartbeat(backend, trial_id)
+        return trial_ids
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        trials = [backend._get_prepared_new_trial(study_id, template, session) for template in templates]
+        session.flush()
+        trial_ids = [trial.trial_id for trial in trials]
+        if has_heartbeats(backend):
+            session.add_all(models.TrialHeartbeatModel(trial_id=trial_id) for trial_id in trial_ids)
+    return trial_ids
+
+
 def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
     """Tell each trial its outcome under the study's lock, if it is still RUNNING; returns those told.
 
@@ -254,28 +242,75 @@ def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
     stale): one line says so, and its budget is asked again like any failed trial's.
     """
     backend = rdb_backend(study._storage)
-    told = []
     with study_lock(study._storage, study._study_id):
+        running = {
+            t._trial_id: t
+            for t in backend.get_all_trials(study._study_id, deepcopy=False, states=(STATE.RUNNING,))
+        }
+        told = []
+        for outcome in outcomes:
+            if outcome.trial.trial_id in running:
+                told.append(outcome)
+            else:
+                _say_failed_meanwhile(study, backend, outcome.trial.trial_id)
+        try:
+            _tell_together(backend, told, running)
+        except optuna.exceptions.UpdateFinishedTrialError:  # a program without the lock finished one
+            told = [o for o in told if _tell_one(study, backend, o, running[o.trial.trial_id])]
+    return told
+
+
+def _tell_together(backend, outcomes: Sequence[Outcome], running: dict) -> None:
+    """The outcomes written in one transaction (all or none) on a database, as set_trial_user_attr and
+    set_trial_state_values write each; elsewhere one by one."""
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        for outcome in outcomes:
+            _write_outcome(backend, outcome, running[outcome.trial.trial_id])
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
         for outcome in outcomes:
             trial_id = outcome.trial.trial_id
-            stored = backend.get_trial(trial_id)
-            try:
-                if stored.state != STATE.RUNNING:
-                    raise optuna.exceptions.UpdateFinishedTrialError(f"trial is {stored.state.name}")
-                for key, value in outcome.user_attrs.items():
-                    backend.set_trial_user_attr(trial_id, key, value)
-                backend.set_trial_state_values(trial_id, state=outcome.state, values=_values(outcome, stored))
-            except optuna.exceptions.UpdateFinishedTrialError:
-                reason = backend.get_trial(trial_id).user_attrs.get("fail_reason", "")
-                log.warning(
-                    "mbgd: trial %s of %s was failed while this worker ran it%s; its budget is asked again",
-                    stored.number,
-                    study.study_name,
-                    f" ({reason})" if reason else "",
+            for key, value in outcome.user_attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, value
                 )
-                continue
-            told.append(outcome)
-    return told
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+            backend.check_trial_is_updatable(trial_id, trial.state)
+            for objective, value in enumerate(_values(outcome, running[trial_id]) or ()):
+                backend._set_trial_value_without_commit(session, trial, objective, value)
+            trial.state = outcome.state
+            trial.datetime_complete = datetime.datetime.now()
+
+
+def _write_outcome(backend, outcome: Outcome, stored: optuna.trial.FrozenTrial) -> None:
+    trial_id = outcome.trial.trial_id
+    for key, value in outcome.user_attrs.items():
+        backend.set_trial_user_attr(trial_id, key, value)
+    backend.set_trial_state_values(trial_id, state=outcome.state, values=_values(outcome, stored))
+
+
+def _tell_one(study: optuna.Study, backend, outcome: Outcome, stored: optuna.trial.FrozenTrial) -> bool:
+    """One outcome on its own; False (and one line) if the trial was finished meanwhile."""
+    try:
+        _write_outcome(backend, outcome, stored)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        _say_failed_meanwhile(study, backend, outcome.trial.trial_id)
+        return False
+    return True
+
+
+def _say_failed_meanwhile(study: optuna.Study, backend, trial_id: int) -> None:
+    stored = backend.get_trial(trial_id)
+    reason = stored.user_attrs.get("fail_reason", "")
+    log.warning(
+        "mbgd: trial %s of %s was failed while this worker ran it%s; its budget is asked again",
+        stored.number,
+        study.study_name,
+        f" ({reason})" if reason else "",
+    )
 
 
 def fail_unfinished(study: optuna.Study, trials: Sequence[AskedTrial]) -> None:

@@ -16,6 +16,7 @@ only MLflow, is ready while the command is still importing its own libraries.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -350,9 +351,13 @@ def _helper_main(connection) -> None:
         try:
             runs = connection.recv()
         except (EOFError, OSError):
-            return
+            runs = None
         if runs is None:
-            return
+            # Every run handed over is committed: end now, without tearing down the interpreter (MLflow's and
+            # SQLAlchemy's modules take about half a second, which the sweep would wait for).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         # The client is made once the sweep has its run, so the store exists: a fresh sqlite store's tables
         # are created by the first client to use it, and two processes creating them at once collide.
         client = client or tracking.client()
