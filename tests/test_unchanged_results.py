@@ -1,5 +1,6 @@
-"""The speed-ups of issue 15 changed no result: a small sweep and a small scaling give, to the last digit, what
-the code before them gave (tests/data/unchanged_results.json, made by commit 2cd1f9d with these commands)."""
+"""The speed-ups of issue 15 changed no result: a small sweep and a small scaling give, to the last digit,
+what the code before them gave (tests/data/unchanged_results.json, made by commit 2cd1f9d with these
+commands)."""
 
 import json
 from pathlib import Path
