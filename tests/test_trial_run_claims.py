@@ -2,6 +2,8 @@
 dead helper leaves one run per trial, whatever the helper had written before it died. Deterministic: the dead
 helper is a stand-in, not a process killed at a hoped-for moment."""
 
+import queue
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -87,13 +89,21 @@ class BrokenPipe:
         pass
 
 
+def with_a_dead_helper(writer: TrialRunWriter) -> TrialRunWriter:
+    """The writer as it is once its helper was killed: both pipes broken, its sender thread running."""
+    writer._process, writer._runs_out, writer._confirmations = DeadHelper(), BrokenPipe(), BrokenPipe()
+    writer._outbox = queue.SimpleQueue()
+    writer._sender = threading.Thread(target=writer._send_all, daemon=True)
+    writer._sender.start()
+    return writer
+
+
 def test_taking_over_from_a_dead_helper_leaves_one_run_per_trial(parent, capsys) -> None:
     client, experiment_id, parent_id = parent
     finished, half_written, unwritten = trial_runs(experiment_id, parent_id, range(3))
     write(client, finished)  # the helper wrote it, then died before confirming
     partial = client.create_run(experiment_id, tags=half_written.tags, run_name=half_written.name).info.run_id
-    writer = TrialRunWriter(helper=False)
-    writer._process, writer._connection = DeadHelper(), BrokenPipe()
+    writer = with_a_dead_helper(TrialRunWriter(helper=False))
     writer._unconfirmed = {run.key: run for run in (finished, half_written, unwritten)}
 
     run_ids = writer.close()
@@ -112,8 +122,7 @@ def test_a_submit_to_a_dead_helper_is_written_here_once(parent, capsys) -> None:
     client, experiment_id, parent_id = parent
     runs_ = trial_runs(experiment_id, parent_id, range(4))
     write(client, runs_[0])  # written by the helper, unconfirmed when it died
-    writer = TrialRunWriter(helper=False)
-    writer._process, writer._connection = DeadHelper(), BrokenPipe()
+    writer = with_a_dead_helper(TrialRunWriter(helper=False))
     writer._unconfirmed = {runs_[0].key: runs_[0]}
     writer.submit(runs_[1:3])  # the pipe is broken: take over
     writer.submit(runs_[3:])  # from now on written here

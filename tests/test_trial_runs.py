@@ -130,7 +130,7 @@ def test_a_signal_during_a_hand_over_is_handled_after_it() -> None:
 
 
 SWEEP_PROCESS = """
-import os, signal, sys
+import os, signal, sys, time
 from mbgd.trial_runs import TrialRunWriter
 sys.path.insert(0, {tests!r})
 from test_trial_runs import trial_runs
@@ -138,6 +138,8 @@ from test_trial_runs import trial_runs
 if __name__ == "__main__":
     writer = TrialRunWriter(helper=True)
     writer.submit(trial_runs("0", {parent_id!r}, range(12)))
+    while writer.batches_handed_over < 1:  # in the helper's pipe (submit hands over from a thread)
+        time.sleep(0.001)
     os.kill(os.getpid(), signal.SIGKILL)
 """
 

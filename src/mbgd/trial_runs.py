@@ -5,7 +5,9 @@ while the sweep's process trains on.
 A trial's run costs MLflow a create, one log_batch and an end: about 25 ms on sqlite, more than a population
 member costs to train. So a long sweep hands the runs of each told population to a helper process and asks,
 trains and tells the next population meanwhile; on a machine with a second core the writing is then off the
-sweep's path. The helper writes everything it is handed, in order, even when the sweep's process is killed,
+sweep's path. The sweep never waits for the helper until it needs the runs (a thread hands them over as the
+helper takes them). The helper writes everything handed over, in order, even when the sweep's process is
+killed (what a kill -9 catches still queued in the sweep's process, a rerun back-fills from the told trials),
 and ends when the sweep closes the pipe; if the helper dies, the sweep writes the runs it had not confirmed
 itself. Every MLflow call goes through the tracking layer (mbgd.tracking).
 
@@ -17,14 +19,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from mbgd.errors import say
-from mbgd.processes import STOP_SIGNALS, describe_exit, signals_blocked_for_children, signals_deferred
+from mbgd.processes import STOP_SIGNALS, describe_exit, signals_blocked_for_children
 
 # as in mlflow.utils.mlflow_tags; named here so as not to import MLflow
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
@@ -226,25 +230,35 @@ class TrialRunWriter:
     """Writes trial runs, through a helper process when `helper` is set, else in this process.
 
     The helper uses the tracking store this process would (MLFLOW_TRACKING_URI, else ./mlflow.db), so a
-    command can start it before it imports MLflow itself. `flush` returns, by (study name, trial number), the
-    ids of the runs written so far, once every run submitted is written.
+    command can start it before it imports MLflow itself. `submit` never waits for the helper: a thread here
+    hands the runs over as the helper takes them, so that the studies go on while it writes (and the caller's
+    analysis after them). `flush` returns, by (study name, trial number), the ids of the runs written so far,
+    once every run submitted is written.
     """
 
     def __init__(self, *, helper: bool) -> None:
         self.run_ids: dict[tuple[str, int], str] = {}
         self._client = None
         self._unconfirmed: dict[tuple[str, int], TrialRun] = {}
-        self._process = self._connection = None
+        self._process = self._runs_out = self._confirmations = self._sender = None
+        self.batches_handed_over = 0  # submitted batches whole in the helper's pipe: written even if we die
         if helper:
             context = multiprocessing.get_context(
                 "spawn"
             )  # not fork: this process has threads and open databases
-            self._connection, helper_end = context.Pipe()
-            self._process = context.Process(target=_helper_main, args=(helper_end,), name="mbgd-trial-runs")
+            runs_in, self._runs_out = context.Pipe(duplex=False)
+            self._confirmations, confirmations_out = context.Pipe(duplex=False)
+            self._process = context.Process(
+                target=_helper_main, args=(runs_in, confirmations_out), name="mbgd-trial-runs"
+            )
             with signals_blocked_for_children():  # until the helper ignores them: see _helper_main
                 self._process.start()
-            # ours closed, the helper sees end-of-file when this process ends, however it ends
-            helper_end.close()
+            # ours closed: each end sees end-of-file when the other process ends, however it ends
+            runs_in.close()
+            confirmations_out.close()
+            self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+            self._sender = threading.Thread(target=self._send_all, name="mbgd-trial-run-sender", daemon=True)
+            self._sender.start()
 
     @property
     def helper_pid(self) -> int | None:
@@ -252,18 +266,14 @@ class TrialRunWriter:
 
     def submit(self, runs: Sequence[TrialRun]) -> None:
         if self._process is not None:
-            # Unconfirmed before they are sent: whatever stops the sending, close() writes what the helper did
-            # not.
+            # Unconfirmed before they are handed over: whatever stops the sending, close() writes what the
+            # helper did not.
             self._unconfirmed.update((run.key, run) for run in runs)
-            try:
-                with (
-                    signals_deferred()
-                ):  # a message is in the pipe whole or not at all (it may wait for room there)
-                    self._connection.send(list(runs))
-            except OSError:  # the helper is gone
-                self._take_over()
-            else:
+            if self._sender.is_alive():
+                self._outbox.put(list(runs))
                 self._collect(until_confirmed=False)
+            else:  # the helper is gone
+                self._take_over()
             return
         for run in runs:
             self.run_ids[run.key] = write(self.client(), run)
@@ -289,12 +299,25 @@ class TrialRunWriter:
             self._client = tracking.client()
         return self._client
 
+    def _send_all(self) -> None:
+        """The sender thread: each submitted batch, whole, into the helper's pipe (a write waits there for
+        room, never the studies); ends after the None that _take_over puts, or when the helper is gone."""
+        while True:
+            runs = self._outbox.get()
+            try:
+                self._runs_out.send(runs)
+            except OSError:
+                return
+            if runs is None:
+                return
+            self.batches_handed_over += 1
+
     def _collect(self, *, until_confirmed: bool) -> None:
         """Take the helper's confirmations: those waiting, or all until nothing is unconfirmed or the helper
         ends."""
-        while self._connection.poll() if not until_confirmed else self._unconfirmed:
+        while self._confirmations.poll() if not until_confirmed else self._unconfirmed:
             try:
-                confirmed = self._connection.recv()
+                confirmed = self._confirmations.recv()
             except (EOFError, OSError):
                 return
             for study_name, number, run_id in confirmed:
@@ -304,13 +327,14 @@ class TrialRunWriter:
     def _take_over(self) -> None:
         """Let the helper end (it does once it has written all it received and the pipe is closed or broken),
         then write here what it did not confirm (write_once: not twice, and no half-written run left)."""
-        with suppress(OSError), signals_deferred():
-            self._connection.send(None)
+        self._outbox.put(None)
+        self._sender.join()
         self._collect(until_confirmed=True)
         self._process.join()
         code = self._process.exitcode
-        self._connection.close()
-        self._process = self._connection = None
+        self._runs_out.close()
+        self._confirmations.close()
+        self._process = self._runs_out = self._confirmations = self._sender = None
         if code != 0:
             ended = describe_exit(code, signal_word="killed by", code_word="exit code")
             say(
@@ -337,7 +361,7 @@ def open_writer(*, trials: int, workers: int = 1) -> Iterator[TrialRunWriter]:
         writer.close()
 
 
-def _helper_main(connection) -> None:
+def _helper_main(runs_in, confirmations_out) -> None:
     # Ctrl-C and a SIGTERM to the process group reach the helper too: it ignores them and ends when the
     # sweep's process, which handles them, closes the pipe; until then it writes what it was handed.
     for signum in STOP_SIGNALS:
@@ -349,7 +373,7 @@ def _helper_main(connection) -> None:
     client = None
     while True:
         try:
-            runs = connection.recv()
+            runs = runs_in.recv()
         except (EOFError, OSError):
             runs = None
         if runs is None:
@@ -367,4 +391,4 @@ def _helper_main(connection) -> None:
             say(f"mbgd: the trial-run writer process stopped: {error}")
             sys.exit(1)
         with suppress(OSError):  # the sweep's process is gone: keep writing what is in the pipe
-            connection.send(confirmed)
+            confirmations_out.send(confirmed)
