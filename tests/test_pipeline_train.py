@@ -68,3 +68,17 @@ def test_the_command_s_own_process_never_imports_torch_or_matplotlib(tracking_st
     assert result.stdout.strip().splitlines()[-1] == "['mlflow']"
     runs = MlflowClient(tracking_store).search_runs(["0"])
     assert sorted(r.info.run_name for r in runs) == ["mini-batch-b10", "mini-batch-b20", "sgd-b1"]
+
+
+def test_without_fork_the_command_trains_in_its_own_process(
+    tracking_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as on Windows
+    compute = pipeline_train.start_training(TRAIN_RUN)
+    assert isinstance(compute, pipeline_train.TrainInProcess)
+    outcome = pipeline_train.tracked_train(TRAIN_RUN, compute=compute)
+    data = load_data(DataSpec(), TRAIN_RUN.train.seed)
+    assert outcome.histories[1].epoch_losses == fit(TRAIN_RUN.train.with_batch_size(1), data).epoch_losses
+    assert len(MlflowClient(tracking_store).search_runs(["0"])) == 3

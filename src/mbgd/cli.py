@@ -67,7 +67,7 @@ def train(preset: str | None, **options: Any) -> None:
     from mbgd import pipeline_train
 
     # Trained in a child forked before any heavy import, while this process opens MLflow (pipeline_train).
-    outcome = pipeline_train.tracked_train(train_run, compute=pipeline_train.TrainInChild(train_run))
+    outcome = pipeline_train.tracked_train(train_run, compute=pipeline_train.start_training(train_run))
 
     from mbgd.ui_links import charts_link
     from mbgd.ui_views import comparison_view_key

@@ -126,13 +126,18 @@ class TrainInProcess:
     """compute_train here, when the results are first asked for (inside the run, as a user watching the UI
     expects)."""
 
-    def __init__(self, train_run: TrainRun, data: RegressionData) -> None:
+    def __init__(self, train_run: TrainRun, data: RegressionData | None = None) -> None:
         self._train_run, self._data = train_run, data
 
     def data(self) -> DataRecord:
+        if self._data is None:
+            from mbgd.data import load_data
+
+            self._data = load_data(self._train_run.train.data, self._train_run.train.seed)
         return DataRecord.of(self._data)
 
     def results(self) -> TrainResults:
+        self.data()
         return compute_train(self._train_run, self._data)
 
     def close(self) -> None:
@@ -219,6 +224,15 @@ def _train_child(train_run: TrainRun, send, parent_pid: int) -> None:
             send.send(("error", WorkerError(f"the training process failed: {type(error).__name__}")))
     finally:
         send.close()
+
+
+def start_training(train_run: TrainRun):
+    """What `mbgd train` trains with: a TrainInChild where processes can be forked, else a TrainInProcess."""
+    import multiprocessing
+
+    if "fork" in multiprocessing.get_all_start_methods():
+        return TrainInChild(train_run)
+    return TrainInProcess(train_run)
 
 
 def tracked_train(
