@@ -196,13 +196,17 @@ def tpe_trials_to_within(
     ]
     found: list[int | None] = [None] * seeds
     counting = config.objective == "updates_to"
+
+    def made(s: int) -> int:  # the study's trials so far (Study.trials would deep-copy them all each time)
+        return len(studies[s].get_trials(deepcopy=False))
+
     while True:
-        searching = [s for s in range(seeds) if found[s] is None and len(studies[s].trials) < max_trials]
+        searching = [s for s in range(seeds) if found[s] is None and made(s) < max_trials]
         if not searching:
             return found
         asked = []
         for s in searching:
-            count = min(config.population, max_trials - len(studies[s].trials))
+            count = min(config.population, max_trials - made(s))
             for trial in [studies[s].ask() for _ in range(count)]:
                 asked.append((s, trial, trial.suggest_float("lr", config.lr_min, config.lr_max, log=True)))
         histories = fit_population(
