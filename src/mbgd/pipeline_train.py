@@ -95,7 +95,7 @@ def run_params(config: TrainConfig, data: DataRecord) -> dict[str, str]:
     }
 
 
-def comparison_title(config: TrainConfig, data: DataRecord) -> str:
+def comparison_title(config: TrainConfig, data: DataRecord | RegressionData) -> str:
     return f"lr {config.lr}, {config.dtype}, seed {config.seed}, {data.name}"
 
 
@@ -105,7 +105,6 @@ def compute_train(train_run: TrainRun, data: RegressionData) -> TrainResults:
     from mbgd.train import fit
 
     config = train_run.train
-    record = DataRecord.of(data)
     histories: dict[int, History] = {}
     loss_curves: dict[int, bytes] = {}
     for batch_size in train_run.batch_sizes:
@@ -116,7 +115,7 @@ def compute_train(train_run: TrainRun, data: RegressionData) -> TrainResults:
     comparison = None
     if len(histories) > 1:
         figure = plots.comparison_figure(
-            histories, highlight=config.batch_size, n=data.n, title=comparison_title(config, record)
+            histories, highlight=config.batch_size, n=data.n, title=comparison_title(config, data)
         )
         comparison = plots.png_bytes(figure)
     return TrainResults(histories, loss_curves, comparison)
@@ -129,16 +128,18 @@ class TrainInProcess:
     def __init__(self, train_run: TrainRun, data: RegressionData | None = None) -> None:
         self._train_run, self._data = train_run, data
 
-    def data(self) -> DataRecord:
+    def _loaded(self) -> RegressionData:
         if self._data is None:
             from mbgd.data import load_data
 
             self._data = load_data(self._train_run.train.data, self._train_run.train.seed)
-        return DataRecord.of(self._data)
+        return self._data
+
+    def data(self) -> DataRecord:
+        return DataRecord.of(self._loaded())
 
     def results(self) -> TrainResults:
-        self.data()
-        return compute_train(self._train_run, self._data)
+        return compute_train(self._train_run, self._loaded())
 
     def close(self) -> None:
         pass

@@ -253,20 +253,18 @@ def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
                 told.append(outcome)
             else:
                 _say_failed_meanwhile(study, backend, outcome.trial.trial_id)
-        try:
-            _tell_together(backend, told, running)
-        except optuna.exceptions.UpdateFinishedTrialError:  # a program without the lock finished one
-            told = [o for o in told if _tell_one(study, backend, o, running[o.trial.trial_id])]
-    return told
+        if isinstance(backend, optuna.storages.RDBStorage):
+            try:
+                _tell_together(backend, told, running)
+                return told
+            except optuna.exceptions.UpdateFinishedTrialError:  # a program without the lock finished one
+                pass
+        return [o for o in told if _tell_one(study, backend, o, running[o.trial.trial_id])]
 
 
-def _tell_together(backend, outcomes: Sequence[Outcome], running: dict) -> None:
-    """The outcomes written in one transaction (all or none) on a database, as set_trial_user_attr and
-    set_trial_state_values write each; elsewhere one by one."""
-    if not isinstance(backend, optuna.storages.RDBStorage):
-        for outcome in outcomes:
-            _write_outcome(backend, outcome, running[outcome.trial.trial_id])
-        return
+def _tell_together(backend: optuna.storages.RDBStorage, outcomes: Sequence[Outcome], running: dict) -> None:
+    """The outcomes written in one transaction (all or none), as set_trial_user_attr and
+    set_trial_state_values write each."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
