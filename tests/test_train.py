@@ -176,6 +176,79 @@ def test_shuffled_training_visits_the_points_in_another_order() -> None:
     assert fixed.epoch_losses[1] != shuffled.epoch_losses[1]
 
 
+# --- several seeds at once (fit_each) --------------------------------------------------------------------
+
+
+def recorded(history) -> tuple:
+    return (
+        history.epoch_losses,
+        history.train_losses,
+        history.batch_losses,
+        history.update_losses,
+        history.update_params,
+        history.w,
+        history.b,
+        history.diverged,
+        history.diverged_reason,
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [1, 3, 20])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("targets", ["clean", "noisy"])
+def test_each_seed_trained_together_records_what_it_records_alone_to_the_bit(
+    dtype: str, batch_size: int, shuffle: bool, targets: str
+) -> None:
+    # Five seeds (their own noise draws; shuffled, their own orders) and their own lrs, 1.0 diverging at
+    # batch size 1: each member must equal its own training, whatever the others do.
+    base = replace(
+        TUTORIAL,
+        batch_size=batch_size,
+        dtype=dtype,
+        shuffle=shuffle,
+        epochs=4,
+        data=replace(TUTORIAL.data, targets=targets),
+    )
+    configs = [replace(base, seed=42 + i, lr=lr) for i, lr in enumerate([0.02, 0.1, 1.0, 0.05, 0.05])]
+    datasets = [load_data(c.data, c.seed) for c in configs]
+    together = train.fit_each(configs, datasets, record_batch_loss=True, record_updates=True)
+    for config, data, member in zip(configs, datasets, together, strict=True):
+        (alone,) = fit_population(config, data, [config.lr], record_batch_loss=True, record_updates=True)
+        assert recorded(member) == recorded(alone)
+    assert len({tuple(h.epoch_losses[:1]) for h in together}) == 5  # the seeds' noise differs from the start
+    if batch_size == 1:
+        assert together[2].diverged
+        assert not together[1].diverged
+
+
+def test_each_seed_with_several_features_equals_its_training_alone() -> None:
+    def noisy(seed: int) -> RegressionData:
+        noise = torch.randn(37, generator=torch.Generator().manual_seed(seed))
+        return replace(THREE_FEATURES, y_train=THREE_FEATURES.y_train + noise, y_eval=THREE_FEATURES.y_eval)
+
+    configs = [replace(TUTORIAL, batch_size=7, shuffle=True, epochs=5, seed=s, lr=0.01) for s in range(3)]
+    datasets = [noisy(c.seed) for c in configs]
+    together = train.fit_each(configs, datasets, record_updates=True)
+    for config, data, member in zip(configs, datasets, together, strict=True):
+        assert recorded(member) == recorded(fit_population(config, data, [0.01], record_updates=True)[0])
+
+
+def test_each_seed_on_other_inputs_is_trained_on_its_own_inputs() -> None:
+    moved = replace(DATA, x=DATA.x + 1)
+    configs = [replace(TUTORIAL, epochs=2), replace(TUTORIAL, epochs=2, seed=7)]
+    first, second = train.fit_each(configs, [DATA, moved])
+    assert recorded(second) == recorded(fit_population(configs[1], moved, [0.1])[0])
+    assert first.epoch_losses != second.epoch_losses
+
+
+def test_each_refuses_configs_that_differ_in_more_than_lr_and_seed() -> None:
+    with pytest.raises(ConfigError, match="only in lr and seed"):
+        train.fit_each([TUTORIAL, replace(TUTORIAL, batch_size=10)], [DATA, DATA])
+    with pytest.raises(ConfigError, match="one dataset per config"):
+        train.fit_each([TUTORIAL], [DATA, DATA])
+
+
 # --- the loop's parts, by hand ----------------------------------------------------------------------------
 
 

@@ -78,7 +78,7 @@ def tracked_report(
         markdown += scaling_report.scaling_section(
             output_dir
         )  # from `mbgd scaling --output-dir` with the same folder
-        report.write_report(output_dir, markdown, figures)
+        report.write_report(output_dir, markdown, {name: plots.png_bytes(f) for name, f in figures.items()})
         tracking.log_artifacts(client, report_run.run_id, output_dir, "report")
         tracking.describe(client, report_run.run_id, markdown)
     return ReportOutcome(

@@ -71,11 +71,11 @@ def tracked_scaling(
             "scaling_samples.png": scaling_plots.scaling_samples_figure(summary),
             "scaling_lr.png": scaling_plots.scaling_lr_figure(summary),
         }
-        steps.log_figures(client, scaling_run.run_id, figures)
+        pngs = steps.log_figures(client, scaling_run.run_id, figures)
         for curve in result.curves:
             scans = [point.lr_scan for point in curve.points if point.lr_scan is not None]
             studies = [open_study(curve.study_config, p.batch_size, storage) for p in curve.points]
-            scan_figure = steps.log_scans(
+            scan_png = steps.log_scans(
                 client,
                 scaling_run.run_id,
                 scans,
@@ -84,8 +84,8 @@ def tracked_scaling(
                 title=f"updates to the target vs lr, {curve.order} order, {curve.regime}: scan and Optuna "
                 "trials",
             )
-            if scan_figure is not None:
-                figures[f"scaling_lr_scan_{curve.order}-{curve.regime}.png"] = scan_figure
+            if scan_png is not None:
+                pngs[f"scaling_lr_scan_{curve.order}-{curve.regime}.png"] = scan_png
         writer.flush()  # the helper wrote the last trial runs meanwhile
         trial_runs.backfill_studies(  # the trials an earlier, killed scaling told but did not write
             writer.client(),
@@ -101,7 +101,7 @@ def tracked_scaling(
         )
         steps.log_summary(client, scaling_run.run_id, summary, markdown, name="scaling")
         if output_dir:
-            report.write_report(output_dir, markdown, figures, markdown_file="scaling.md")
+            report.write_report(output_dir, markdown, pngs, markdown_file="scaling.md")
             (Path(output_dir) / "scaling.json").write_text(json.dumps(summary, indent=2) + "\n")
     return ScalingOutcome(scaling_run.run_id, scaling_run.experiment_id, summary, markdown)
 

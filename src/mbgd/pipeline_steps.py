@@ -66,12 +66,15 @@ def studies_run(
         yield run, writer
 
 
-def log_figures(client, run_id: str, figures: Mapping) -> None:
-    """Each figure as the run's artifact, by artifact file."""
-    from mbgd import tracking
+def log_figures(client, run_id: str, figures: Mapping) -> dict[str, bytes]:
+    """Each figure as the run's artifact, by artifact file; returns them as PNG files' bytes (rendered once:
+    a command that also writes them to a folder writes these)."""
+    from mbgd import plots, tracking
 
-    for artifact_file, figure in figures.items():
-        tracking.log_figure(client, run_id, figure, artifact_file)
+    pngs = {artifact_file: plots.png_bytes(figure) for artifact_file, figure in figures.items()}
+    for artifact_file, png in pngs.items():
+        tracking.log_png(client, run_id, png, artifact_file)
+    return pngs
 
 
 def log_summary(client, run_id: str, summary: dict, markdown: str, *, name: str) -> None:
@@ -83,9 +86,9 @@ def log_summary(client, run_id: str, summary: dict, markdown: str, *, name: str)
     tracking.describe(client, run_id, markdown)
 
 
-def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: str):
+def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: str) -> bytes | None:
     """Each scan as lr_scan/<study>.csv, and one figure of them all with the studies' trials on them
-    (returned; None without scans)."""
+    (returned as a PNG file's bytes; None without scans)."""
     from mbgd import scan_plots, tracking
 
     if not scans:
@@ -94,8 +97,7 @@ def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: s
         tracking.log_text(client, run_id, lr_scan.to_csv(), f"lr_scan/{lr_scan.study_name}.csv")
     trials = {study.study_name: completed_trials(study) for study in studies}
     figure = scan_plots.lr_scan_figure(scans, trials, title=title)
-    tracking.log_figure(client, run_id, figure, figure_file)
-    return figure
+    return log_figures(client, run_id, {figure_file: figure})[figure_file]
 
 
 def completed_trials(study) -> list[tuple[float, float]]:

@@ -253,12 +253,13 @@ def exponent_text(summary: dict) -> str:
     )
 
 
-def write_report(folder, markdown: str, figures: dict, *, markdown_file: str = "report.md") -> None:
-    """The markdown (report.md, or `markdown_file`) and its figures into one folder."""
+def write_report(folder, markdown: str, pngs: dict[str, bytes], *, markdown_file: str = "report.md") -> None:
+    """The markdown (report.md, or `markdown_file`) and its figures (PNG files' bytes, mbgd.plots.png_bytes)
+    into one folder."""
     from pathlib import Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, figure in figures.items():
-        figure.savefig(folder / name, dpi=100)
+    for name, png in pngs.items():
+        (folder / name).write_bytes(png)
     (folder / markdown_file).write_text(markdown)

@@ -28,7 +28,7 @@ from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
 from mbgd.scaling_config import REGIMES, ScalingConfig
 from mbgd.scan import LrScan, relative_regret, run_scan
-from mbgd.train import DTYPES, History, fit_population, full_dataset_loss
+from mbgd.train import DTYPES, History, fit_each, full_dataset_loss
 
 ORDER_KEYS = {"fixed": "fixed_order", "shuffled": "shuffled"}  # scaling.json's names of the batch orders
 ProgressLine = Callable[[str], None]  # one line per finished study
@@ -183,13 +183,15 @@ def initial_training_loss(config: TrainConfig, data: RegressionData) -> float:
     return float(full_dataset_loss(w, b, data.x.to(dtype), data.y_train.to(dtype))[0])
 
 
-def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float) -> SeedRun:
-    """Train the config's lr for the whole budget, recording every update; count the updates from which the
-    training loss stays at or below the target (and its first touch), and the samples and epochs they used."""
+def run_to_target(
+    config: TrainConfig, data: RegressionData, history: History, target_ratio: float
+) -> SeedRun:
+    """The seed's training of the config's lr for the whole budget, every update recorded: the updates from
+    which the training loss stays at or below the target (and its first touch), and the samples and epochs
+    they used."""
     target = objectives.updates_target(
         initial_training_loss(config, data), theory.least_squares_loss(data.x, data.y_train), target_ratio
     )
-    (history,) = fit_population(config, data, [config.lr], record_updates=True)
     updates = objectives.updates_to_target(history, target)
     start = [[config.init_w] * data.n_features + [config.init_b]]
     noise_scales = noise_scale.gradient_noise_scale_path(
@@ -209,15 +211,18 @@ def run_to_target(config: TrainConfig, data: RegressionData, target_ratio: float
 
 
 def seed_runs(study_config: SweepConfig, batch_size: int, lr: float) -> list[SeedRun]:
-    """The batch size at its best lr over the seeds: each draws its own noise and, shuffled, its own order."""
-    runs = []
-    for offset in range(study_config.seeds):
-        config = replace(
-            study_config.train, batch_size=batch_size, lr=lr, seed=study_config.train.seed + offset
-        )
-        data = training_view(load_data(config.data, config.seed))
-        runs.append(run_to_target(config, data, study_config.target_ratio))
-    return runs
+    """The batch size at its best lr over the seeds: each draws its own noise and, shuffled, its own order
+    (trained together by mbgd.train.fit_each, with the numbers of one seed at a time)."""
+    configs = [
+        replace(study_config.train, batch_size=batch_size, lr=lr, seed=study_config.train.seed + offset)
+        for offset in range(study_config.seeds)
+    ]
+    datasets = [training_view(load_data(config.data, config.seed)) for config in configs]
+    histories = fit_each(configs, datasets, record_updates=True)
+    return [
+        run_to_target(config, data, history, study_config.target_ratio)
+        for config, data, history in zip(configs, datasets, histories, strict=True)
+    ]
 
 
 def fit_critical_batch(batch_sizes: Sequence[int], updates: Sequence[float]) -> CriticalBatchFit:

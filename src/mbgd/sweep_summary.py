@@ -17,7 +17,7 @@ from mbgd import theory
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import RegressionData, load_data
 from mbgd.objectives import epochs_to_floor, noise_floor, objective_floor, objective_value
-from mbgd.train import History, fit_population
+from mbgd.train import History, fit_each
 
 
 @dataclass(frozen=True)
@@ -39,41 +39,58 @@ def retrain_over_seeds(
     config: SweepConfig, batch_size: int, lr: float, *, dtype: str | None = None
 ) -> SeedRuns:
     """The batch size at one lr over config.seeds seeds (each draws its own noise and, shuffled, order)."""
-    histories, floors, objective_floors = [], [], []
-    for offset in range(config.seeds):
-        seed_config: TrainConfig = replace(
+    (runs,) = retrain_lrs_over_seeds(config, batch_size, [lr], dtype=dtype)
+    return runs
+
+
+def retrain_lrs_over_seeds(
+    config: SweepConfig, batch_size: int, lrs: Sequence[float], *, dtype: str | None = None
+) -> list[SeedRuns]:
+    """Each lr of the batch size over config.seeds seeds, all trained together (mbgd.train.fit_each: every
+    seed on its own noise draw and, shuffled, in its own order; the same numbers as one seed at a time)."""
+    seed_configs: list[TrainConfig] = [
+        replace(
             config.train,
             batch_size=batch_size,
             lr=lr,
             seed=config.train.seed + offset,
             dtype=dtype or config.train.dtype,
         )
-        data = load_data(seed_config.data, seed_config.seed)
-        histories.extend(
-            fit_population(
-                seed_config,
-                data,
-                [lr],
-                record_batch_loss=False,
-                record_updates=config.objective == "updates_to",
+        for lr in lrs
+        for offset in range(config.seeds)
+    ]
+    datasets = {seed: load_data(config.train.data, seed) for seed in {c.seed for c in seed_configs}}
+    histories = fit_each(
+        seed_configs,
+        [datasets[c.seed] for c in seed_configs],
+        record_batch_loss=False,
+        record_updates=config.objective == "updates_to",
+    )
+    seeds = [datasets[config.train.seed + offset] for offset in range(config.seeds)]
+    floors = [noise_floor(data) for data in seeds]
+    objective_floors = [objective_floor(config.objective, data) for data in seeds]
+    epochs = config.train.epochs
+    runs = []
+    for start, lr in zip(range(0, len(histories), config.seeds), lrs, strict=True):
+        lr_histories = histories[start : start + config.seeds]
+        runs.append(
+            SeedRuns(
+                lr=lr,
+                histories=lr_histories,
+                floors=list(floors),
+                objective_values=[
+                    objective_value(
+                        config.objective, h, epochs=epochs, floor=f, target_ratio=config.target_ratio
+                    )
+                    for h, f in zip(lr_histories, objective_floors, strict=True)
+                ],
+                epochs_to_floor=[
+                    epochs + 1 if h.diverged else epochs_to_floor(h.epoch_losses, f, epochs)
+                    for h, f in zip(lr_histories, floors, strict=True)
+                ],
             )
         )
-        floors.append(noise_floor(data))
-        objective_floors.append(objective_floor(config.objective, data))
-    epochs = config.train.epochs
-    return SeedRuns(
-        lr=lr,
-        histories=histories,
-        floors=floors,
-        objective_values=[
-            objective_value(config.objective, h, epochs=epochs, floor=f, target_ratio=config.target_ratio)
-            for h, f in zip(histories, objective_floors, strict=True)
-        ],
-        epochs_to_floor=[
-            epochs + 1 if h.diverged else epochs_to_floor(h.epoch_losses, f, epochs)
-            for h, f in zip(histories, floors, strict=True)
-        ],
-    )
+    return runs
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,7 @@ def analyse_batch_size(
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     ]
     optimum = min(float(best.value), lr_scan.best_value) if lr_scan is not None else float(best.value)
+    tuned, fixed = retrain_lrs_over_seeds(config, batch_size, [best_lr, config.train.lr])
     cost = None
     if config.tuning_cost_seeds:
         cost = scan.tpe_trials_to_within(config, data, batch_size, optimum, seeds=config.tuning_cost_seeds)
@@ -146,8 +164,8 @@ def analyse_batch_size(
         best_lr=best_lr,
         best_value=float(best.value),
         best_trial_number=best.number,
-        tuned=retrain_over_seeds(config, batch_size, best_lr),
-        fixed=retrain_over_seeds(config, batch_size, config.train.lr),
+        tuned=tuned,
+        fixed=fixed,
         fixed_other_dtype=retrain_over_seeds(config, batch_size, config.train.lr, dtype=other_dtype),
         theory=theory_values,
         trials=trials,

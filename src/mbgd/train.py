@@ -1,8 +1,9 @@
 """The gradient-descent loop: K models y = w·x + b with their own learning rates, trained in one pass.
 
 `fit` trains the one learning rate of a config; `fit_population` trains K learning rates at once over one
-shared DataLoader. Each model's loss and update involve only its own row of w and b, so a population member
-follows the same arithmetic as a model trained alone. Imports neither mlflow nor matplotlib.
+shared DataLoader; `fit_each` trains several seeds at once, each on its own noise draw and in its own order.
+Each model's loss and update involve only its own row of w and b, so a population member follows the same
+arithmetic as a model trained alone. Imports neither mlflow nor matplotlib.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -62,6 +64,106 @@ def fit_population(
     """
     if not lrs:
         raise ConfigError("at least one learning rate is needed")
+    return _fit(
+        config,
+        data,
+        lrs,
+        None,
+        record_batch_loss=record_batch_loss,
+        record_updates=record_updates,
+        keep_update_params=keep_update_params,
+        on_epoch=on_epoch,
+    )
+
+
+def fit_each(
+    configs: Sequence[TrainConfig],
+    datasets: Sequence[RegressionData],
+    *,
+    record_batch_loss: bool = False,
+    record_updates: bool = False,
+    keep_update_params: bool = True,
+) -> list[History]:
+    """Train configs[i] on datasets[i] for every i, together; returns one History each, the same to the bit
+    as `fit_population(configs[i], datasets[i], [configs[i].lr])`.
+
+    For re-training over seeds: the configs may differ in lr and seed (a shuffled member keeps the batch
+    order of its own seed), the datasets in their targets (each seed's noise draw). Datasets whose inputs
+    differ are trained one after another.
+    """
+    if not configs or len(configs) != len(datasets):
+        raise ConfigError("fit_each needs one dataset per config, and at least one")
+    first, data = configs[0], datasets[0]
+    for config in configs:
+        if replace(config, lr=first.lr, seed=first.seed) != first:
+            raise ConfigError("fit_each trains configs that differ only in lr and seed")
+    recording = {
+        "record_batch_loss": record_batch_loss,
+        "record_updates": record_updates,
+        "keep_update_params": keep_update_params,
+    }
+    lrs = [config.lr for config in configs]
+    one_order = not first.shuffle or all(config.seed == first.seed for config in configs)
+    if one_order and all(other is data for other in datasets):
+        return _fit(first, data, lrs, None, on_epoch=None, **recording)
+    if not all(other.n == data.n and torch.equal(other.x, data.x) for other in datasets):
+        return [fit_population(c, d, [c.lr], **recording)[0] for c, d in zip(configs, datasets, strict=True)]
+    dtype = DTYPES[first.dtype]
+    own = _OwnTargets(
+        y_train=torch.stack([d.y_train for d in datasets]).to(dtype),
+        y_eval=torch.stack([d.y_eval for d in datasets]).to(dtype),
+        evaluated_on_training_targets=all(d.y_eval is d.y_train for d in datasets),
+        samplers=None
+        if one_order
+        else [
+            training_loader(config, data).sampler  # the order a loader of this seed draws
+            for config in configs
+        ],
+    )
+    return _fit(first, data, lrs, own, on_epoch=None, **recording)
+
+
+@dataclass(frozen=True)
+class _OwnTargets:
+    """Members that train on targets of their own (rows of y_train and y_eval) and, with `samplers`, in batch
+    orders of their own (one sampler per member; None: the loader's one order)."""
+
+    y_train: torch.Tensor  # (K, n)
+    y_eval: torch.Tensor  # (K, n)
+    evaluated_on_training_targets: bool
+    samplers: list | None
+
+    def batches(self, x: torch.Tensor, shared_sampler, members: torch.Tensor):
+        """One epoch's (inputs, targets) of the members still training: inputs (m, d) in one order, (K, m, d)
+        in their own orders; targets (K, m)."""
+        y = self.y_train[members]
+        if self.samplers is None:
+            for index in shared_sampler:
+                yield x[index], y[:, index]
+            return
+        for indices in zip(*(iter(sampler) for sampler in self.samplers), strict=True):
+            index = torch.stack(indices)[members]
+            yield x[index], y.gather(1, index)
+
+    def losses(self, w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor, rows: list[int]):
+        """Each member's full-dataset loss on its own targets, computed as for a model trained alone."""
+        return torch.cat(
+            [full_dataset_loss(w[r : r + 1], b[r : r + 1], x, y[member]) for r, member in enumerate(rows)]
+        )
+
+
+def _fit(
+    config: TrainConfig,
+    data: RegressionData,
+    lrs: Sequence[float],
+    own: _OwnTargets | None,
+    *,
+    record_batch_loss: bool,
+    record_updates: bool,
+    keep_update_params: bool,
+    on_epoch: EpochHook | None,
+) -> list[History]:
+    """fit_population's loop; with `own`, each member on its own targets (and orders)."""
     dtype = DTYPES[config.dtype]
     data = data.to(dtype)
     loader = training_loader(config, data)
@@ -92,21 +194,28 @@ def fit_population(
     update_params: list[torch.Tensor] = []  # (rows, d + 1) after each update of the current epoch
     # A fixed order has the same batches every epoch (views of the data): fetched once, unless there are so
     # many that keeping them would cost memory.
-    batches = list(loader) if not config.shuffle and len(loader) <= _CACHED_BATCHES else None
+    cache = own is None and not config.shuffle and len(loader) <= _CACHED_BATCHES
+    batches = list(loader) if cache else None
     start = time.perf_counter()
 
     for epoch in range(config.epochs + 1):
-        eval_loss = full_dataset_loss(w, b, data.x, data.y_eval)
-        train_loss = (
-            eval_loss if data.y_train is data.y_eval else full_dataset_loss(w, b, data.x, data.y_train)
-        )
-        elapsed = time.perf_counter() - start
         rows = members.tolist()
+        if own is None:
+            eval_loss = full_dataset_loss(w, b, data.x, data.y_eval)
+            same_targets = data.y_train is data.y_eval
+            train_loss = eval_loss if same_targets else full_dataset_loss(w, b, data.x, data.y_train)
+        else:
+            eval_loss = own.losses(w, b, data.x, own.y_eval, rows)
+            same_targets = own.evaluated_on_training_targets
+            train_loss = eval_loss if same_targets else own.losses(w, b, data.x, own.y_train, rows)
+        elapsed = time.perf_counter() - start
         if batch_losses is not None:
             _append_batch_losses(histories, rows, batch_losses)
             batch_losses = None
         if record_updates and update_params:
-            _append_updates(histories, rows, torch.stack(update_params), data, keep_params=keep_update_params)
+            _append_updates(
+                histories, rows, torch.stack(update_params), data, own, keep_params=keep_update_params
+            )
             update_params.clear()
         finite = torch.isfinite(eval_loss) & torch.isfinite(train_loss)
         for row, member in enumerate(rows):
@@ -136,14 +245,17 @@ def fit_population(
             members, lr, w, b = members[keep], lr[keep], w[keep], b[keep]
         if record_batch_loss:
             batch_losses = torch.empty((len(loader), len(members)), dtype=dtype)
-        for update, (xb, yb) in enumerate(batches if batches is not None else loader):
+        if own is not None:
+            epoch_batches = own.batches(data.x, loader.sampler, members)
+        else:
+            epoch_batches = batches if batches is not None else loader
+        for update, (xb, yb) in enumerate(epoch_batches):
             residual = predict(w, b, xb) - yb
-            per_model = (residual**2).mean(dim=1)
+            if batch_losses is not None:
+                batch_losses[update] = (residual**2).mean(dim=1)
             grad_w, grad_b = mse_gradient(residual, xb)
             w -= lr[:, None] * grad_w
             b -= lr * grad_b
-            if batch_losses is not None:
-                batch_losses[update] = per_model
             if record_updates:
                 update_params.append(torch.cat([w, b[:, None]], dim=1))
 
@@ -160,23 +272,25 @@ def _record_parameters(history: History, w: torch.Tensor, b: torch.Tensor) -> No
 
 def mse_gradient(residual: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of each model's batch MSE, mean((w·x + b - y)^2), with respect to its w and b, given the
-    residuals (K, m) and the batch's inputs (m, d).
+    residuals (K, m) and the batch's inputs: (m, d), or (K, m, d) when each model has a batch of its own.
 
     Written out, op for op, as autograd's backward pass computes them for `predict`, so the results are the
     same to the bit (tests/test_train.py checks it against loss.backward()); without building a graph, an
     update costs a fifth of the time, which is most of a sweep's training at batch size 1.
     """
-    scaled = residual * (2.0 / x.shape[0])
-    return (scaled[:, :, None] * x[None, :, :]).sum(dim=1), scaled.sum(dim=1)
+    scaled = residual * (2.0 / residual.shape[1])
+    inputs = x if x.dim() == 3 else x[None, :, :]
+    return (scaled[:, :, None] * inputs).sum(dim=1), scaled.sum(dim=1)
 
 
 def predict(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Predictions of the K models for the m inputs, shape (K, m).
+    """Predictions of the K models for the m inputs (m, d), or each for its own (K, m, d): shape (K, m).
 
     Elementwise products summed over the features rather than a matmul: BLAS sums in an order that depends on
     K, so a model's float32 rounding would change with the population it trains in.
     """
-    return (w[:, None, :] * x[None, :, :]).sum(dim=2) + b[:, None]
+    inputs = x if x.dim() == 3 else x[None, :, :]
+    return (w[:, None, :] * inputs).sum(dim=2) + b[:, None]
 
 
 @torch.no_grad()
@@ -204,13 +318,24 @@ def _append_updates(
     members: list[int],
     params: torch.Tensor,
     data: RegressionData,
+    own: _OwnTargets | None,
     *,
     keep_params: bool,
 ) -> None:
     """Parameters after each update of one epoch, shape (updates, rows, d + 1), and their training losses."""
     updates, rows, width = params.shape
-    flat = params.reshape(updates * rows, width)
-    losses = full_dataset_loss(flat[:, :-1], flat[:, -1], data.x, data.y_train).reshape(updates, rows)
+    if own is None:
+        flat = params.reshape(updates * rows, width)
+        losses = full_dataset_loss(flat[:, :-1], flat[:, -1], data.x, data.y_train).reshape(updates, rows)
+    else:  # each row's updates against its own targets, as when it trains alone
+        own_rows = [params[:, row].contiguous() for row in range(rows)]
+        losses = torch.stack(
+            [
+                full_dataset_loss(p[:, :-1], p[:, -1], data.x, own.y_train[m])
+                for p, m in zip(own_rows, members, strict=True)
+            ],
+            dim=1,
+        )
     for row, (member, column) in enumerate(zip(members, losses.T.tolist(), strict=True)):
         histories[member].update_losses.extend(column)
         if keep_params:
