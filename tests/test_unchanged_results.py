@@ -1,6 +1,6 @@
 """The speed-ups of issue 15 changed no result: a small sweep and a small scaling give, to the last digit,
 what the code before them gave (tests/data/unchanged_results.json, made by commit 2cd1f9d with these
-commands)."""
+commands), with their longest computations in this process or in the compute worker's."""
 
 import json
 from pathlib import Path
@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from mbgd import compute_worker
 from mbgd.cli import main
 
 pytestmark = pytest.mark.slow
@@ -23,8 +24,40 @@ def printed(output: str) -> list[str]:
     return [line for line in output.splitlines() if not line.startswith(("run ", "open the"))]
 
 
+@pytest.fixture(params=["here", "in the compute worker"])
+def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The small commands run their tuning costs and scans here (too few trials for a worker), or, with the
+    threshold lowered, in mbgd.compute_worker's process, which must then answer every call it was handed."""
+    started: list[compute_worker.ComputeWorker] = []
+    calls = {"handed over": 0, "answered there": 0}
+    original_init, original_answer = (
+        compute_worker.ComputeWorker.__init__,
+        compute_worker.ComputeWorker.answer,
+    )
+
+    def init(self, **kwargs) -> None:
+        original_init(self, **kwargs)
+        started.append(self)
+
+    def answer(self, number: int):
+        calls["handed over"] += 1
+        answered, value = original_answer(self, number)
+        calls["answered there"] += answered
+        return answered, value
+
+    if request.param != "here":
+        monkeypatch.setattr("mbgd.cli.WORKER_FROM_TRIALS", 1)
+        monkeypatch.setattr(compute_worker.ComputeWorker, "__init__", init)
+        monkeypatch.setattr(compute_worker.ComputeWorker, "answer", answer)
+    yield request.param
+    if request.param != "here":
+        assert [w for w in started if w.started]
+        assert calls["handed over"] > 0
+        assert calls["answered there"] == calls["handed over"]
+
+
 def test_a_sweep_s_summary_metrics_trials_and_lines_are_unchanged(
-    tracking_store: str, tmp_path: Path
+    tracking_store: str, tmp_path: Path, where: str
 ) -> None:
     result = CliRunner().invoke(main, SWEEP)
     assert result.exit_code == 0, result.output
@@ -47,7 +80,7 @@ def test_a_sweep_s_summary_metrics_trials_and_lines_are_unchanged(
     assert trials == EXPECTED["trial_runs"]
 
 
-def test_a_scaling_s_summary_and_lines_are_unchanged(tracking_store: str) -> None:
+def test_a_scaling_s_summary_and_lines_are_unchanged(tracking_store: str, where: str) -> None:
     result = CliRunner().invoke(main, SCALING)
     assert result.exit_code == 0, result.output
     assert printed(result.output) == EXPECTED["scaling_lines"]

@@ -26,6 +26,7 @@ from mbgd.cli_options import (
     sweep_options,
     training_options,
 )
+from mbgd.compute_worker import WORKER_FROM_TRIALS, open_worker
 from mbgd.config import SweepConfig, build_sweep_config, build_train_run
 from mbgd.tracking_store import require_tracking_store, tracking_uri
 from mbgd.trial_runs import open_writer
@@ -138,13 +139,22 @@ def sweep(preset: str | None, register_model: str, **options: Any) -> None:
     config = build_sweep_config(collect(preset, options))
     check_register_model(register_model)
     require_tracking_store()
-    with open_writer(trials=config.n_trials * len(config.batch_sizes), workers=config.workers) as writer:
+    trials = config.n_trials * len(config.batch_sizes)
+    with (
+        open_writer(trials=trials, workers=config.workers) as writer,
+        open_worker(start=bool(config.tuning_cost_seeds) and trials >= WORKER_FROM_TRIALS) as worker,
+    ):
         from mbgd.data import load_data
         from mbgd.pipeline_sweep import tracked_sweep
 
         data = load_data(config.train.data, config.train.seed)
         outcome = tracked_sweep(
-            config, data, progress=progress_bars(), writer=writer, register_model=register_model
+            config,
+            data,
+            progress=progress_bars(),
+            writer=writer,
+            worker=worker,
+            register_model=register_model,
         )
     for batch_size, row in outcome.summary["by_batch_size"].items():
         click.echo(
@@ -168,13 +178,23 @@ def report(preset: str | None, output_dir: str, register_model: str, **options: 
     config = build_sweep_config(values)
     check_register_model(register_model)
     require_tracking_store()
-    with open_writer(trials=config.n_trials * len(config.batch_sizes), workers=config.workers) as writer:
+    trials = config.n_trials * len(config.batch_sizes)
+    with (
+        open_writer(trials=trials, workers=config.workers) as writer,
+        open_worker(start=bool(config.tuning_cost_seeds) and trials >= WORKER_FROM_TRIALS) as worker,
+    ):
         from mbgd.data import load_data
         from mbgd.pipeline_report import tracked_report
 
         data = load_data(config.train.data, config.train.seed)
         outcome = tracked_report(
-            config, data, output_dir, progress=progress_bars(), writer=writer, register_model=register_model
+            config,
+            data,
+            output_dir,
+            progress=progress_bars(),
+            writer=writer,
+            worker=worker,
+            register_model=register_model,
         )
     echo_rankings(config, outcome, register_model)
     click.echo(f"wrote {os.path.join(output_dir, 'report.md')}")
@@ -204,7 +224,11 @@ def scaling(
     config = build_scaling_config(collect(preset, {**options, "targets": regimes, "epochs": scaling_epochs}))
     studies = len(config.orders) * len(config.targets) * len(config.sweep.batch_sizes)
     require_tracking_store()
-    with open_writer(trials=config.sweep.n_trials * studies, workers=config.sweep.workers) as writer:
+    trials = config.sweep.n_trials * studies
+    with (
+        open_writer(trials=trials, workers=config.sweep.workers) as writer,
+        open_worker(start=bool(config.sweep.scan) and trials >= WORKER_FROM_TRIALS) as worker,
+    ):
         from mbgd import scaling as scaling_study
         from mbgd.data import load_data
         from mbgd.pipeline_scaling import tracked_scaling
@@ -215,7 +239,9 @@ def scaling(
             f"{studies} studies of {config.sweep.n_trials} trials, "
             f"lr in [{config.sweep.lr_min:.3g}, {config.sweep.lr_max:.3g}]"
         )
-        outcome = tracked_scaling(config, data, output_dir=output_dir, progress=click.echo, writer=writer)
+        outcome = tracked_scaling(
+            config, data, output_dir=output_dir, progress=click.echo, writer=writer, worker=worker
+        )
     summary = outcome.summary
     line = f"predicted critical batch size m* = {summary['critical_batch_size_theory']:.3g}"
     if summary["noise_scale_at_target"] is not None:

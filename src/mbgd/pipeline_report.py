@@ -28,7 +28,14 @@ class ReportOutcome:
 
 
 def tracked_report(
-    config, data: RegressionData, output_dir: str, *, progress=None, writer=None, register_model: str = ""
+    config,
+    data: RegressionData,
+    output_dir: str,
+    *,
+    progress=None,
+    writer=None,
+    worker=None,
+    register_model: str = "",
 ) -> ReportOutcome:
     """The tutorial in float32 and float64, then the sweep, all nested under one report run; writes
     report.md."""
@@ -61,7 +68,13 @@ def tracked_report(
                 outcome.histories, highlight=config.train.batch_size, n=data.n, title=title
             )
         swept = tracked_sweep(
-            config, data, progress=progress, parent=report_run, writer=writer, register_model=register_model
+            config,
+            data,
+            progress=progress,
+            parent=report_run,
+            writer=writer,
+            worker=worker,
+            register_model=register_model,
         )
         figures.update(sweep_figures(config, swept.results, swept.summary))
         scans = [r.lr_scan for r in swept.results if r.lr_scan is not None]

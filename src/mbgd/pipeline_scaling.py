@@ -22,12 +22,13 @@ class ScalingOutcome:
 
 
 def tracked_scaling(
-    config, data: RegressionData, *, output_dir: str = "", progress=None, writer=None
+    config, data: RegressionData, *, output_dir: str = "", progress=None, writer=None, worker=None
 ) -> ScalingOutcome:
     """mbgd scaling: every study's trials as child runs of one run, which gets the scaling figures,
     scaling.json, scaling.md (also its description), the measured curves as metrics (step = batch size) and
     B_simple along each best-lr run (step = update); each best lr's model goes on a child run
-    `<order>-<regime>-best-b<B>`. With `output_dir`, the figures, scaling.json and scaling.md go there too."""
+    `<order>-<regime>-best-b<B>`. With `output_dir`, the figures, scaling.json and scaling.md go there too.
+    `worker` (mbgd.compute_worker) makes the dense scans meanwhile; without one they are made here."""
     import json
     from pathlib import Path
 
@@ -59,7 +60,9 @@ def tracked_scaling(
         on_trials = trial_runs.on_told_trials(
             writer.submit, scaling_run, n=data.n, dtype=config.sweep.train.dtype, label_of=label_of
         )
-        result = scaling.measure_scaling(config, storage, on_trials=on_trials, progress=progress)
+        result = scaling.measure_scaling(
+            config, storage, on_trials=on_trials, progress=progress, worker=worker
+        )
         summary = scaling_summary.summarize(result)
         markdown = scaling_report.scaling_markdown(summary, heading="#")
         best_models = log_scaling_best_models(client, scaling_run, result, data)
@@ -86,7 +89,7 @@ def tracked_scaling(
             )
             if scan_png is not None:
                 pngs[f"scaling_lr_scan_{curve.order}-{curve.regime}.png"] = scan_png
-        writer.flush()  # the helper wrote the last trial runs meanwhile
+        written = writer.flush()  # the helper wrote the last trial runs meanwhile
         trial_runs.backfill_studies(  # the trials an earlier, killed scaling told but did not write
             writer.client(),
             scaling_run,
@@ -98,6 +101,7 @@ def tracked_scaling(
             n=data.n,
             dtype=config.sweep.train.dtype,
             label_of=label_of,
+            known=written,
         )
         steps.log_summary(client, scaling_run.run_id, summary, markdown, name="scaling")
         if output_dir:

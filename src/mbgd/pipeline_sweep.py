@@ -48,7 +48,17 @@ def scan_studies(config, data: RegressionData, storage) -> dict:
     return scans
 
 
-def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_run, *, writer, progress=None):
+def run_studies(
+    config,
+    data: RegressionData,
+    storage,
+    storage_url: str,
+    sweep_run,
+    *,
+    writer,
+    progress=None,
+    on_study=None,
+):
     """The sweep's study phase: every batch size's scan, then its study to n_trials, each told trial a child
     run of `sweep_run`. Returns the scans by batch size, the studies and `trial_run_ids`, a function that
     waits until every trial run is written (back-filling those a killed process left unwritten) and returns
@@ -56,45 +66,62 @@ def run_studies(config, data: RegressionData, storage, storage_url: str, sweep_r
 
     One process: `writer` (mbgd.trial_runs) writes the trial runs, in a helper process when it has one, which
     goes on writing while the caller analyses the studies: call `trial_run_ids` only when the runs are needed.
-    Several workers: each writes its own trials' runs (the scans are made here first).
+    Several workers: each writes its own trials' runs (the scans are made here first). `on_study(batch size,
+    study, scan or None)` is called as each study is finished.
     """
     from mbgd import sweep, trial_runs, workers
     from mbgd.studies import open_study
 
-    def backfill(studies) -> dict[tuple[str, int], str]:
+    def backfill(studies, written) -> dict[tuple[str, int], str]:
         pairs = zip(config.batch_sizes, studies, strict=True)
         return trial_runs.backfill_studies(
-            writer.client(), sweep_run, pairs, n=data.n, dtype=config.train.dtype
+            writer.client(), sweep_run, pairs, n=data.n, dtype=config.train.dtype, known=written
         )
+
+    def finished(batch_size: int, study) -> None:
+        if on_study:
+            on_study(batch_size, study, scans.get(batch_size))
 
     scans = scan_studies(config, data, storage)
     if config.workers > 1:
         workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
         studies = [open_study(config, b, storage) for b in config.batch_sizes]
-        return scans, studies, lambda: backfill(studies)
+        for batch_size, study in zip(config.batch_sizes, studies, strict=True):
+            finished(batch_size, study)
+        return scans, studies, lambda: backfill(studies, {})
 
     on_trials = trial_runs.on_told_trials(writer.submit, sweep_run, n=data.n, dtype=config.train.dtype)
-    studies = [
-        sweep.run_study(config, data, b, storage, on_trials=on_trials, progress=progress)
-        for b in config.batch_sizes
-    ]
+    studies = []
+    for batch_size in config.batch_sizes:
+        studies.append(
+            sweep.run_study(config, data, batch_size, storage, on_trials=on_trials, progress=progress)
+        )
+        finished(batch_size, studies[-1])
 
     def trial_run_ids() -> dict[tuple[str, int], str]:
         written = writer.flush()
-        return {**written, **backfill(studies)}
+        return {**written, **backfill(studies, written)}
 
     return scans, studies, trial_run_ids
 
 
 def tracked_sweep(
-    config, data: RegressionData, *, progress=None, parent=None, writer=None, register_model: str = ""
+    config,
+    data: RegressionData,
+    *,
+    progress=None,
+    parent=None,
+    writer=None,
+    worker=None,
+    register_model: str = "",
 ) -> SweepOutcome:
     """Run the studies with every trial a child run, then log the seeds' figures and summaries on the parent,
     and each batch size's best-lr model on a `best-b<B>` child run.
 
     With `parent` (a RunRef) the sweep's run nests under it, as in the report. `writer` writes the trial runs
-    (mbgd.trial_runs; a command starts it first); without one the sweep makes its own. With `register_model`
-    each best model becomes a version of that registered model.
+    (mbgd.trial_runs; a command starts it first); without one the sweep makes its own. `worker`
+    (mbgd.compute_worker) measures the tuning costs meanwhile; without one they are measured here. With
+    `register_model` each best model becomes a version of that registered model.
     """
     from mbgd import plots, report, sweep_summary, tracking, trial_runs
     from mbgd.studies import remaining_trials
@@ -117,20 +144,22 @@ def tracked_sweep(
         writer=writer,
         parent=parent,
     ) as (sweep_run, writer):
+        costs = {}  # each batch size's tuning cost, measured by the worker from the end of its study
+
+        def measure_cost(batch_size: int, study, lr_scan) -> None:
+            costs[batch_size] = sweep_summary.measure_tuning_cost(config, study, data, lr_scan, worker)
+
         scans, studies, all_trial_run_ids = run_studies(
-            config, data, storage, storage_url, sweep_run, writer=writer, progress=progress
+            config,
+            data,
+            storage,
+            storage_url,
+            sweep_run,
+            writer=writer,
+            progress=progress,
+            on_study=measure_cost,
         )
-        results = [
-            sweep_summary.analyse_batch_size(config, study, data, scans.get(b))
-            for b, study in zip(config.batch_sizes, studies, strict=True)
-        ]
-        summary = sweep_summary.summarize(config, results)
-        markdown = report.summary_markdown(summary)
-        best_models = log_sweep_best_models(client, sweep_run, config, data, results)
-        registered = {}
-        if register_model:
-            registered = register_best_models(client, register_model, config, results, best_models)
-        log_figures(client, sweep_run.run_id, sweep_figures(config, results, summary))
+        # first what needs only the studies, while the worker measures
         log_scans(
             client,
             sweep_run.run_id,
@@ -143,6 +172,17 @@ def tracked_sweep(
             for name, figure in plots.optuna_figures(study).items():
                 tracking.log_figure(client, sweep_run.run_id, figure, f"optuna/{study.study_name}/{name}.png")
                 plots.close(figure)
+        results = [
+            sweep_summary.analyse_batch_size(config, study, data, scans.get(b), trials_to_5pct=costs.get(b))
+            for b, study in zip(config.batch_sizes, studies, strict=True)
+        ]
+        summary = sweep_summary.summarize(config, results)
+        markdown = report.summary_markdown(summary)
+        best_models = log_sweep_best_models(client, sweep_run, config, data, results)
+        registered = {}
+        if register_model:
+            registered = register_best_models(client, register_model, config, results, best_models)
+        log_figures(client, sweep_run.run_id, sweep_figures(config, results, summary))
         trial_run_ids = all_trial_run_ids()  # the helper wrote the last trial runs meanwhile
         best_runs = {
             r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))

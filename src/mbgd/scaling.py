@@ -262,44 +262,62 @@ def measure_scaling(
     on_trials: sweep.OnTrials | None = None,
     on_scan: Callable[[LrScan], None] | None = None,
     progress: ProgressLine | None = None,
+    worker=None,
 ) -> ScalingResult:
-    """Every (order, regime): the lr study of each batch size, then its best lr over the seeds."""
+    """Every (order, regime): the lr study of each batch size, then its best lr over the seeds.
+
+    The dense scans, which need no study, are all handed to `worker` (mbgd.compute_worker) first and taken
+    as each study starts; without one they run here.
+    """
+    from mbgd.compute_worker import ComputeWorker
+
     base_data = load_data(config.sweep.train.data, config.sweep.train.seed)
     config = resolve_lr_range(config, base_data.x)
+    worker = worker or ComputeWorker(start=False)
+    grid = {
+        (order, targets): config.study_config(order, targets)
+        for order in config.orders
+        for targets in config.targets
+    }
+    datasets = {key: training_view(load_data(c.train.data, c.train.seed)) for key, c in grid.items()}
+    scans = {
+        (key, batch_size): worker.submit(run_scan, study_config, datasets[key], batch_size)
+        for key, study_config in grid.items()
+        if study_config.scan
+        for batch_size in study_config.batch_sizes
+    }
     curves = []
-    for order in config.orders:
-        for targets in config.targets:
-            study_config = config.study_config(order, targets)
-            data = training_view(load_data(study_config.train.data, study_config.train.seed))
-            etas = scaling_theory(data.x, study_config.batch_sizes).eta_star
-            points = []
-            for batch_size in study_config.batch_sizes:
-                lr_scan = None
-                if study_config.scan:
-                    lr_scan = run_scan(study_config, data, batch_size)
-                    sweep.prepare_refinement(studies.open_study(study_config, batch_size, storage), lr_scan)
-                    if on_scan:
-                        on_scan(lr_scan)
-                study = sweep.run_study(study_config, data, batch_size, storage, on_trials=on_trials)
-                best_lr = float(study.best_trial.params["lr"])
-                point = ScalingPoint(
-                    batch_size=batch_size,
-                    best_lr=best_lr,
-                    best_value=float(study.best_value),
-                    eta_star=etas[batch_size],
-                    runs=seed_runs(study_config, batch_size, best_lr),
-                    lr_scan=lr_scan,
-                    worst_value=objectives.worst_value(
-                        "updates_to",
-                        study_config.train.epochs,
-                        updates_per_epoch(data.n, batch_size, study_config.train),
-                    ),
-                )
-                points.append(point)
-                if progress:
-                    progress(progress_line(order, targets, point))
-            fit = fit_critical_batch([p.batch_size for p in points], [p.stat("updates")[0] for p in points])
-            curves.append(ScalingCurve(order, targets, study_config, points, fit))
+    for (order, targets), study_config in grid.items():
+        data = datasets[(order, targets)]
+        etas = scaling_theory(data.x, study_config.batch_sizes).eta_star
+        points = []
+        for batch_size in study_config.batch_sizes:
+            lr_scan = None
+            if study_config.scan:
+                lr_scan = scans[((order, targets), batch_size)].result()
+                sweep.prepare_refinement(studies.open_study(study_config, batch_size, storage), lr_scan)
+                if on_scan:
+                    on_scan(lr_scan)
+            study = sweep.run_study(study_config, data, batch_size, storage, on_trials=on_trials)
+            best_lr = float(study.best_trial.params["lr"])
+            point = ScalingPoint(
+                batch_size=batch_size,
+                best_lr=best_lr,
+                best_value=float(study.best_value),
+                eta_star=etas[batch_size],
+                runs=seed_runs(study_config, batch_size, best_lr),
+                lr_scan=lr_scan,
+                worst_value=objectives.worst_value(
+                    "updates_to",
+                    study_config.train.epochs,
+                    updates_per_epoch(data.n, batch_size, study_config.train),
+                ),
+            )
+            points.append(point)
+            if progress:
+                progress(progress_line(order, targets, point))
+        fit = fit_critical_batch([p.batch_size for p in points], [p.stat("updates")[0] for p in points])
+        curves.append(ScalingCurve(order, targets, study_config, points, fit))
     return ScalingResult(config, base_data, scaling_theory(base_data.x, config.sweep.batch_sizes), curves)
 
 

@@ -125,14 +125,44 @@ class BatchSizeResult:
         }
 
 
+def measure_tuning_cost(config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan, worker=None):
+    """How many TPE trials without the scan reach 5% of the batch size's optimum (scan.tpe_trials_to_within),
+    handed to `worker` (mbgd.compute_worker: most of a sweep's analysis, measured while the rest goes on);
+    returns its Pending, None when not measured (tuning_cost_seeds 0). Without a worker it runs here."""
+    from mbgd import scan
+    from mbgd.compute_worker import ComputeWorker
+
+    if not config.tuning_cost_seeds:
+        return None
+    worker = worker or ComputeWorker(start=False)
+    optimum = tuning_optimum(study, lr_scan)
+    return worker.submit(
+        scan.tpe_trials_to_within,
+        config,
+        data,
+        study_batch_size(study),
+        optimum,
+        seeds=config.tuning_cost_seeds,
+    )
+
+
+def study_batch_size(study: optuna.Study) -> int:
+    return int(study.study_name.rsplit("-b", 1)[1])
+
+
+def tuning_optimum(study: optuna.Study, lr_scan=None) -> float:
+    """The best value known for the batch size: the study's best, or the scan's when better."""
+    best = float(study.best_trial.value)
+    return min(best, lr_scan.best_value) if lr_scan is not None else best
+
+
 def analyse_batch_size(
-    config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan=None
+    config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan=None, *, trials_to_5pct=None
 ) -> BatchSizeResult:
     """Best trial, its seeds, the fixed-lr seeds in both precisions, the epoch-map theory, and what tuning
-    costs: the scan's best and how many TPE trials without the scan reach 5% of the optimum."""
-    from mbgd import scan
-
-    batch_size = int(study.study_name.rsplit("-b", 1)[1])
+    costs: the scan's best and how many TPE trials without the scan reach 5% of the optimum
+    (`trials_to_5pct`: measure_tuning_cost's Pending; None: not measured)."""
+    batch_size = study_batch_size(study)
     best = study.best_trial
     best_lr = float(best.params["lr"])
     other_dtype = "float64" if config.train.dtype == "float32" else "float32"
@@ -154,11 +184,8 @@ def analyse_batch_size(
         (float(t.params["lr"]), float(t.value), bool(t.user_attrs.get("diverged", False)))
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     ]
-    optimum = min(float(best.value), lr_scan.best_value) if lr_scan is not None else float(best.value)
     tuned, fixed = retrain_lrs_over_seeds(config, batch_size, [best_lr, config.train.lr])
-    cost = None
-    if config.tuning_cost_seeds:
-        cost = scan.tpe_trials_to_within(config, data, batch_size, optimum, seeds=config.tuning_cost_seeds)
+    fixed_other_dtype = retrain_over_seeds(config, batch_size, config.train.lr, dtype=other_dtype)
     return BatchSizeResult(
         batch_size=batch_size,
         best_lr=best_lr,
@@ -166,12 +193,12 @@ def analyse_batch_size(
         best_trial_number=best.number,
         tuned=tuned,
         fixed=fixed,
-        fixed_other_dtype=retrain_over_seeds(config, batch_size, config.train.lr, dtype=other_dtype),
+        fixed_other_dtype=fixed_other_dtype,
         theory=theory_values,
         trials=trials,
         pruned_trials=len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))),
         lr_scan=lr_scan,
-        trials_to_5pct_by_seed=cost,
+        trials_to_5pct_by_seed=None if trials_to_5pct is None else trials_to_5pct.result(),
     )
 
 

@@ -23,7 +23,7 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -200,13 +200,21 @@ def backfill(client, runs: Sequence[TrialRun], existing: dict[int, list]) -> dic
 
 
 def backfill_studies(
-    client, parent, studies, *, n: int, dtype: str, label_of: Callable[[str], str] = lambda study_name: ""
+    client,
+    parent,
+    studies,
+    *,
+    n: int,
+    dtype: str,
+    label_of: Callable[[str], str] = lambda study_name: "",
+    known: Mapping[tuple[str, int], str] | None = None,
 ) -> dict[tuple[str, int], str]:
     """Write, as children of `parent` (the command's run), the run of every finished trial that has none in
     the experiment (its process was killed between telling the trial and writing the run: a worker, or an
     earlier sweep or scaling), rebuilt from what the trial stored when told (sweep.stored_record); `studies`
     are (batch size, study) pairs, `label_of` as in on_told_trials; returns their ids by (study name,
-    trial)."""
+    trial). The trials in `known` (by (study name, trial): runs this process wrote) have theirs: a study with
+    no other finished trial is not searched."""
     from mbgd import protocol, sweep
 
     written = {}
@@ -221,6 +229,9 @@ def backfill_studies(
             for record in records
             if record is not None
         ]
+        runs = [run for run in runs if run.key not in (known or {})]
+        if not runs:
+            continue
         existing = runs_by_trial(client, parent.experiment_id, study.study_name)
         written |= backfill(client, runs, existing)
     return written

@@ -1,0 +1,229 @@
+"""A second process for pure computations (no store, no MLflow, nothing written): a command hands it calls
+early and takes their results when it needs them, so that this machine's second core works meanwhile.
+
+Whatever happens to the process, a call's result is the one this process would compute: a call it did not
+answer (it died, was killed, or the call raised there) runs here instead, with the same arguments. A call is
+a module-level function and its arguments, pickled; hand it descriptions (configs), not big tensors: the
+worker loads data itself.
+
+The process is `python -m mbgd.compute_worker` (not multiprocessing's spawn, so that it is not mistaken for
+the trial-run helper or a sweep worker): it ignores Ctrl-C and SIGTERM like the helper, ends when its calls'
+pipe closes, and is killed when this process dies (processes.die_with_parent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from typing import Any
+
+WORKER_FROM_TRIALS = 48  # a command with fewer trials does not start one (it would wait for its imports)
+NICENESS = 10
+MAX_CALL_BYTES = 16 << 20  # a call with more data than this runs here (the data would cost more to copy)
+# What the worker imports before its first call, while the command imports its own modules.
+WARM_MODULES = ("torch", "optuna", "mbgd.studies", "mbgd.scan", "mbgd.sweep_summary")
+
+
+class Pending:
+    """A call handed to the worker (or kept to run here); `result()` waits for it."""
+
+    def __init__(self, worker: ComputeWorker | None, number: int, function: Callable, args, kwargs) -> None:
+        self._worker = worker
+        self._number = number
+        self._call = (function, args, kwargs)
+        self._done = False
+        self._value: Any = None
+
+    def result(self) -> Any:
+        if not self._done:
+            answered, value = self._worker.answer(self._number) if self._worker else (False, None)
+            if not answered:
+                function, args, kwargs = self._call
+                value = function(*args, **kwargs)
+            self._value, self._done, self._call = value, True, None
+        return self._value
+
+
+class ComputeWorker:
+    """The worker process when `start` is set (and the platform has fork-free pipes: POSIX), else none:
+    every call then runs here, when its result is asked for."""
+
+    def __init__(self, *, start: bool, warm: Sequence[str] = WARM_MODULES) -> None:
+        self._process: subprocess.Popen | None = None
+        self._calls = self._results = None
+        self._answers: dict[int, tuple[bool, Any]] = {}
+        self._unanswered: set[int] = set()  # calls handed over
+        self._submitted = 0
+        if start and os.name == "posix":
+            self._start(warm)
+        self._started = self._process is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def started(self) -> bool:
+        """Whether a worker process was started (it may have ended since)."""
+        return self._started
+
+    def submit(self, function: Callable, *args: Any, **kwargs: Any) -> Pending:
+        number = self._submitted
+        self._submitted += 1
+        handed_over = False
+        if self._process is not None:
+            try:
+                payload = _pickled((function, args, kwargs))
+            except Exception:  # noqa: BLE001 - not picklable: this call runs here
+                payload = None
+            try:
+                if payload is not None:
+                    self._calls.send((number, payload))
+                    handed_over = True
+                    self._unanswered.add(number)
+            except (OSError, ValueError):  # the worker is gone: this call and the next run here
+                self._stop()
+        return Pending(self if handed_over else None, number, function, args, kwargs)
+
+    def answer(self, number: int) -> tuple[bool, Any]:
+        """(True, value) once the worker has answered call `number`; (False, None) if it never will."""
+        while number not in self._answers and self._process is not None:
+            try:
+                answered_number, ok, value = self._results.recv()
+            except (EOFError, OSError):
+                self._stop()
+                break
+            self._answers[answered_number] = (ok, value)
+            self._unanswered.discard(answered_number)
+        ok, value = self._answers.pop(number, (False, None))
+        return (True, value) if ok else (False, None)
+
+    def close(self) -> None:
+        """End the worker: at once if it still has calls (their results are not wanted any more)."""
+        if self._process is not None:
+            self._stop(kill=bool(self._unanswered))
+
+    def _start(self, warm: Sequence[str]) -> None:
+        from mbgd.processes import signals_blocked_for_children
+
+        calls_in, calls_out = os.pipe()
+        results_in, results_out = os.pipe()
+        try:
+            # blocked until it ignores them: a Ctrl-C now must not kill it half-started
+            with signals_blocked_for_children():
+                self._process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mbgd.compute_worker",
+                        str(os.getpid()),
+                        str(calls_in),
+                        str(results_out),
+                    ]
+                    + list(warm),
+                    pass_fds=(calls_in, results_out),
+                    stdin=subprocess.DEVNULL,
+                )
+        except OSError:
+            os.close(calls_out)
+            os.close(results_in)
+            return
+        finally:
+            os.close(calls_in)
+            os.close(results_out)
+        self._calls = Connection(calls_out, readable=False)
+        self._results = Connection(results_in, writable=False)
+
+    def _stop(self, *, kill: bool = False) -> None:
+        process, self._process = self._process, None
+        if kill:
+            process.kill()
+        for connection in (self._calls, self._results):
+            connection.close()  # the worker sees its calls end and exits
+        self._calls = self._results = None
+        process.wait()
+
+
+def _pickled(call: tuple) -> bytes | None:
+    """The call as bytes (plain pickle: tensors go by value, not by shared memory; unpickled by the worker's
+    loop, which answers a call it cannot load), or None when it is too big to be worth the copy."""
+    payload = pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+    return payload if len(payload) <= MAX_CALL_BYTES else None
+
+
+@contextmanager
+def open_worker(*, start: bool) -> Iterator[ComputeWorker]:
+    worker = ComputeWorker(start=start)
+    try:
+        yield worker
+    finally:
+        worker.close()
+
+
+def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequence[str]) -> None:
+    """The worker's loop: calls read as they come (a sender never waits on a busy worker), answered in turn;
+    the process ends, without tearing down its interpreter, when the calls' pipe closes."""
+    import importlib
+    import warnings
+
+    from mbgd.processes import STOP_SIGNALS, die_with_parent, ignore_stops
+
+    ignore_stops()  # the command's process handles them, and ends this one
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the command while it started us
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
+    die_with_parent(parent_pid)
+    # Behind the command's own process for the CPU: this one should use what that one leaves idle (while
+    # the command waits for a result, it leaves all of it).
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+
+    def read() -> None:
+        while True:
+            try:
+                inbox.put(calls.recv())
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+
+    threading.Thread(target=read, name="mbgd-compute-calls", daemon=True).start()
+    for module in warm:
+        importlib.import_module(module)
+    if "optuna" in sys.modules:  # as quiet as the command's process (mbgd.studies): no experimental notes
+        from optuna.exceptions import ExperimentalWarning
+
+        warnings.simplefilter("ignore", ExperimentalWarning)
+    while (call := inbox.get()) is not None:
+        number, payload = call
+        try:
+            function, args, kwargs = pickle.loads(payload)
+            answer = (number, True, function(*args, **kwargs))
+        except (
+            BaseException
+        ):  # not importable here, or it raised: the caller runs it itself (and meets the error)
+            answer = (number, False, None)
+        try:
+            results.send(answer)
+        except OSError:
+            break
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    _serve(
+        int(sys.argv[1]),
+        Connection(int(sys.argv[2]), writable=False),
+        Connection(int(sys.argv[3]), readable=False),
+        sys.argv[4:],
+    )

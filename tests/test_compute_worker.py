@@ -1,0 +1,133 @@
+"""The compute worker: calls answered by a second process, and the same answer here whatever happens to it."""
+
+import operator
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mbgd.compute_worker import ComputeWorker, open_worker
+
+QUICK = ()  # no modules to import before the first call: these tests call the standard library
+
+
+def worker() -> ComputeWorker:
+    started = ComputeWorker(start=True, warm=QUICK)
+    assert started.pid is not None
+    return started
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_calls_are_answered_by_the_worker_process_in_any_order() -> None:
+    with open_worker(start=False) as unused:
+        assert unused.pid is None
+    started = worker()
+    try:
+        pid, total, power = (
+            started.submit(os.getpid),
+            started.submit(sum, [1, 2, 3]),
+            started.submit(pow, 2, exp=10),
+        )
+        assert power.result() == 1024  # taken before the others: theirs wait, kept
+        assert total.result() == 6
+        assert pid.result() == started.pid != os.getpid()
+    finally:
+        started.close()
+
+
+def test_without_a_worker_each_call_runs_here_when_its_result_is_asked_for() -> None:
+    calls: list[int] = []
+    here = ComputeWorker(start=False)
+    pending = here.submit(calls.append, 1)
+    assert calls == []
+    assert pending.result() is None
+    assert calls == [1]
+    assert here.submit(os.getpid).result() == os.getpid()
+
+
+def test_a_call_the_worker_cannot_load_or_that_fails_there_runs_here() -> None:
+    def local(value: int) -> int:  # not importable by the worker: it answers that it could not
+        return value + 1
+
+    started = worker()
+    try:
+        assert started.submit(local, 1).result() == 2
+        with pytest.raises(ZeroDivisionError):  # raised there, then here: the caller meets the real error
+            started.submit(operator.truediv, 1, 0).result()
+        assert started.submit(os.getpid).result() == started.pid  # the worker goes on
+    finally:
+        started.close()
+
+
+def test_a_killed_worker_s_calls_run_here() -> None:
+    started = worker()
+    try:
+        slow = started.submit(time.sleep, 2)
+        pid = started.submit(os.getpid)
+        os.kill(started.pid, signal.SIGKILL)
+        began = time.monotonic()
+        assert slow.result() is None  # run here: the whole sleep
+        assert time.monotonic() - began >= 1.9
+        assert pid.result() == os.getpid()
+        assert started.submit(os.getpid).result() == os.getpid()  # and every later call
+    finally:
+        started.close()
+
+
+def test_the_worker_ignores_ctrl_c_and_ends_with_its_calls_pipe() -> None:
+    started = worker()
+    pid = started.pid
+    answer = started.submit(sum, [2, 3])
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    assert answer.result() == 5
+    assert started.submit(os.getpid).result() == pid
+    started.close()
+    assert not alive(pid)
+
+
+def test_closing_with_calls_unanswered_kills_the_worker_at_once() -> None:
+    started = worker()
+    pid = started.pid
+    started.submit(time.sleep, 30)
+    began = time.monotonic()
+    started.close()
+    assert time.monotonic() - began < 10
+    assert not alive(pid)
+
+
+def test_the_worker_dies_with_the_process_that_started_it() -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from mbgd.compute_worker import ComputeWorker\n"
+            "w = ComputeWorker(start=True, warm=())\n"
+            "print(w.submit(sum, [1]).result() and w.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = int(parent.stdout.readline())
+        assert alive(pid)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid)
+    finally:
+        parent.kill()
