@@ -30,7 +30,7 @@ WORKER_FROM_TRIALS = 48  # a command with fewer trials does not start one (it wo
 NICENESS = 10
 MAX_CALL_BYTES = 16 << 20  # a call with more data than this runs here (the data would cost more to copy)
 # What the worker imports before its first call, while the command imports its own modules.
-WARM_MODULES = ("torch", "optuna", "mbgd.studies", "mbgd.scan", "mbgd.sweep_summary")
+WARM_MODULES = ("torch", "optuna", "mbgd.studies", "mbgd.scan", "mbgd.sweep_summary", "mbgd.scan_plots")
 
 
 class Pending:

@@ -60,8 +60,18 @@ def tracked_scaling(
         on_trials = trial_runs.on_told_trials(
             writer.submit, scaling_run, n=data.n, dtype=config.sweep.train.dtype, label_of=label_of
         )
+        drawn_scans = []  # each (order, regime)'s scan figure, drawn by the worker once its studies are done
+
+        def draw_curve_scans(curve) -> None:
+            scans = [point.lr_scan for point in curve.points if point.lr_scan is not None]
+            studies = [open_study(curve.study_config, p.batch_size, storage) for p in curve.points]
+            title = (
+                f"updates to the target vs lr, {curve.order} order, {curve.regime}: scan and Optuna trials"
+            )
+            drawn_scans.append(steps.draw_scans(scans, studies, title=title, worker=worker))
+
         result = scaling.measure_scaling(
-            config, storage, on_trials=on_trials, progress=progress, worker=worker
+            config, storage, on_trials=on_trials, progress=progress, worker=worker, on_curve=draw_curve_scans
         )
         summary = scaling_summary.summarize(result)
         markdown = scaling_report.scaling_markdown(summary, heading="#")
@@ -75,17 +85,13 @@ def tracked_scaling(
             "scaling_lr.png": scaling_plots.scaling_lr_figure(summary),
         }
         pngs = steps.log_figures(client, scaling_run.run_id, figures)
-        for curve in result.curves:
-            scans = [point.lr_scan for point in curve.points if point.lr_scan is not None]
-            studies = [open_study(curve.study_config, p.batch_size, storage) for p in curve.points]
+        for curve, drawn in zip(result.curves, drawn_scans, strict=True):
             scan_png = steps.log_scans(
                 client,
                 scaling_run.run_id,
-                scans,
-                studies,
+                [point.lr_scan for point in curve.points if point.lr_scan is not None],
+                drawn,
                 figure_file=f"lr_scan/{curve.order}-{curve.regime}.png",
-                title=f"updates to the target vs lr, {curve.order} order, {curve.regime}: scan and Optuna "
-                "trials",
             )
             if scan_png is not None:
                 pngs[f"scaling_lr_scan_{curve.order}-{curve.regime}.png"] = scan_png

@@ -86,18 +86,28 @@ def log_summary(client, run_id: str, summary: dict, markdown: str, *, name: str)
     tracking.describe(client, run_id, markdown)
 
 
-def log_scans(client, run_id: str, scans, studies, *, figure_file: str, title: str) -> bytes | None:
-    """Each scan as lr_scan/<study>.csv, and one figure of them all with the studies' trials on them
-    (returned as a PNG file's bytes; None without scans)."""
-    from mbgd import scan_plots, tracking
+def log_scans(client, run_id: str, scans, drawn, *, figure_file: str) -> bytes | None:
+    """Each scan as lr_scan/<study>.csv, and their figure (`drawn`: draw_scans's Pending) as `figure_file`;
+    returns the figure's PNG bytes, None without scans."""
+    from mbgd import tracking
 
     if not scans:
         return None
     for lr_scan in scans:
         tracking.log_text(client, run_id, lr_scan.to_csv(), f"lr_scan/{lr_scan.study_name}.csv")
+    png = drawn.result()
+    tracking.log_png(client, run_id, png, figure_file)
+    return png
+
+
+def draw_scans(scans, studies, *, title: str, worker=None):
+    """The figure of the scans with the studies' trials on them, as a PNG file's bytes: a Pending, drawn by
+    `worker` (mbgd.compute_worker) while the caller goes on, else here when its result is asked for."""
+    from mbgd import scan_plots
+    from mbgd.compute_worker import ComputeWorker
+
     trials = {study.study_name: completed_trials(study) for study in studies}
-    figure = scan_plots.lr_scan_figure(scans, trials, title=title)
-    return log_figures(client, run_id, {figure_file: figure})[figure_file]
+    return (worker or ComputeWorker(start=False)).submit(scan_plots.lr_scan_png, scans, trials, title=title)
 
 
 def completed_trials(study) -> list[tuple[float, float]]:

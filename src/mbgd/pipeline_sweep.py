@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from mbgd.data import RegressionData
 from mbgd.pipeline_steps import (
     SCAN_TITLE,
+    draw_scans,
     log_best_model,
     log_figures,
     log_scans,
@@ -164,9 +165,8 @@ def tracked_sweep(
             client,
             sweep_run.run_id,
             list(scans.values()),
-            studies,
+            draw_scans(list(scans.values()), studies, title=SCAN_TITLE.format(objective=config.objective)),
             figure_file="lr_scan.png",
-            title=SCAN_TITLE.format(objective=config.objective),
         )
         for study in studies:
             for name, figure in plots.optuna_figures(study).items():

@@ -263,8 +263,10 @@ def measure_scaling(
     on_scan: Callable[[LrScan], None] | None = None,
     progress: ProgressLine | None = None,
     worker=None,
+    on_curve: Callable[[ScalingCurve], None] | None = None,
 ) -> ScalingResult:
-    """Every (order, regime): the lr study of each batch size, then its best lr over the seeds.
+    """Every (order, regime): the lr study of each batch size, then its best lr over the seeds; `on_curve` is
+    called with each (order, regime)'s curve as soon as it is measured.
 
     The dense scans, which need no study, are all handed to `worker` (mbgd.compute_worker) first and taken
     as each study starts; without one they run here.
@@ -318,6 +320,8 @@ def measure_scaling(
                 progress(progress_line(order, targets, point))
         fit = fit_critical_batch([p.batch_size for p in points], [p.stat("updates")[0] for p in points])
         curves.append(ScalingCurve(order, targets, study_config, points, fit))
+        if on_curve:
+            on_curve(curves[-1])
     return ScalingResult(config, base_data, scaling_theory(base_data.x, config.sweep.batch_sizes), curves)
 
 

@@ -45,6 +45,13 @@ def lr_scan_figure(scans, trials: Mapping[str, list[tuple[float, float]]], *, ti
     return figure
 
 
+def lr_scan_png(scans, trials: Mapping[str, list[tuple[float, float]]], *, title: str) -> bytes:
+    """lr_scan_figure as a PNG file's bytes (what a compute worker draws)."""
+    from mbgd.plots import png_bytes
+
+    return png_bytes(lr_scan_figure(scans, trials, title=title))
+
+
 def _scan_panel(axes, scan, refined: list[tuple[float, float]], indices: range, *, log_x: bool) -> None:
     from matplotlib.ticker import MaxNLocator
 
