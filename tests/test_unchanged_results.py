@@ -3,6 +3,8 @@ what the code before them gave (tests/data/unchanged_results.json, made by commi
 commands), with their longest computations in this process or in the compute worker's."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -24,20 +26,29 @@ def printed(output: str) -> list[str]:
     return [line for line in output.splitlines() if not line.startswith(("run ", "open the"))]
 
 
-@pytest.fixture(params=["here", "in the compute worker"])
+@pytest.fixture(params=["here", "in the compute worker", "in a compute worker killed at its first call"])
 def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The small commands run their tuning costs and scans here (too few trials for a worker), or, with the
-    threshold lowered, in mbgd.compute_worker's process, which must then answer every call it was handed."""
+    threshold lowered, in mbgd.compute_worker's process, which must then answer every call it was handed; or
+    in one killed (kill -9) as soon as it is handed its first call, so that this process makes them all."""
+    killing = request.param.startswith("in a compute worker killed")
     started: list[compute_worker.ComputeWorker] = []
     calls = {"handed over": 0, "answered there": 0}
     original_init, original_answer = (
         compute_worker.ComputeWorker.__init__,
         compute_worker.ComputeWorker.answer,
     )
+    original_submit = compute_worker.ComputeWorker.submit
 
     def init(self, **kwargs) -> None:
         original_init(self, **kwargs)
         started.append(self)
+
+    def submit(self, function, *args, **kwargs):
+        pending = original_submit(self, function, *args, **kwargs)
+        if killing and self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)  # still importing: it cannot have answered
+        return pending
 
     def answer(self, number: int):
         calls["handed over"] += 1
@@ -49,11 +60,12 @@ def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
         monkeypatch.setattr("mbgd.cli.WORKER_FROM_TRIALS", 1)
         monkeypatch.setattr(compute_worker.ComputeWorker, "__init__", init)
         monkeypatch.setattr(compute_worker.ComputeWorker, "answer", answer)
+        monkeypatch.setattr(compute_worker.ComputeWorker, "submit", submit)
     yield request.param
     if request.param != "here":
         assert [w for w in started if w.started]
         assert calls["handed over"] > 0
-        assert calls["answered there"] == calls["handed over"]
+        assert calls["answered there"] == (0 if killing else calls["handed over"])
 
 
 def test_a_sweep_s_summary_metrics_trials_and_lines_are_unchanged(
