@@ -20,6 +20,13 @@ def worker() -> ComputeWorker:
     return started
 
 
+def answered(*pending) -> None:
+    deadline = time.monotonic() + 60
+    while not all(p.ready() for p in pending):
+        assert time.monotonic() < deadline, "the worker did not answer"
+        time.sleep(0.02)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -38,6 +45,7 @@ def test_calls_are_answered_by_the_worker_process_in_any_order() -> None:
             started.submit(sum, [1, 2, 3]),
             started.submit(pow, 2, exp=10),
         )
+        answered(pid, total, power)
         assert power.result() == 1024  # taken before the others: theirs wait, kept
         assert total.result() == 6
         assert pid.result() == started.pid != os.getpid()
@@ -61,10 +69,16 @@ def test_a_call_the_worker_cannot_load_or_that_fails_there_runs_here() -> None:
 
     started = worker()
     try:
-        assert started.submit(local, 1).result() == 2
+        unloadable, failing, pid = (
+            started.submit(local, 1),
+            started.submit(operator.truediv, 1, 0),
+            started.submit(os.getpid),
+        )
+        answered(unloadable, failing, pid)
+        assert unloadable.result() == 2
         with pytest.raises(ZeroDivisionError):  # raised there, then here: the caller meets the real error
-            started.submit(operator.truediv, 1, 0).result()
-        assert started.submit(os.getpid).result() == started.pid  # the worker goes on
+            failing.result()
+        assert pid.result() == started.pid  # the worker went on
     finally:
         started.close()
 
@@ -72,8 +86,10 @@ def test_a_call_the_worker_cannot_load_or_that_fails_there_runs_here() -> None:
 def test_a_killed_worker_s_calls_run_here() -> None:
     started = worker()
     try:
+        answered(started.submit(sum, []))  # the worker is up and idle
         slow = started.submit(time.sleep, 2)
         pid = started.submit(os.getpid)
+        time.sleep(0.5)  # the sleep begun there: not taken back, waited for until the worker dies
         os.kill(started.pid, signal.SIGKILL)
         began = time.monotonic()
         assert slow.result() is None  # run here: the whole sleep
@@ -87,13 +103,32 @@ def test_a_killed_worker_s_calls_run_here() -> None:
 def test_the_worker_ignores_ctrl_c_and_ends_with_its_calls_pipe() -> None:
     started = worker()
     pid = started.pid
-    answer = started.submit(sum, [2, 3])
+    first = started.submit(sum, [2, 3])
     os.kill(pid, signal.SIGINT)
     os.kill(pid, signal.SIGTERM)
-    assert answer.result() == 5
-    assert started.submit(os.getpid).result() == pid
+    second = started.submit(os.getpid)
+    answered(first, second)
+    assert first.result() == 5
+    assert second.result() == pid
     started.close()
     assert not alive(pid)
+
+
+def test_a_call_the_worker_has_not_begun_is_taken_back_and_run_here() -> None:
+    started = worker()
+    try:
+        answered(started.submit(sum, []))
+        busy = started.submit(time.sleep, 3)
+        waiting = started.submit(os.getpid)
+        after = started.submit(os.getpid)
+        began = time.monotonic()
+        assert waiting.result() == os.getpid()  # here, at once: not after the worker's sleep
+        assert time.monotonic() - began < 2
+        answered(busy, after)
+        assert after.result() == started.pid  # the worker skipped the call taken back, and went on
+        assert busy.result() is None
+    finally:
+        started.close()
 
 
 def test_closing_with_calls_unanswered_kills_the_worker_at_once() -> None:

@@ -5,6 +5,7 @@ commands), with their longest computations in this process or in the compute wor
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,9 @@ def printed(output: str) -> list[str]:
 @pytest.fixture(params=["here", "in the compute worker", "in a compute worker killed at its first call"])
 def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The small commands run their tuning costs and scans here (too few trials for a worker), or, with the
-    threshold lowered, in mbgd.compute_worker's process, which must then answer every call it was handed; or
-    in one killed (kill -9) as soon as it is handed its first call, so that this process makes them all."""
+    threshold lowered, in mbgd.compute_worker's process, which must then answer every call it was handed (the
+    command waits for each instead of taking back those not begun); or in one killed (kill -9) as soon as it
+    is handed its first call, so that this process makes them all."""
     killing = request.param.startswith("in a compute worker killed")
     started: list[compute_worker.ComputeWorker] = []
     calls = {"handed over": 0, "answered there": 0}
@@ -52,6 +54,8 @@ def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
 
     def answer(self, number: int):
         calls["handed over"] += 1
+        while not killing and self.pid is not None and not self.has_answered(number):
+            time.sleep(0.005)
         answered, value = original_answer(self, number)
         calls["answered there"] += answered
         return answered, value

@@ -2,9 +2,10 @@
 early and takes their results when it needs them, so that this machine's second core works meanwhile.
 
 Whatever happens to the process, a call's result is the one this process would compute: a call it did not
-answer (it died, was killed, or the call raised there) runs here instead, with the same arguments. A call is
-a module-level function and its arguments, pickled; hand it descriptions (configs), not big tensors: the
-worker loads data itself.
+answer (it died, was killed, or the call raised there) runs here instead, with the same arguments, and so
+does one it had not begun when its result is wanted (taken back: the command would otherwise wait while the
+worker is busy). A call is a module-level function and its arguments, pickled; one with more data than
+MAX_CALL_BYTES runs here.
 
 The process is `python -m mbgd.compute_worker` (not multiprocessing's spawn, so that it is not mistaken for
 the trial-run helper or a sweep worker): it ignores Ctrl-C and SIGTERM like the helper, ends when its calls'
@@ -31,6 +32,7 @@ NICENESS = 10
 MAX_CALL_BYTES = 16 << 20  # a call with more data than this runs here (the data would cost more to copy)
 # What the worker imports before its first call, while the command imports its own modules.
 WARM_MODULES = ("torch", "optuna", "mbgd.studies", "mbgd.scan", "mbgd.sweep_summary", "mbgd.scan_plots")
+# (mbgd.scan_plots brings mbgd.plots and matplotlib: the worker draws figures too)
 
 
 class Pending:
@@ -42,6 +44,10 @@ class Pending:
         self._call = (function, args, kwargs)
         self._done = False
         self._value: Any = None
+
+    def ready(self) -> bool:
+        """Whether the worker has answered the call: result() no longer waits on it."""
+        return self._done or self._worker is None or self._worker.has_answered(self._number)
 
     def result(self) -> Any:
         if not self._done:
@@ -61,7 +67,8 @@ class ComputeWorker:
         self._process: subprocess.Popen | None = None
         self._calls = self._results = None
         self._answers: dict[int, tuple[bool, Any]] = {}
-        self._unanswered: set[int] = set()  # calls handed over
+        self._unanswered: set[int] = set()  # calls handed over, neither answered nor taken back
+        self._begun: set[int] = set()  # calls the worker said it began
         self._submitted = 0
         if start and os.name == "posix":
             self._start(warm)
@@ -87,7 +94,7 @@ class ComputeWorker:
                 payload = None
             try:
                 if payload is not None:
-                    self._calls.send((number, payload))
+                    self._calls.send(("call", number, payload))
                     handed_over = True
                     self._unanswered.add(number)
             except (OSError, ValueError):  # the worker is gone: this call and the next run here
@@ -95,17 +102,43 @@ class ComputeWorker:
         return Pending(self if handed_over else None, number, function, args, kwargs)
 
     def answer(self, number: int) -> tuple[bool, Any]:
-        """(True, value) once the worker has answered call `number`; (False, None) if it never will."""
+        """(True, value) once the worker has answered call `number`; (False, None) if it never will: it died,
+        the call failed there, or the worker had not begun it yet, in which case it is taken back (the caller,
+        which would otherwise wait, runs it)."""
+        self._receive(wait=False)
         while number not in self._answers and self._process is not None:
-            try:
-                answered_number, ok, value = self._results.recv()
-            except (EOFError, OSError):
-                self._stop()
+            if number not in self._begun:
+                self._take_back(number)
                 break
-            self._answers[answered_number] = (ok, value)
-            self._unanswered.discard(answered_number)
+            self._receive(wait=True)
         ok, value = self._answers.pop(number, (False, None))
         return (True, value) if ok else (False, None)
+
+    def has_answered(self, number: int) -> bool:
+        self._receive(wait=False)
+        return number in self._answers
+
+    def _receive(self, *, wait: bool) -> None:
+        """The worker's messages so far (and, with `wait`, at least one): calls begun and calls answered."""
+        while self._process is not None and (wait or self._results.poll()):
+            wait = False
+            try:
+                message = self._results.recv()
+            except (EOFError, OSError):
+                self._stop()
+                return
+            if message[0] == "begun":
+                self._begun.add(message[1])
+            elif message[1] in self._unanswered:  # an answer to a call taken back is not wanted
+                self._answers[message[1]] = message[2:]
+                self._unanswered.discard(message[1])
+
+    def _take_back(self, number: int) -> None:
+        self._unanswered.discard(number)
+        try:
+            self._calls.send(("skip", number))
+        except (OSError, ValueError):
+            self._stop()
 
     def close(self) -> None:
         """End the worker: at once if it still has calls (their results are not wanted any more)."""
@@ -170,8 +203,9 @@ def open_worker(*, start: bool) -> Iterator[ComputeWorker]:
 
 
 def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequence[str]) -> None:
-    """The worker's loop: calls read as they come (a sender never waits on a busy worker), answered in turn;
-    the process ends, without tearing down its interpreter, when the calls' pipe closes."""
+    """The worker's loop: calls read as they come (a sender never waits on a busy worker), each said begun,
+    then answered, in turn, but for those the command took back first; the process ends, without tearing down
+    its interpreter, when the calls' pipe closes."""
     import importlib
     import warnings
 
@@ -186,14 +220,19 @@ def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequen
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
     inbox: queue.SimpleQueue = queue.SimpleQueue()
+    skipped: set[int] = set()  # calls taken back by the command before we began them
 
     def read() -> None:
         while True:
             try:
-                inbox.put(calls.recv())
+                message = calls.recv()
             except (EOFError, OSError):
                 inbox.put(None)
                 return
+            if message[0] == "skip":
+                skipped.add(message[1])
+            else:
+                inbox.put(message[1:])
 
     threading.Thread(target=read, name="mbgd-compute-calls", daemon=True).start()
     for module in warm:
@@ -204,14 +243,15 @@ def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequen
         warnings.simplefilter("ignore", ExperimentalWarning)
     while (call := inbox.get()) is not None:
         number, payload = call
+        if number in skipped:
+            continue
         try:
-            function, args, kwargs = pickle.loads(payload)
-            answer = (number, True, function(*args, **kwargs))
-        except (
-            BaseException
-        ):  # not importable here, or it raised: the caller runs it itself (and meets the error)
-            answer = (number, False, None)
-        try:
+            results.send(("begun", number))
+            try:
+                function, args, kwargs = pickle.loads(payload)
+                answer = ("answer", number, True, function(*args, **kwargs))
+            except BaseException:  # not importable here, or it raised: the caller runs it (meets the error)
+                answer = ("answer", number, False, None)
             results.send(answer)
         except OSError:
             break

@@ -125,6 +125,7 @@ def tracked_sweep(
     `register_model` each best model becomes a version of that registered model.
     """
     from mbgd import plots, report, sweep_summary, tracking, trial_runs
+    from mbgd.compute_worker import ComputeWorker
     from mbgd.studies import remaining_trials
 
     storage_url, storage = open_study_storage(config)
@@ -160,7 +161,13 @@ def tracked_sweep(
             progress=progress,
             on_study=measure_cost,
         )
-        # first what needs only the studies, while the worker measures
+        # Optuna's figures drawn by the worker once it has measured; here, what needs only the studies
+        drawn_optuna = {
+            study.study_name: (worker or ComputeWorker(start=False)).submit(
+                plots.optuna_pngs, study.study_name, study.get_trials(deepcopy=False)
+            )
+            for study in studies
+        }
         log_scans(
             client,
             sweep_run.run_id,
@@ -168,10 +175,6 @@ def tracked_sweep(
             draw_scans(list(scans.values()), studies, title=SCAN_TITLE.format(objective=config.objective)),
             figure_file="lr_scan.png",
         )
-        for study in studies:
-            for name, figure in plots.optuna_figures(study).items():
-                tracking.log_figure(client, sweep_run.run_id, figure, f"optuna/{study.study_name}/{name}.png")
-                plots.close(figure)
         results = [
             sweep_summary.analyse_batch_size(config, study, data, scans.get(b), trials_to_5pct=costs.get(b))
             for b, study in zip(config.batch_sizes, studies, strict=True)
@@ -183,6 +186,9 @@ def tracked_sweep(
         if register_model:
             registered = register_best_models(client, register_model, config, results, best_models)
         log_figures(client, sweep_run.run_id, sweep_figures(config, results, summary))
+        for study_name, drawn in drawn_optuna.items():
+            for name, png in drawn.result().items():
+                tracking.log_png(client, sweep_run.run_id, png, f"optuna/{study_name}/{name}.png")
         trial_run_ids = all_trial_run_ids()  # the helper wrote the last trial runs meanwhile
         best_runs = {
             r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))

@@ -275,6 +275,20 @@ def optuna_figures(study) -> dict[str, Figure]:
     return figures
 
 
+def optuna_pngs(study_name: str, trials) -> dict[str, bytes]:
+    """optuna_figures of a study rebuilt in memory from its trials (what a compute worker draws: a study on a
+    storage does not travel), as PNG files' bytes."""
+    import optuna
+
+    study = optuna.create_study(study_name=study_name, direction="minimize")
+    study.add_trials(trials)
+    pngs = {}
+    for name, figure in optuna_figures(study).items():
+        pngs[name] = png_bytes(figure)
+        close(figure)
+    return pngs
+
+
 def png_bytes(figure: Figure) -> bytes:
     """The figure as a PNG file's bytes, saved as MLflow's log_figure saves it (for a process that logs it
     elsewhere: tracking.log_png)."""
