@@ -36,6 +36,8 @@ def alive(pid: int) -> bool:
 
 
 def test_calls_are_answered_by_the_worker_process_in_any_order() -> None:
+    # (it begins the newest call first: the command asks for results oldest first, and takes back those the
+    # worker has not begun, so that the two meet in the middle)
     with open_worker(start=False) as unused:
         assert unused.pid is None
     started = worker()
@@ -87,8 +89,8 @@ def test_a_killed_worker_s_calls_run_here() -> None:
     started = worker()
     try:
         answered(started.submit(sum, []))  # the worker is up and idle
-        slow = started.submit(time.sleep, 2)
         pid = started.submit(os.getpid)
+        slow = started.submit(time.sleep, 2)  # the newest call: begun first
         time.sleep(0.5)  # the sleep begun there: not taken back, waited for until the worker dies
         os.kill(started.pid, signal.SIGKILL)
         began = time.monotonic()
@@ -118,12 +120,13 @@ def test_a_call_the_worker_has_not_begun_is_taken_back_and_run_here() -> None:
     started = worker()
     try:
         answered(started.submit(sum, []))
-        busy = started.submit(time.sleep, 3)
         waiting = started.submit(os.getpid)
-        after = started.submit(os.getpid)
+        busy = started.submit(time.sleep, 3)  # the worker begins the newest call first
+        time.sleep(0.5)
         began = time.monotonic()
         assert waiting.result() == os.getpid()  # here, at once: not after the worker's sleep
         assert time.monotonic() - began < 2
+        after = started.submit(os.getpid)
         answered(busy, after)
         assert after.result() == started.pid  # the worker skipped the call taken back, and went on
         assert busy.result() is None

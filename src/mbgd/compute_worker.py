@@ -14,10 +14,10 @@ pipe closes, and is killed when this process dies (processes.die_with_parent).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import pickle
-import queue
 import signal
 import subprocess
 import sys
@@ -219,20 +219,41 @@ def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequen
     # the command waits for a result, it leaves all of it).
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
-    inbox: queue.SimpleQueue = queue.SimpleQueue()
-    skipped: set[int] = set()  # calls taken back by the command before we began them
+    # Calls waiting, newest last. The command takes results (and back calls) from the oldest on, so this
+    # process begins the newest: the two meet in the middle, and no work is done twice or waited for in turn.
+    inbox: collections.deque = collections.deque()
+    skipped: set[int] = set()  # calls the command took back before we began them
+    arrived = threading.Condition()
+    ended = False
 
     def read() -> None:
+        nonlocal ended
         while True:
             try:
                 message = calls.recv()
             except (EOFError, OSError):
-                inbox.put(None)
+                message = None
+            with arrived:
+                if message is None:
+                    ended = True
+                elif message[0] == "skip":
+                    skipped.add(message[1])
+                else:
+                    inbox.append(message[1:])
+                arrived.notify()
+            if message is None:
                 return
-            if message[0] == "skip":
-                skipped.add(message[1])
-            else:
-                inbox.put(message[1:])
+
+    def next_call() -> tuple | None:
+        with arrived:
+            while True:
+                while not inbox and not ended:
+                    arrived.wait()
+                if not inbox:
+                    return None
+                call = inbox.pop()
+                if call[0] not in skipped:
+                    return call
 
     threading.Thread(target=read, name="mbgd-compute-calls", daemon=True).start()
     for module in warm:
@@ -241,10 +262,8 @@ def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequen
         from optuna.exceptions import ExperimentalWarning
 
         warnings.simplefilter("ignore", ExperimentalWarning)
-    while (call := inbox.get()) is not None:
+    while (call := next_call()) is not None:
         number, payload = call
-        if number in skipped:
-            continue
         try:
             results.send(("begun", number))
             try:
