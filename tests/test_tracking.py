@@ -362,3 +362,20 @@ def test_scaling_logs_each_best_lr_model_that_predicts_like_an_independent_fit(t
                 )
                 predicted = mlflow.pyfunc.load_model(model_uri).predict(INPUTS)
                 assert list(predicted) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_the_sqlite_tracking_store_syncs_at_checkpoints_and_other_files_keep_their_setting(
+    tracking_store: str, tmp_path: Path
+) -> None:
+    import sqlalchemy
+
+    def synchronous(path: Path) -> int:
+        engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+        with engine.connect() as connection:
+            value = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+        engine.dispose()
+        return value
+
+    tracking.client()
+    assert synchronous(tmp_path / "mlflow.db") == 1  # NORMAL: with a write-ahead log, a sync per checkpoint
+    assert synchronous(tmp_path / "other.db") == 2  # FULL, sqlite's default: not the store, not touched

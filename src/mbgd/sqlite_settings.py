@@ -39,3 +39,27 @@ def sync_at_checkpoints(engine) -> None:
 
     sqlalchemy.event.listen(engine, "connect", on_connect)
     engine.dispose()  # connections made before the listener existed
+
+
+_SYNCED_FILES: set[str] = set()
+
+
+def sync_file_at_checkpoints(path: str) -> None:
+    """synchronous=NORMAL (as sync_at_checkpoints) on every SQLAlchemy connection this process opens from now
+    on to the sqlite file `path`, whoever makes the engine: MLflow's tracking store, which writes three times
+    per trial run."""
+    import sqlalchemy
+
+    target = os.path.realpath(path)
+    if target in _SYNCED_FILES:
+        return
+    _SYNCED_FILES.add(target)
+
+    def on_connect(connection, record) -> None:
+        if not isinstance(connection, sqlite3.Connection):
+            return
+        files = [row[2] for row in connection.execute("PRAGMA database_list")]
+        if any(file and os.path.realpath(file) == target for file in files):
+            connection.execute("PRAGMA synchronous=NORMAL")
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", on_connect)

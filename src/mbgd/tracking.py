@@ -34,7 +34,7 @@ from mbgd import liveness, store_template
 from mbgd.errors import Interrupted
 from mbgd.liveness import HOST
 from mbgd.processes import signals_deferred
-from mbgd.sqlite_settings import sqlite_path, use_write_ahead_log
+from mbgd.sqlite_settings import sqlite_path, sync_file_at_checkpoints, use_write_ahead_log
 from mbgd.tracking_store import tracking_uri
 
 if TYPE_CHECKING:
@@ -63,13 +63,15 @@ def client() -> MlflowClient:
 
     A new sqlite store is a copy of MLflow's empty tables (mbgd.store_template). A sqlite store is switched
     to a write-ahead log (a setting kept in the file): one disk sync per commit instead of several, and
-    readers such as `mbgd ui` no longer block the writers.
+    readers such as `mbgd ui` no longer block the writers; this process's connections to it sync at
+    checkpoints only (mbgd.sqlite_settings), as the Optuna storage's do.
     """
     uri = tracking_uri()
     path = sqlite_path(uri)
     if path is not None:
         store_template.create_from_template(path)  # a new store without MLflow's migrations
         use_write_ahead_log(path, timeout_s=60)
+        sync_file_at_checkpoints(path)
     return MlflowClient()
 
 
