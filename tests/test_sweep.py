@@ -91,6 +91,50 @@ def test_study_stops_at_exactly_n_trials_and_a_rerun_adds_none(tmp_path: Path) -
     assert len(logged) == 5
 
 
+def test_a_study_whose_budget_its_last_population_finished_is_not_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mbgd import protocol
+
+    reserves, progress = [], []
+    original = protocol.reserve
+
+    def counted(*args, **kwargs):
+        reserves.append(original(*args, **kwargs))
+        return reserves[-1]
+
+    monkeypatch.setattr(protocol, "reserve", counted)
+    config = small_sweep(tmp_path, n_trials=6, population=3)
+    study = run_study(config, DATA, 10, open_storage(config.storage), progress=lambda *a: progress.append(a))
+    assert len(completed(study)) == 6
+    assert reserves == [0, 3]  # two populations of three: no third look at a finished budget
+    assert progress == [(10, 0, 6), (10, 3, 6), (10, 6, 6)]  # the bar still ends at the budget
+    reserves.clear()  # resumed with one more trial: one population of one, and done
+    run_study(small_sweep(tmp_path, n_trials=7, population=3), DATA, 10, open_storage(config.storage))
+    assert reserves == [6]
+
+
+def test_a_failed_trial_s_budget_is_asked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+    import math
+
+    from mbgd import protocol, sweep
+
+    reserves, calls = [], itertools.count()
+    original_reserve, original_value = protocol.reserve, sweep.objective_value
+    monkeypatch.setattr(
+        protocol, "reserve", lambda *a, **k: reserves.append(original_reserve(*a, **k)) or reserves[-1]
+    )
+    monkeypatch.setattr(  # the second population's first trial scores a non-finite value: FAIL
+        sweep, "objective_value", lambda *a, **k: math.nan if next(calls) == 3 else original_value(*a, **k)
+    )
+    config = small_sweep(tmp_path, n_trials=6, population=3)
+    study = run_study(config, DATA, 10, open_storage(config.storage))
+    assert len(completed(study)) == 6
+    assert len(study.get_trials(states=(optuna.trial.TrialState.FAIL,))) == 1
+    assert reserves == [0, 3, 5]  # the last population finished two of three: a third is asked for the last
+
+
 def test_more_trials_resume_the_study(tmp_path: Path) -> None:
     run_study(small_sweep(tmp_path), DATA, 10, open_storage(small_sweep(tmp_path).storage))
     study = run_study(

@@ -39,6 +39,7 @@ class TrialRecord:
 
 
 OnTrials = Callable[[int, str, list[TrialRecord]], None]  # (batch size, study name, records)
+FINISHED_STATE_NAMES = {state.name for state in protocol.FINISHED_STATES}
 
 
 StudyProgress = Callable[[int, int, int], None]  # (batch size, COMPLETE trials, n_trials)
@@ -90,6 +91,13 @@ def run_study(
             continue
         if on_trials:
             on_trials(batch_size, study.study_name, records)
+        finished = done + sum(record.state in FINISHED_STATE_NAMES for record in records)
+        if finished >= config.n_trials:
+            # The budget is finished (no trial of it can still run: they are all finished), which is what
+            # asking again would find, one lock and two reads of the study later.
+            if progress:
+                progress(batch_size, finished, config.n_trials)
+            return study
 
 
 def lr_distribution(config: SweepConfig) -> optuna.distributions.FloatDistribution:
