@@ -20,11 +20,15 @@ def worker() -> ComputeWorker:
     return started
 
 
-def answered(*pending) -> None:
+def wait_until(condition) -> None:
     deadline = time.monotonic() + 60
-    while not all(p.ready() for p in pending):
-        assert time.monotonic() < deadline, "the worker did not answer"
+    while not condition():
+        assert time.monotonic() < deadline, "the worker did not get there"
         time.sleep(0.02)
+
+
+def answered(*pending) -> None:
+    wait_until(lambda: all(p.ready() for p in pending))
 
 
 def alive(pid: int) -> bool:
@@ -89,9 +93,9 @@ def test_a_killed_worker_s_calls_run_here() -> None:
     started = worker()
     try:
         answered(started.submit(sum, []))  # the worker is up and idle
-        pid = started.submit(os.getpid)
-        slow = started.submit(time.sleep, 2)  # the newest call: begun first
-        time.sleep(0.5)  # the sleep begun there: not taken back, waited for until the worker dies
+        slow = started.submit(time.sleep, 2)
+        wait_until(slow.begun)  # so not taken back: waited for until the worker dies
+        pid = started.submit(os.getpid)  # waiting behind the sleep
         os.kill(started.pid, signal.SIGKILL)
         began = time.monotonic()
         assert slow.result() is None  # run here: the whole sleep
@@ -120,9 +124,9 @@ def test_a_call_the_worker_has_not_begun_is_taken_back_and_run_here() -> None:
     started = worker()
     try:
         answered(started.submit(sum, []))
-        waiting = started.submit(os.getpid)
-        busy = started.submit(time.sleep, 3)  # the worker begins the newest call first
-        time.sleep(0.5)
+        busy = started.submit(time.sleep, 3)
+        wait_until(busy.begun)
+        waiting = started.submit(os.getpid)  # behind it
         began = time.monotonic()
         assert waiting.result() == os.getpid()  # here, at once: not after the worker's sleep
         assert time.monotonic() - began < 2

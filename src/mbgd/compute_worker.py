@@ -45,6 +45,10 @@ class Pending:
         self._done = False
         self._value: Any = None
 
+    def begun(self) -> bool:
+        """Whether the worker has begun the call: result() will wait for it rather than take it back."""
+        return self._worker is not None and self._worker.has_begun(self._number)
+
     def ready(self) -> bool:
         """Whether the worker has answered the call: result() no longer waits on it."""
         return self._done or self._worker is None or self._worker.has_answered(self._number)
@@ -118,6 +122,10 @@ class ComputeWorker:
         self._receive(wait=False)
         return number in self._answers
 
+    def has_begun(self, number: int) -> bool:
+        self._receive(wait=False)
+        return number in self._begun
+
     def _receive(self, *, wait: bool) -> None:
         """The worker's messages so far (and, with `wait`, at least one): calls begun and calls answered."""
         while self._process is not None and (wait or self._results.poll()):
@@ -165,6 +173,9 @@ class ComputeWorker:
                     + list(warm),
                     pass_fds=(calls_in, results_out),
                     stdin=subprocess.DEVNULL,
+                    # this process's import path, so that the worker runs this very mbgd (as multiprocessing's
+                    # spawn does): a path added at run time (a test runner's) is not in the environment
+                    env={**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)},
                 )
         except OSError:
             os.close(calls_out)
