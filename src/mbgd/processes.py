@@ -76,6 +76,21 @@ def redeliver_lost_stops(*, handler: Any = None) -> None:
     sys.unraisablehook = hook
 
 
+def quiet_database_cleanup_after_a_stop():
+    """A stop raised inside a database read leaves SQLAlchemy a cursor it cannot close, which it logs with a
+    traceback (`make soak` saw "Error closing cursor" from a worker that Ctrl-C stopped): a consequence of
+    the stop, which the command reports in one line. From the moment this process has been stopped (its stop
+    handler ignores further stops), SQLAlchemy's log records are dropped; before that they print as Python's
+    last-resort handler would print them. Returns the handler."""
+    import logging
+
+    handler = logging.StreamHandler()  # stderr, "%(message)s", like logging.lastResort
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(lambda record: signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+    logging.getLogger("sqlalchemy").addHandler(handler)
+    return handler
+
+
 def ignore_stops() -> None:
     """SIGINT and SIGTERM do nothing from now on."""
     # A Python no-op, not SIG_IGN: a signal already received when the handler changes would raise OSError

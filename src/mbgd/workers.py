@@ -11,7 +11,13 @@ from typing import Any
 
 from mbgd.config import SweepConfig
 from mbgd.errors import Interrupted, WorkerError, say
-from mbgd.processes import describe_exit, ignore_stops, raise_interrupted_once, redeliver_lost_stops
+from mbgd.processes import (
+    describe_exit,
+    ignore_stops,
+    quiet_database_cleanup_after_a_stop,
+    raise_interrupted_once,
+    redeliver_lost_stops,
+)
 from mbgd.tracking import RunRef
 
 POLL_S = 1.0
@@ -92,6 +98,7 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
     signal.signal(signal.SIGTERM, raise_interrupted_once)
     signal.signal(signal.SIGINT, raise_interrupted_once)
     redeliver_lost_stops(handler=raise_interrupted_once)
+    quiet_database_cleanup_after_a_stop()
     try:
         from mbgd import studies, sweep, tracking, trial_runs
         from mbgd.data import load_data
