@@ -45,3 +45,21 @@ def test_other_lost_exceptions_go_to_the_previous_hook(monkeypatch: pytest.Monke
     processes.redeliver_lost_stops()
     RaisesWhenCollected(ValueError("not a stop"))
     assert seen == [ValueError]
+
+
+def test_database_cleanup_errors_print_until_the_process_is_stopped(capfd: pytest.CaptureFixture) -> None:
+    import logging
+
+    handler = processes.quiet_database_cleanup_after_a_stop()
+    previous = signal.getsignal(signal.SIGINT)
+    pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
+    try:
+        pool.error("before any stop")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a stopped worker's handler does first
+        pool.error("Error closing cursor")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        logging.getLogger("sqlalchemy").removeHandler(handler)
+    printed = capfd.readouterr().err
+    assert "before any stop" in printed
+    assert "Error closing cursor" not in printed
