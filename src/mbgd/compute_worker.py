@@ -204,6 +204,11 @@ def _pickled(call: tuple) -> bytes | None:
     return payload if len(payload) <= MAX_CALL_BYTES else None
 
 
+def or_here(worker: ComputeWorker | None) -> ComputeWorker:
+    """`worker`, or, without one, a ComputeWorker that runs every call here (when its result is asked for)."""
+    return worker if worker is not None else ComputeWorker(start=False)
+
+
 @contextmanager
 def open_worker(*, start: bool) -> Iterator[ComputeWorker]:
     worker = ComputeWorker(start=start)

@@ -104,10 +104,10 @@ def draw_scans(scans, studies, *, title: str, worker=None):
     """The figure of the scans with the studies' trials on them, as a PNG file's bytes: a Pending, drawn by
     `worker` (mbgd.compute_worker) while the caller goes on, else here when its result is asked for."""
     from mbgd import scan_plots
-    from mbgd.compute_worker import ComputeWorker
+    from mbgd.compute_worker import or_here
 
     trials = {study.study_name: completed_trials(study) for study in studies}
-    return (worker or ComputeWorker(start=False)).submit(scan_plots.lr_scan_png, scans, trials, title=title)
+    return or_here(worker).submit(scan_plots.lr_scan_png, scans, trials, title=title)
 
 
 def completed_trials(study) -> list[tuple[float, float]]:

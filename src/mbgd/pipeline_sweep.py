@@ -125,7 +125,7 @@ def tracked_sweep(
     `register_model` each best model becomes a version of that registered model.
     """
     from mbgd import plots, report, sweep_summary, tracking, trial_runs
-    from mbgd.compute_worker import ComputeWorker
+    from mbgd.compute_worker import or_here
     from mbgd.studies import remaining_trials
 
     storage_url, storage = open_study_storage(config)
@@ -163,7 +163,7 @@ def tracked_sweep(
         )
         # Optuna's figures drawn by the worker once it has measured; here, what needs only the studies
         drawn_optuna = {
-            study.study_name: (worker or ComputeWorker(start=False)).submit(
+            study.study_name: or_here(worker).submit(
                 plots.optuna_pngs, study.study_name, study.get_trials(deepcopy=False)
             )
             for study in studies

@@ -271,11 +271,11 @@ def measure_scaling(
     The dense scans, which need no study, are all handed to `worker` (mbgd.compute_worker) first and taken
     as each study starts; without one they run here.
     """
-    from mbgd.compute_worker import ComputeWorker
+    from mbgd.compute_worker import or_here
 
     base_data = load_data(config.sweep.train.data, config.sweep.train.seed)
     config = resolve_lr_range(config, base_data.x)
-    worker = worker or ComputeWorker(start=False)
+    worker = or_here(worker)
     grid = {
         (order, targets): config.study_config(order, targets)
         for order in config.orders

@@ -130,11 +130,11 @@ def measure_tuning_cost(config: SweepConfig, study: optuna.Study, data: Regressi
     handed to `worker` (mbgd.compute_worker: most of a sweep's analysis, measured while the rest goes on);
     returns its Pending, None when not measured (tuning_cost_seeds 0). Without a worker it runs here."""
     from mbgd import scan
-    from mbgd.compute_worker import ComputeWorker
+    from mbgd.compute_worker import or_here
 
     if not config.tuning_cost_seeds:
         return None
-    worker = worker or ComputeWorker(start=False)
+    worker = or_here(worker)
     optimum = tuning_optimum(study, lr_scan)
     return worker.submit(
         scan.tpe_trials_to_within,
