@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -30,11 +30,12 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NOTE,
 )
 
-from mbgd import liveness, store_template
+from mbgd import liveness, store_template, tracking_rows
 from mbgd.errors import Interrupted
 from mbgd.liveness import HOST
 from mbgd.processes import signals_deferred
 from mbgd.sqlite_settings import sqlite_path, sync_file_at_checkpoints, use_write_ahead_log
+from mbgd.tracking_rows import FinishedRun
 from mbgd.tracking_store import tracking_uri
 
 if TYPE_CHECKING:
@@ -172,6 +173,30 @@ def log_finished_run(
             raise
         mlflow_client.set_terminated(run_id, status)
     return run_id
+
+
+def log_finished_runs(mlflow_client: MlflowClient, runs: Sequence[FinishedRun]) -> list[str]:
+    """Several runs complete when made, as log_finished_run makes each; returns their ids, in order. On
+    MLflow's SQL store, all of them in one transaction (mbgd.tracking_rows: about a fifteenth of the CPU of
+    three client calls per run), written whole or not at all; on any other store, one after another."""
+    store = tracking_rows.sql_store(mlflow_client)
+    if store is not None:
+        made_by, alive = provenance_tags(), liveness_tags()
+        return tracking_rows.insert_finished_runs(
+            store, [replace(run, tags={**made_by, **run.tags, **alive}) for run in runs]
+        )
+    return [
+        log_finished_run(
+            mlflow_client,
+            run.experiment_id,
+            run.name,
+            tags=run.tags,
+            params=run.params,
+            metrics=run.metrics,
+            status=run.status,
+        )
+        for run in runs
+    ]
 
 
 def _note_killed(error: BaseException, run_id: str) -> None:

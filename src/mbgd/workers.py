@@ -107,11 +107,9 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
         storage = studies.open_storage(storage_url)
         client = tracking.client()
 
-        def write_each(runs) -> None:
-            for run in runs:
-                trial_runs.write(client, run)
-
-        on_trials = trial_runs.on_told_trials(write_each, sweep_run, n=data.n, dtype=config.train.dtype)
+        on_trials = trial_runs.on_told_trials(
+            lambda runs: trial_runs.write_all(client, runs), sweep_run, n=data.n, dtype=config.train.dtype
+        )
         for batch_size in config.batch_sizes:
             sweep.run_study(config, data, batch_size, storage, on_trials=on_trials)
         ignore_stops()  # done: the sweep's SIGTERM must not land in the interpreter's shutdown

@@ -1,0 +1,122 @@
+"""Finished runs written many in one transaction, as the rows MLflow's own SQL store writes: the tracking
+layer's one module on MLflow's store internals.
+
+MLflow's client writes a finished run in three calls (create, log_batch, end), and its SQL store makes each
+of them several sessions and commits: about 12 ms of CPU per run on sqlite, more than a population member
+costs to train, and the bulk of what a sweep's or a scaling's trial runs cost. Here a batch of runs is one
+transaction of plain inserts into the same tables (runs, tags, params, metrics, latest_metrics), with the
+values MLflow's store would write: the same run name tag, artifact location, user, sanitized NaN and
+infinite metrics and latest metric per key (tests/test_tracking_rows.py compares every field with runs
+written through the client). A batch is written whole or not at all, and never seen RUNNING.
+
+Only MLflow's own SqlAlchemyStore (sqlite, PostgreSQL, MySQL, ...) is written to this way; any other store (a
+tracking server, a workspace-aware subclass) gets the client's three calls per run, as before.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from mlflow.entities import LifecycleStage, Metric, Param, RunTag, SourceType
+from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
+from mlflow.utils.time import get_current_time_millis
+from mlflow.utils.uri import append_to_uri_path
+from mlflow.utils.validation import _validate_batch_log_data
+from sqlalchemy import insert
+
+from mbgd.processes import signals_deferred
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run complete when made: what tracking.log_finished_run takes."""
+
+    experiment_id: str
+    name: str
+    tags: Mapping[str, str]  # the run's own: tracking.log_finished_runs adds provenance and liveness
+    params: Mapping[str, object]
+    metrics: Sequence[Metric]
+    status: str  # FINISHED, KILLED or FAILED
+
+
+def sql_store(mlflow_client: MlflowClient) -> SqlAlchemyStore | None:
+    """The client's store when it is MLflow's plain SQL store, else None."""
+    store = getattr(getattr(mlflow_client, "_tracking_client", None), "store", None)
+    return store if type(store) is SqlAlchemyStore else None
+
+
+def insert_finished_runs(store: SqlAlchemyStore, runs: Sequence[FinishedRun]) -> list[str]:
+    """Write `runs` in one transaction; returns their ids, in order. Raises MLflow's own error for a value
+    its log_batch refuses, or for an experiment that is not active, before anything is written."""
+    experiments = {}
+    for experiment_id in {run.experiment_id for run in runs}:
+        experiment = store.get_experiment(experiment_id)
+        store._check_experiment_is_active(experiment)
+        experiments[experiment_id] = experiment
+    now = get_current_time_millis()  # a run made finished starts and ends at once
+    rows: dict[type, list[dict]] = {table: [] for table in (SqlRun, SqlTag, SqlParam, SqlMetric, SqlLatestMetric)}
+    run_ids = []
+    for run in runs:
+        run_id = uuid.uuid4().hex
+        run_ids.append(run_id)
+        tags = {**run.tags, MLFLOW_RUN_NAME: run.name}
+        metrics, params, tag_entities = _validate_batch_log_data(
+            [Metric(m.key, float(m.value), m.timestamp, m.step) for m in run.metrics],
+            [Param(key, str(value)) for key, value in run.params.items()],
+            [RunTag(key, str(value)) for key, value in tags.items()],
+        )
+        rows[SqlRun].append(
+            {
+                "run_uuid": run_id,
+                "name": run.name,
+                "artifact_uri": append_to_uri_path(
+                    experiments[run.experiment_id].artifact_location,
+                    run_id,
+                    SqlAlchemyStore.ARTIFACTS_FOLDER_NAME,
+                ),
+                "experiment_id": int(run.experiment_id),
+                "source_type": SourceType.to_string(SourceType.UNKNOWN),
+                "source_name": "",
+                "entry_point_name": "",
+                "user_id": tags.get(MLFLOW_USER, "unknown"),
+                "status": run.status,
+                "start_time": now,
+                "end_time": now,
+                "deleted_time": None,
+                "source_version": "",
+                "lifecycle_stage": LifecycleStage.ACTIVE,
+            }
+        )
+        rows[SqlTag] += [{"run_uuid": run_id, "key": t.key, "value": t.value} for t in tag_entities]
+        rows[SqlParam] += [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in params]
+        latest: dict[str, dict] = {}
+        for metric in dict.fromkeys(metrics):  # MLflow drops a metric logged twice with the same values
+            is_nan, value = store.sanitize_metric_value(metric.value)
+            row = {
+                "run_uuid": run_id,
+                "key": metric.key,
+                "value": value,
+                "timestamp": metric.timestamp,
+                "step": metric.step,
+                "is_nan": is_nan,
+            }
+            rows[SqlMetric].append(row)
+            # MLflow's latest value of a key: the greatest (step, timestamp, value), compared sanitized
+            kept = latest.get(metric.key)
+            if kept is None or _order(row) > _order(kept):
+                latest[metric.key] = row
+        rows[SqlLatestMetric] += latest.values()
+    with signals_deferred(), store.ManagedSessionMaker(read_only=False) as session:
+        for table, table_rows in rows.items():
+            if table_rows:
+                session.execute(insert(table), table_rows)
+    return run_ids
+
+
+def _order(row: Mapping) -> tuple:
+    return row["step"], row["timestamp"], row["value"]

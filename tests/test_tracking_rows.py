@@ -1,0 +1,149 @@
+"""Finished runs written many in one transaction (mbgd.tracking_rows): the same runs MLflow's client writes,
+field for field, on sqlite and PostgreSQL; whole or not at all; through the client on a tracking server."""
+
+import math
+from dataclasses import replace
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from mbgd import tracking, tracking_rows
+from mbgd.tracking_rows import FinishedRun
+
+HEARTBEAT = tracking.HEARTBEAT_TAG  # seconds since the epoch when written: may differ by one between the two
+
+
+def finished_runs(experiment_id: str, parent_id: str, *, count: int = 6) -> list[FinishedRun]:
+    """Runs like a population's trial runs, with what MLflow's store sanitizes: NaN, ±inf, a metric logged
+    twice with the same values, a later step logged before an earlier one."""
+    runs = []
+    for i in range(count):
+        losses = [10.0 / (step + 1) + i for step in range(7)]
+        if i == 1:
+            losses[-1] = math.inf
+        if i == 2:
+            losses[3:] = [math.nan] * 4
+        if i == 3:
+            losses[-1] = -math.inf
+        metrics = [Metric("loss", loss, 1_700_000_000_000 + i, step) for step, loss in enumerate(losses)]
+        metrics += [Metric("objective", 0.5 * i, 1_700_000_000_000, 0), Metric("trial", float(i), 1, 0)]
+        if i == 4:
+            metrics += [metrics[0], Metric("late", 2.0, 5, 9), Metric("late", 1.0, 5, 3)]
+        runs.append(
+            FinishedRun(
+                experiment_id=experiment_id,
+                name=f"b1-trial{i}-lr{0.01 * i:.3g}",
+                tags={"mlflow.parentRunId": parent_id, "optuna.state": "COMPLETE", "diverged": str(i in (1, 3))},
+                params={"lr": repr(0.01 * i), "batch_size": 1, "trial": str(i)},
+                metrics=metrics,
+                status=("FINISHED", "KILLED", "FAILED")[i % 3],
+            )
+        )
+    return runs
+
+
+def as_written(client: MlflowClient, run_id: str) -> dict:
+    """Everything MLflow holds of a run, its own id replaced, with the full history of every metric."""
+    run = client.get_run(run_id)
+    info = run.info
+    return {
+        "status": info.status,
+        "lifecycle_stage": info.lifecycle_stage,
+        "user_id": info.user_id,
+        "run_name": info.run_name,
+        "experiment_id": info.experiment_id,
+        "artifact_uri": info.artifact_uri.replace(run_id, "<id>"),
+        "times": (info.start_time is not None, info.end_time is not None),
+        "tags": {k: v for k, v in run.data.tags.items() if k != HEARTBEAT},
+        "params": run.data.params,
+        "metrics": {key: repr(value) for key, value in run.data.metrics.items()},  # each key's latest value
+        "history": {
+            key: sorted((m.step, m.timestamp, repr(m.value)) for m in client.get_metric_history(run_id, key))
+            for key in run.data.metrics
+        },
+        "inputs": run.inputs.dataset_inputs,
+    }
+
+
+def write_both_ways(client: MlflowClient) -> tuple[list[str], list[str], list[FinishedRun]]:
+    experiment_id = tracking.experiment_id_for(client, "rows")
+    parent = client.create_run(experiment_id).info.run_id
+    runs = finished_runs(experiment_id, parent)
+    one_by_one = [
+        tracking.log_finished_run(
+            client, r.experiment_id, r.name, tags=r.tags, params=r.params, metrics=r.metrics, status=r.status
+        )
+        for r in runs
+    ]
+    return one_by_one, tracking.log_finished_runs(client, runs), runs
+
+
+def assert_same_runs(client: MlflowClient, one_by_one: list[str], together: list[str]) -> None:
+    assert len(together) == len(one_by_one) == len(set(together))
+    for expected, written in zip(one_by_one, together, strict=True):
+        assert as_written(client, written) == as_written(client, expected)
+
+
+def test_runs_written_together_equal_runs_written_by_mlflows_client(tracking_store: str) -> None:
+    client = tracking.client()
+    assert tracking_rows.sql_store(client) is not None  # else this would compare the client with itself
+    one_by_one, together, runs = write_both_ways(client)
+    assert_same_runs(client, one_by_one, together)
+    written = as_written(client, together[2])
+    assert written["history"]["loss"][3][2] == "nan"  # checks that the comparison saw the sanitized values
+    assert as_written(client, together[1])["metrics"]["loss"] == repr(1.7976931348623157e308)  # as MLflow keeps inf
+    assert as_written(client, together[4])["metrics"]["late"] == "2.0"  # the latest step, not the last logged
+    # and MLflow finds them as it finds its own
+    found = client.search_runs(
+        [runs[0].experiment_id], "params.trial = '5' and attributes.status = 'FAILED'", max_results=10
+    )
+    assert sorted(r.info.run_id for r in found) == sorted([one_by_one[5], together[5]])
+
+
+def test_a_refused_value_writes_none_of_the_runs(tracking_store: str) -> None:
+    client = tracking.client()
+    experiment_id = tracking.experiment_id_for(client, "rows")
+    runs = finished_runs(experiment_id, "parent", count=4)
+    runs[3] = replace(runs[3], metrics=[Metric("../loss", 1.0, 0, 0)])  # a name MLflow refuses
+    with pytest.raises(MlflowException, match="loss"):
+        tracking.log_finished_runs(client, runs)
+    assert client.search_runs([experiment_id]) == []
+
+
+def test_a_deleted_experiment_is_refused_as_mlflow_refuses_it(tracking_store: str) -> None:
+    client = tracking.client()
+    experiment_id = tracking.experiment_id_for(client, "rows")
+    client.delete_experiment(experiment_id)
+    with pytest.raises(MlflowException) as by_client:
+        client.create_run(experiment_id)
+    with pytest.raises(MlflowException) as together:
+        tracking.log_finished_runs(client, finished_runs(experiment_id, "parent", count=2))
+    assert str(together.value) == str(by_client.value)
+
+
+@pytest.mark.slow
+def test_runs_written_together_on_postgresql_equal_the_clients(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_postgres_url)
+    client = tracking.client()
+    assert tracking_rows.sql_store(client) is not None
+    one_by_one, together, _ = write_both_ways(client)
+    assert_same_runs(client, one_by_one, together)
+
+
+@pytest.mark.slow
+def test_a_tracking_server_gets_the_clients_calls(
+    mlflow_server_uri: str, mlflow_experiment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server_uri)
+    client = tracking.client()
+    assert tracking_rows.sql_store(client) is None
+    experiment_id = tracking.experiment_id_for(client, mlflow_experiment)
+    runs = finished_runs(experiment_id, "parent", count=3)
+    written = tracking.log_finished_runs(client, runs)
+    assert [client.get_run(run_id).info.status for run_id in written] == ["FINISHED", "KILLED", "FAILED"]
+    assert [client.get_run(run_id).data.params["trial"] for run_id in written] == ["0", "1", "2"]
