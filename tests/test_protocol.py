@@ -495,18 +495,25 @@ def comparable(trial: optuna.trial.FrozenTrial) -> tuple:
     )
 
 
-def heartbeat_trial_ids(storage_url: str) -> set[int]:
-    with contextlib.closing(sqlite3.connect(storage_url.removeprefix("sqlite:///"))) as db:
-        return {trial_id for (trial_id,) in db.execute("SELECT trial_id FROM trial_heartbeats")}
+def heartbeat_trial_ids(backend: optuna.storages.RDBStorage) -> set[int]:
+    with contextlib.closing(backend.engine.connect()) as db:
+        return {trial_id for (trial_id,) in db.exec_driver_sql("SELECT trial_id FROM trial_heartbeats")}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'optuna.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
 
 
 def test_a_population_made_and_told_in_one_transaction_is_what_optuna_s_calls_one_by_one_make(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    backend = protocol.rdb_backend(open_storage(url))
+    backend = protocol.rdb_backend(open_storage(database_url))
     owner = {"host": protocol.HOST, "pid": os.getpid()}
     lrs = [0.001, 0.01, 0.1]
+    int_lr = optuna.distributions.IntDistribution(1, 10)
     together = optuna.create_study(study_name="together", storage=backend)
     alone = optuna.create_study(study_name="alone", storage=backend)
     optuna.trial.Trial(alone, backend.create_new_trial(alone._study_id))  # numbers go on from a trial
@@ -523,10 +530,19 @@ def test_a_population_made_and_told_in_one_transaction_is_what_optuna_s_calls_on
     assert [comparable(backend.get_trial(i)) for i in made] == [
         comparable(backend.get_trial(i)) for i in one_by_one
     ]
-    assert set(made) | set(one_by_one) <= heartbeat_trial_ids(url)
+    assert set(made) | set(one_by_one) <= heartbeat_trial_ids(backend)
+    assert all(backend.get_trial(i).datetime_start is not None for i in made)
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):  # as Optuna refuses it
+        protocol.create_running_trials(
+            backend,
+            together._study_id,
+            [optuna.trial.create_trial(state=STATE.RUNNING, params={"lr": 1}, distributions={"lr": int_lr})],
+        )
+    assert len(backend.get_all_trials(together._study_id)) == 4  # and nothing of it written
 
     def outcomes(trial_ids) -> list[protocol.Outcome]:
         backend.set_trial_intermediate_value(trial_ids[1], 3, 0.25)  # the pruned one reported
+        backend.set_trial_user_attr(trial_ids[2], "diverged", False)  # an attribute the tell overwrites
         asked_trials = [protocol.AskedTrial(i, lr) for i, lr in zip(trial_ids, lrs, strict=True)]
         return [
             protocol.Outcome(asked_trials[0], STATE.COMPLETE, 1.5, {"epoch_losses": [3.0, 2.0]}),

@@ -213,26 +213,84 @@ def create_running_trials(backend, study_id: int, templates: Sequence[optuna.tri
     """Make the RUNNING trials of `templates` (params, owner) with their first heartbeats (at once: a trial
     with none is never found stale); returns their ids in the order the storage numbered them.
 
-    On a database in one transaction, each trial made by the storage's own step (the one create_new_trial
-    takes, which numbers it after the trials before it): two commits per trial were most of what asking a
-    population cost. Elsewhere one by one.
+    On a database in one transaction, with the rows the storage's own create_new_trial writes: the trials
+    (numbered after the trials before them, as it numbers them, under the same lock of the study's row), their
+    params (the distribution checked against the study's, as it checks each), attributes and heartbeats. Its
+    own step costs a flush and four queries per trial, most of what asking a population cost. Elsewhere, and
+    for templates with values or reports (never asked for here), one by one.
     """
-    if not isinstance(backend, optuna.storages.RDBStorage):
+    if not isinstance(backend, optuna.storages.RDBStorage) or any(
+        t.values or t.intermediate_values for t in templates
+    ):
         trial_ids = [backend.create_new_trial(study_id, template_trial=t) for t in templates]
         for trial_id in trial_ids:
             record_heartbeat(backend, trial_id)
         return trial_ids
+    import json
+
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import func
 
     with _create_scoped_session(backend.scoped_session) as session:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-        trials = [backend._get_prepared_new_trial(study_id, template, session) for template in templates]
+        trials_before = (
+            session.query(func.count(models.TrialModel.trial_id))
+            .filter(models.TrialModel.study_id == study_id)
+            .scalar()
+        )
+        trials = [
+            models.TrialModel(
+                study_id=study_id,
+                number=trials_before + i,
+                state=template.state,
+                datetime_start=template.datetime_start,
+                datetime_complete=template.datetime_complete,
+            )
+            for i, template in enumerate(templates)
+        ]
+        session.add_all(trials)
         session.flush()
-        trial_ids = [trial.trial_id for trial in trials]
+        for name in {name for template in templates for name in template.params}:
+            _check_distributions(session, models, study_id, name, templates)
+        for trial, template in zip(trials, templates, strict=True):
+            session.add_all(
+                models.TrialParamModel(
+                    trial_id=trial.trial_id,
+                    param_name=name,
+                    param_value=template.distributions[name].to_internal_repr(value),
+                    distribution_json=optuna.distributions.distribution_to_json(template.distributions[name]),
+                )
+                for name, value in template.params.items()
+            )
+            for model, attrs in (
+                (models.TrialUserAttributeModel, template.user_attrs),
+                (models.TrialSystemAttributeModel, template.system_attrs),
+            ):
+                session.add_all(
+                    model(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
+                    for key, value in attrs.items()
+                )
         if has_heartbeats(backend):
-            session.add_all(models.TrialHeartbeatModel(trial_id=trial_id) for trial_id in trial_ids)
+            session.add_all(models.TrialHeartbeatModel(trial_id=trial.trial_id) for trial in trials)
+        trial_ids = [trial.trial_id for trial in trials]
     return trial_ids
+
+
+def _check_distributions(session, models, study_id: int, name: str, templates) -> None:
+    """Raise as the storage does when a template's distribution of param `name` is not compatible with the
+    one the study's trials have (the first found) or, for a new param, with the first template's."""
+    previous = (
+        session.query(models.TrialParamModel)
+        .join(models.TrialModel)
+        .filter(models.TrialModel.study_id == study_id)
+        .filter(models.TrialParamModel.param_name == name)
+        .first()
+    )
+    given = [template.distributions[name] for template in templates if name in template.params]
+    first = optuna.distributions.json_to_distribution(previous.distribution_json) if previous else given[0]
+    for distribution in given:
+        optuna.distributions.check_distribution_compatibility(first, distribution)
 
 
 def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
@@ -263,22 +321,48 @@ def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
 
 
 def _tell_together(backend: optuna.storages.RDBStorage, outcomes: Sequence[Outcome], running: dict) -> None:
-    """The outcomes written in one transaction (all or none), as set_trial_user_attr and
-    set_trial_state_values write each."""
+    """The outcomes written in one transaction (all or none), the rows set_trial_user_attr and
+    set_trial_state_values write for each."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
+    import json
+
     with _create_scoped_session(backend.scoped_session) as session:
+        trial_ids = [outcome.trial.trial_id for outcome in outcomes]
+
+        def rows_of(model, *, for_update: bool = False):
+            query = session.query(model).filter(model.trial_id.in_(trial_ids))
+            return query.with_for_update() if for_update else query
+
+        # three reads for the population, where the storage's own calls read each row on its own
+        trials = {trial.trial_id: trial for trial in rows_of(models.TrialModel, for_update=True)}
+        attrs = {(a.trial_id, a.key): a for a in rows_of(models.TrialUserAttributeModel)}
+        values = {(v.trial_id, v.objective): v for v in rows_of(models.TrialValueModel)}
         for outcome in outcomes:
             trial_id = outcome.trial.trial_id
-            for key, value in outcome.user_attrs.items():
-                backend._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, value
-                )
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+            trial = trials.get(trial_id) or models.TrialModel.find_or_raise_by_id(trial_id, session)
             backend.check_trial_is_updatable(trial_id, trial.state)
+            for key, value in outcome.user_attrs.items():
+                if (trial_id, key) in attrs:
+                    attrs[trial_id, key].value_json = json.dumps(value)
+                else:
+                    session.add(
+                        models.TrialUserAttributeModel(
+                            trial_id=trial_id, key=key, value_json=json.dumps(value)
+                        )
+                    )
             for objective, value in enumerate(_values(outcome, running[trial_id]) or ()):
-                backend._set_trial_value_without_commit(session, trial, objective, value)
+                stored, value_type = models.TrialValueModel.value_to_stored_repr(value)
+                if (trial_id, objective) in values:
+                    values[trial_id, objective].value = stored
+                    values[trial_id, objective].value_type = value_type
+                else:
+                    session.add(
+                        models.TrialValueModel(
+                            trial_id=trial_id, objective=objective, value=stored, value_type=value_type
+                        )
+                    )
             trial.state = outcome.state
             trial.datetime_complete = datetime.datetime.now()
 
