@@ -35,7 +35,11 @@ def finished_runs(experiment_id: str, parent_id: str, *, count: int = 6) -> list
             FinishedRun(
                 experiment_id=experiment_id,
                 name=f"b1-trial{i}-lr{0.01 * i:.3g}",
-                tags={"mlflow.parentRunId": parent_id, "optuna.state": "COMPLETE", "diverged": str(i in (1, 3))},
+                tags={
+                    "mlflow.parentRunId": parent_id,
+                    "optuna.state": "COMPLETE",
+                    "diverged": str(i in (1, 3)),
+                },
                 params={"lr": repr(0.01 * i), "batch_size": 1, "trial": str(i)},
                 metrics=metrics,
                 status=("FINISHED", "KILLED", "FAILED")[i % 3],
@@ -93,7 +97,9 @@ def test_runs_written_together_equal_runs_written_by_mlflows_client(tracking_sto
     assert_same_runs(client, one_by_one, together)
     written = as_written(client, together[2])
     assert written["history"]["loss"][3][2] == "nan"  # checks that the comparison saw the sanitized values
-    assert as_written(client, together[1])["metrics"]["loss"] == repr(1.7976931348623157e308)  # as MLflow keeps inf
+    assert as_written(client, together[1])["metrics"]["loss"] == repr(
+        1.7976931348623157e308
+    )  # as MLflow keeps inf
     assert as_written(client, together[4])["metrics"]["late"] == "2.0"  # the latest step, not the last logged
     # and MLflow finds them as it finds its own
     found = client.search_runs(

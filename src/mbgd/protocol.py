@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import logging
 import math
 import os
@@ -226,8 +227,6 @@ def create_running_trials(backend, study_id: int, templates: Sequence[optuna.tri
         for trial_id in trial_ids:
             record_heartbeat(backend, trial_id)
         return trial_ids
-    import json
-
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
     from sqlalchemy import func
@@ -325,8 +324,6 @@ def _tell_together(backend: optuna.storages.RDBStorage, outcomes: Sequence[Outco
     set_trial_state_values write for each."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
-
-    import json
 
     with _create_scoped_session(backend.scoped_session) as session:
         trial_ids = [outcome.trial.trial_id for outcome in outcomes]

@@ -59,7 +59,9 @@ def insert_finished_runs(store: SqlAlchemyStore, runs: Sequence[FinishedRun]) ->
         store._check_experiment_is_active(experiment)
         experiments[experiment_id] = experiment
     now = get_current_time_millis()  # a run made finished starts and ends at once
-    rows: dict[type, list[dict]] = {table: [] for table in (SqlRun, SqlTag, SqlParam, SqlMetric, SqlLatestMetric)}
+    rows: dict[type, list[dict]] = {
+        table: [] for table in (SqlRun, SqlTag, SqlParam, SqlMetric, SqlLatestMetric)
+    }
     run_ids = []
     for run in runs:
         run_id = uuid.uuid4().hex
