@@ -10,7 +10,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from mbgd import tracking, tracking_rows
-from mbgd.tracking_rows import FinishedRun
+from mbgd.tracking import FinishedRun
 
 HEARTBEAT = tracking.HEARTBEAT_TAG  # seconds since the epoch when written: may differ by one between the two
 
@@ -92,7 +92,9 @@ def assert_same_runs(client: MlflowClient, one_by_one: list[str], together: list
 
 def test_runs_written_together_equal_runs_written_by_mlflows_client(tracking_store: str) -> None:
     client = tracking.client()
-    assert tracking_rows.sql_store(client) is not None  # else this would compare the client with itself
+    assert (
+        tracking_rows.sql_store(client._tracking_client.store) is not None
+    )  # else this would compare the client with itself
     one_by_one, together, runs = write_both_ways(client)
     assert_same_runs(client, one_by_one, together)
     written = as_written(client, together[2])
@@ -136,7 +138,7 @@ def test_runs_written_together_on_postgresql_equal_the_clients(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_postgres_url)
     client = tracking.client()
-    assert tracking_rows.sql_store(client) is not None
+    assert tracking_rows.sql_store(client._tracking_client.store) is not None
     one_by_one, together, _ = write_both_ways(client)
     assert_same_runs(client, one_by_one, together)
 
@@ -147,7 +149,7 @@ def test_a_tracking_server_gets_the_clients_calls(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server_uri)
     client = tracking.client()
-    assert tracking_rows.sql_store(client) is None
+    assert tracking_rows.sql_store(client._tracking_client.store) is None
     experiment_id = tracking.experiment_id_for(client, mlflow_experiment)
     runs = finished_runs(experiment_id, "parent", count=3)
     written = tracking.log_finished_runs(client, runs)

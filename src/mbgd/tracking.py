@@ -1,10 +1,11 @@
 """The tracking layer's core: runs and their lifecycle, params, batched metrics, figures, artifacts, inputs.
 
 mbgd calls MLflow only through the tracking layer: this module, tracking_store.py (which store, and whether it
-can be used), store_template.py (a new sqlite store without MLflow's migrations), tracking_models.py (models
-and the registry), ui_links.py (links into the UI) and ui_views.py (the UI's saved views). Everything goes
-through an explicit `MlflowClient` and run ids (never the fluent API's active run), so it works the same under
-`mlflow run` (which hands us its run in MLFLOW_RUN_ID) and from worker threads.
+can be used), store_template.py (a new sqlite store without MLflow's migrations), tracking_rows.py (many
+finished runs in one transaction), tracking_models.py (models and the registry), ui_links.py (links into the
+UI) and ui_views.py (the UI's saved views). Everything goes through an explicit `MlflowClient` and run ids
+(never the fluent API's active run), so it works the same under `mlflow run` (which hands us its run in
+MLFLOW_RUN_ID) and from worker threads.
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NOTE,
 )
 
-from mbgd import liveness, store_template, tracking_rows
+from mbgd import liveness, store_template
 from mbgd.errors import Interrupted
 from mbgd.liveness import HOST
 from mbgd.processes import signals_deferred
 from mbgd.sqlite_settings import sqlite_path, sync_file_at_checkpoints, use_write_ahead_log
-from mbgd.tracking_rows import FinishedRun
 from mbgd.tracking_store import tracking_uri
 
 if TYPE_CHECKING:
@@ -51,6 +51,18 @@ DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run 
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "mbgd.host", "mbgd.pid", "mbgd.heartbeat"
 RUN_HEARTBEAT_S = 30
 ORPHAN_AFTER_S = 120  # a run of another host with no heartbeat for this long is taken for dead
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run complete when made: what tracking.log_finished_run takes."""
+
+    experiment_id: str
+    name: str
+    tags: Mapping[str, str]  # the run's own: tracking.log_finished_runs adds provenance and liveness
+    params: Mapping[str, object]
+    metrics: Sequence[Metric]
+    status: str  # FINISHED, KILLED or FAILED
 
 
 @dataclass(frozen=True)
@@ -179,7 +191,13 @@ def log_finished_runs(mlflow_client: MlflowClient, runs: Sequence[FinishedRun]) 
     """Several runs complete when made, as log_finished_run makes each; returns their ids, in order. On
     MLflow's SQL store, all of them in one transaction (mbgd.tracking_rows: about a fifteenth of the CPU of
     three client calls per run), written whole or not at all; on any other store, one after another."""
-    store = tracking_rows.sql_store(mlflow_client)
+    store = mlflow_client._tracking_client.store
+    if type(store).__module__ == "mlflow.store.tracking.sqlalchemy_store":  # imported only for such a store
+        from mbgd import tracking_rows
+
+        store = tracking_rows.sql_store(store)
+    else:
+        store = None
     if store is not None:
         made_by, alive = provenance_tags(), liveness_tags()
         return tracking_rows.insert_finished_runs(

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage, Metric, Param, RunTag, SourceType
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -30,23 +28,11 @@ from mlflow.utils.validation import _validate_batch_log_data
 from sqlalchemy import insert
 
 from mbgd.processes import signals_deferred
+from mbgd.tracking import FinishedRun
 
 
-@dataclass(frozen=True)
-class FinishedRun:
-    """A run complete when made: what tracking.log_finished_run takes."""
-
-    experiment_id: str
-    name: str
-    tags: Mapping[str, str]  # the run's own: tracking.log_finished_runs adds provenance and liveness
-    params: Mapping[str, object]
-    metrics: Sequence[Metric]
-    status: str  # FINISHED, KILLED or FAILED
-
-
-def sql_store(mlflow_client: MlflowClient) -> SqlAlchemyStore | None:
-    """The client's store when it is MLflow's plain SQL store, else None."""
-    store = getattr(getattr(mlflow_client, "_tracking_client", None), "store", None)
+def sql_store(store) -> SqlAlchemyStore | None:
+    """`store` (a client's) when it is MLflow's plain SQL store, else None."""
     return store if type(store) is SqlAlchemyStore else None
 
 

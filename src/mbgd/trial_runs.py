@@ -127,7 +127,7 @@ def write(client, run: TrialRun) -> str:
 def write_all(client, runs: Sequence[TrialRun]) -> list[str]:
     """Write the runs (a told population's), in one transaction where the store allows; returns their ids."""
     from mbgd import tracking
-    from mbgd.tracking_rows import FinishedRun
+    from mbgd.tracking import FinishedRun
 
     return tracking.log_finished_runs(
         client,
