@@ -559,6 +559,32 @@ def test_a_population_made_and_told_in_one_transaction_is_what_optuna_s_calls_on
     assert [t[6] for t in told] == [[1.5], [0.25], [0.5]]
 
 
+def test_a_trial_another_program_makes_while_a_population_is_made_is_numbered_before_it(
+    tmp_path: Path,
+) -> None:
+    """On sqlite, where the study's row lock is no lock (on PostgreSQL the other program waits for it)."""
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    backend = protocol.rdb_backend(open_storage(url))
+    another_program = protocol.rdb_backend(open_storage(url))  # its own engine, without the lock
+    study = optuna.create_study(study_name="s", storage=backend)
+    made_meanwhile = []
+
+    def just_before_the_first_insert(conn, cursor, statement, *args) -> None:
+        if statement.startswith("INSERT INTO trials") and not made_meanwhile:
+            made_meanwhile.append(another_program.create_new_trial(study._study_id))
+
+    event.listen(backend.engine, "before_cursor_execute", just_before_the_first_insert)
+    made = protocol.create_running_trials(
+        backend, study._study_id, population_templates([0.1, 0.2, 0.3], {"host": "h", "pid": 1})
+    )
+    event.remove(backend.engine, "before_cursor_execute", just_before_the_first_insert)
+    numbers = {t._trial_id: t.number for t in backend.get_all_trials(study._study_id)}
+    assert numbers[made_meanwhile[0]] == 0
+    assert [numbers[trial_id] for trial_id in made] == [1, 2, 3]
+
+
 def test_a_trial_another_program_finished_meanwhile_leaves_the_rest_of_the_population_told(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

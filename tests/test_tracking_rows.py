@@ -103,6 +103,10 @@ def test_runs_written_together_equal_runs_written_by_mlflows_client(tracking_sto
         1.7976931348623157e308
     )  # as MLflow keeps inf
     assert as_written(client, together[4])["metrics"]["late"] == "2.0"  # the latest step, not the last logged
+    # started one after another (the UI sorts by start time), ended after they started
+    infos = [client.get_run(run_id).info for run_id in together]
+    assert [i.start_time for i in infos] == sorted({i.start_time for i in infos})
+    assert all(i.start_time <= i.end_time for i in infos)
     # and MLflow finds them as it finds its own
     found = client.search_runs(
         [runs[0].experiment_id], "params.trial = '5' and attributes.status = 'FAILED'", max_results=10
@@ -155,3 +159,54 @@ def test_a_tracking_server_gets_the_clients_calls(
     written = tracking.log_finished_runs(client, runs)
     assert [client.get_run(run_id).info.status for run_id in written] == ["FINISHED", "KILLED", "FAILED"]
     assert [client.get_run(run_id).data.params["trial"] for run_id in written] == ["0", "1", "2"]
+
+
+def metrics_logged_later() -> list[Metric]:
+    """Metrics for a run that has some already: later and earlier steps of its keys, a new key, NaN."""
+    return [
+        *(Metric("loss", 5.0 - step, 1_700_000_000_500, step) for step in range(3, 12)),
+        Metric("objective", -1.0, 1, 0),  # older than the run's: not its latest
+        Metric("late", math.nan, 7, 20),
+        Metric("fresh", 3.0, 7, 0),
+    ]
+
+
+def test_metrics_logged_together_on_a_run_equal_the_clients_log_batch(tracking_store: str) -> None:
+    client = tracking.client()
+    experiment_id = tracking.experiment_id_for(client, "rows")
+    first = finished_runs(experiment_id, "parent", count=5)[4].metrics  # with a metric given twice
+    run_ids = [client.create_run(experiment_id, run_name="same").info.run_id for _ in range(2)]
+    for run_id in run_ids:
+        client.log_batch(run_id, metrics=list(first))
+    client.log_batch(run_ids[0], metrics=metrics_logged_later())
+    assert tracking.log_values(client, run_ids[1], metrics=metrics_logged_later(), params={"p": 1}) == 2
+    by_client, together = as_written(client, run_ids[0]), as_written(client, run_ids[1])
+    assert together["params"] == {"p": "1"}
+    del together["params"]
+    del by_client["params"]
+    assert together == by_client
+    assert together["metrics"]["loss"] == "-6.0"  # step 11, logged later, is the latest
+    assert together["metrics"]["objective"] == repr(0.5 * 4)  # the run's first value (finished_runs) stays
+    assert together["metrics"]["late"] == "nan"
+
+
+def test_metrics_a_run_has_already_are_left_to_mlflow(tracking_store: str) -> None:
+    client = tracking.client()
+    run_id = client.create_run(tracking.experiment_id_for(client, "rows")).info.run_id
+    # without the NaN: MLflow 3.17's store recurses without end on a batch with a NaN and a metric it has
+    metrics = [m for m in metrics_logged_later() if not math.isnan(m.value)]
+    tracking.log_values(client, run_id, metrics=metrics[:3])
+    tracking.log_values(client, run_id, metrics=metrics)  # three of them again: MLflow's store skips them
+    assert len(client.get_metric_history(run_id, "loss")) == 9
+
+
+def test_metrics_on_an_ended_run_are_refused_as_mlflow_refuses_them(tracking_store: str) -> None:
+    client = tracking.client()
+    run_id = client.create_run(tracking.experiment_id_for(client, "rows")).info.run_id
+    client.set_terminated(run_id)
+    client.delete_run(run_id)
+    with pytest.raises(MlflowException) as by_client:
+        client.log_batch(run_id, metrics=metrics_logged_later())
+    with pytest.raises(MlflowException) as together:
+        tracking.log_values(client, run_id, metrics=metrics_logged_later())
+    assert str(together.value) == str(by_client.value)

@@ -233,23 +233,28 @@ def create_running_trials(backend, study_id: int, templates: Sequence[optuna.tri
 
     with _create_scoped_session(backend.scoped_session) as session:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-        trials_before = (
-            session.query(func.count(models.TrialModel.trial_id))
-            .filter(models.TrialModel.study_id == study_id)
-            .scalar()
-        )
         trials = [
             models.TrialModel(
                 study_id=study_id,
-                number=trials_before + i,
+                number=None,
                 state=template.state,
                 datetime_start=template.datetime_start,
                 datetime_complete=template.datetime_complete,
             )
-            for i, template in enumerate(templates)
+            for template in templates
         ]
         session.add_all(trials)
         session.flush()
+        # Counted after the insert, as the storage counts: on sqlite the row lock above is no lock, and a
+        # program without the study's lock may add a trial until this transaction's first write.
+        first_id = min(trial.trial_id for trial in trials)
+        trials_before = (
+            session.query(func.count(models.TrialModel.trial_id))
+            .filter(models.TrialModel.study_id == study_id, models.TrialModel.trial_id < first_id)
+            .scalar()
+        )
+        for i, trial in enumerate(trials):
+            trial.number = trials_before + i
         for name in {name for template in templates for name in template.params}:
             _check_distributions(session, models, study_id, name, templates)
         for trial, template in zip(trials, templates, strict=True):
@@ -314,7 +319,8 @@ def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
             try:
                 _tell_together(backend, told, running)
                 return told
-            except optuna.exceptions.UpdateFinishedTrialError:  # a program without the lock finished one
+            # a program without the lock finished one, or wrote one of the attributes meanwhile
+            except (optuna.exceptions.UpdateFinishedTrialError, optuna.exceptions.StorageInternalError):
                 pass
         return [o for o in told if _tell_one(study, backend, o, running[o.trial.trial_id])]
 

@@ -191,14 +191,10 @@ def log_finished_runs(mlflow_client: MlflowClient, runs: Sequence[FinishedRun]) 
     """Several runs complete when made, as log_finished_run makes each; returns their ids, in order. On
     MLflow's SQL store, all of them in one transaction (mbgd.tracking_rows: about a fifteenth of the CPU of
     three client calls per run), written whole or not at all; on any other store, one after another."""
-    store = mlflow_client._tracking_client.store
-    if type(store).__module__ == "mlflow.store.tracking.sqlalchemy_store":  # imported only for such a store
+    store = _sql_store(mlflow_client)
+    if store is not None:
         from mbgd import tracking_rows
 
-        store = tracking_rows.sql_store(store)
-    else:
-        store = None
-    if store is not None:
         made_by, alive = provenance_tags(), liveness_tags()
         return tracking_rows.insert_finished_runs(
             store, [replace(run, tags={**made_by, **run.tags, **alive}) for run in runs]
@@ -215,6 +211,16 @@ def log_finished_runs(mlflow_client: MlflowClient, runs: Sequence[FinishedRun]) 
         )
         for run in runs
     ]
+
+
+def _sql_store(mlflow_client: MlflowClient):
+    """The client's store when it is MLflow's plain SQL store (mbgd.tracking_rows writes to it), else None."""
+    store = mlflow_client._tracking_client.store
+    if type(store).__module__ != "mlflow.store.tracking.sqlalchemy_store":  # imported only for such a store
+        return None
+    from mbgd import tracking_rows
+
+    return tracking_rows.sql_store(store)
 
 
 def _note_killed(error: BaseException, run_id: str) -> None:
@@ -301,7 +307,9 @@ def log_values(
     metrics: Iterable[Metric] = (),
     tags: Mapping[str, str] | None = None,
 ) -> int:
-    """Log everything in as few log_batch calls as MLflow's limits allow; returns the number of calls.
+    """Log everything in as few log_batch calls as MLflow's limits allow; returns the number of calls. On
+    MLflow's SQL store the metrics are one transaction whatever their number (mbgd.tracking_rows; a
+    best-lr run's per-update losses are thousands), unless the run already has one of them.
 
     On the run `mlflow run` made, the params it logged already keep its values (see
     params_not_logged_by_mlflow_run).
@@ -311,16 +319,36 @@ def log_values(
     pending_params = [Param(k, str(v)) for k, v in (params or {}).items()]
     pending_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
     pending_metrics = list(metrics)
+    in_rows = []
+    if pending_metrics and _sql_store(mlflow_client) is not None:
+        in_rows, pending_metrics = pending_metrics, []
+    calls = _log_batches(mlflow_client, run_id, pending_params, pending_tags, pending_metrics)
+    if in_rows:
+        from sqlalchemy.exc import IntegrityError
+
+        from mbgd import tracking_rows
+
+        try:
+            tracking_rows.insert_metrics(_sql_store(mlflow_client), run_id, in_rows)
+            calls += 1
+        except MlflowException as error:
+            if not isinstance(error.__cause__, IntegrityError):
+                raise
+            calls += _log_batches(mlflow_client, run_id, [], [], in_rows)  # MLflow's store skips what it has
+    return calls
+
+
+def _log_batches(
+    mlflow_client: MlflowClient, run_id: str, params: list[Param], tags: list[RunTag], metrics: list[Metric]
+) -> int:
+    """log_batch calls within MLflow's limits; returns their number (one when there is nothing to log)."""
     calls = 0
-    while pending_params or pending_tags or pending_metrics or calls == 0:
-        batch_params, pending_params = (
-            pending_params[:MAX_PARAMS_PER_CALL],
-            pending_params[MAX_PARAMS_PER_CALL:],
-        )
+    while params or tags or metrics or calls == 0:
+        batch_params, params = params[:MAX_PARAMS_PER_CALL], params[MAX_PARAMS_PER_CALL:]
         room = MAX_ITEMS_PER_CALL - len(batch_params)
-        batch_tags, pending_tags = pending_tags[:room], pending_tags[room:]
+        batch_tags, tags = tags[:room], tags[room:]
         room = min(MAX_METRICS_PER_CALL, room - len(batch_tags))
-        batch_metrics, pending_metrics = pending_metrics[:room], pending_metrics[room:]
+        batch_metrics, metrics = metrics[:room], metrics[room:]
         if batch_params or batch_tags or batch_metrics:
             mlflow_client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
         calls += 1
