@@ -39,7 +39,11 @@ def mbgd_study_phase(config, data, writer) -> int:
 
     storage_url = config.storage or studies.default_storage()
     storage = studies.open_storage(storage_url)
-    studies.remaining_trials(config, storage)  # opens (creates) the studies, as tracked_sweep does
+    # opens (creates) the studies, as tracked_sweep does; finished studies of the same names would make this
+    # measure a resume and a back-fill instead of the studies
+    remaining = studies.remaining_trials(config, storage)
+    if remaining != config.n_trials * len(config.batch_sizes):
+        raise RuntimeError(f"{storage_url} already holds trials of the sweep {config.name!r}")
     written_before = len(writer.run_ids)
     client = tracking.client()
     with tracking.run_scope(
