@@ -26,10 +26,10 @@ class Context:
         print(f"  {text}", flush=True)
 
     def store(self, name: str) -> str:
-        """A fresh sqlite URI in a folder of its own in the work folder (one per side, so neither side pays for
-        the other's rows). Its own folder: mbgd's default Optuna storage goes beside the tracking store, and
-        in one folder P2s's mbgd side found P2's finished studies of the same names and measured resuming
-        them (a back-fill of 192 runs) instead of running them."""
+        """A fresh sqlite URI in a folder of its own in the work folder (one per side, so neither side pays
+        for the other's rows). Its own folder: mbgd's default Optuna storage goes beside the tracking store,
+        and in one shared folder P2s's mbgd side found P2's finished studies of the same names and measured
+        resuming them (a back-fill of 192 runs) instead of running them."""
         folder = self.workdir / name
         folder.mkdir(exist_ok=True)
         return f"sqlite:///{folder / name}.db"
