@@ -50,15 +50,19 @@ def test_other_lost_exceptions_go_to_the_previous_hook(monkeypatch: pytest.Monke
 def test_database_cleanup_errors_print_until_the_process_is_stopped(capfd: pytest.CaptureFixture) -> None:
     import logging
 
+    from mbgd import errors
+
+    errors.STOPS_RECEIVED.clear()  # another test's stop, raised in this process
     handler = processes.quiet_database_cleanup_after_a_stop()
-    previous = signal.getsignal(signal.SIGINT)
+    assert processes.quiet_database_cleanup_after_a_stop() is handler  # once per process
     pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
     try:
         pool.error("before any stop")
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a stopped worker's handler does first
+        with pytest.raises(errors.Interrupted):
+            errors.raise_interrupted(signal.SIGTERM, None)  # the handler a command and a worker stop with
         pool.error("Error closing cursor")
     finally:
-        signal.signal(signal.SIGINT, previous)
+        errors.STOPS_RECEIVED.clear()
         logging.getLogger("sqlalchemy").removeHandler(handler)
     printed = capfd.readouterr().err
     assert "before any stop" in printed

@@ -11,7 +11,7 @@ import click
 
 from mbgd.config import ConfigError
 from mbgd.errors import Interrupted, WorkerError, sigterm_interrupts
-from mbgd.processes import redeliver_lost_stops
+from mbgd.processes import quiet_database_cleanup_after_a_stop, redeliver_lost_stops
 from mbgd.tracking_store import StoreUnavailable
 
 
@@ -22,6 +22,7 @@ def user_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         redeliver_lost_stops()
+        quiet_database_cleanup_after_a_stop()
         with sigterm_interrupts():
             try:
                 return command(*args, **kwargs)

@@ -14,8 +14,12 @@ class Interrupted(BaseException):
     """SIGTERM, raised like KeyboardInterrupt so that runs end KILLED on the way out."""
 
 
+STOPS_RECEIVED: list[str] = []  # the stop signals this process has raised as Interrupted
+
+
 def raise_interrupted(signum: int, frame: Any) -> None:
     """A signal handler: the signal becomes Interrupted, named after it."""
+    STOPS_RECEIVED.append(signal.Signals(signum).name)
     raise Interrupted(signal.Signals(signum).name)
 
 

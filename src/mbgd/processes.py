@@ -78,16 +78,24 @@ def redeliver_lost_stops(*, handler: Any = None) -> None:
 
 def quiet_database_cleanup_after_a_stop():
     """A stop raised inside a database read leaves SQLAlchemy a cursor it cannot close, which it logs with a
-    traceback (`make soak` saw "Error closing cursor" from a worker that Ctrl-C stopped): a consequence of
-    the stop, which the command reports in one line. From the moment this process has been stopped (its stop
-    handler ignores further stops), SQLAlchemy's log records are dropped; before that they print as Python's
-    last-resort handler would print them. Returns the handler."""
+    traceback (`make soak` saw "Error closing cursor" from a worker that Ctrl-C stopped, and from a sweep that
+    SIGTERM stopped): a consequence of the stop, which the command reports in one line. From the moment this
+    process has raised a stop signal as Interrupted (mbgd.errors.raise_interrupted: SIGTERM in a command,
+    SIGINT and SIGTERM in a worker), SQLAlchemy's log records are dropped; before that they print as Python's
+    last-resort handler would print them. Installed once per process; returns the handler."""
     import logging
 
+    from mbgd.errors import STOPS_RECEIVED
+
+    logger = logging.getLogger("sqlalchemy")
+    for handler in logger.handlers:
+        if getattr(handler, "mbgd_quiet_after_a_stop", False):
+            return handler
     handler = logging.StreamHandler()  # stderr, "%(message)s", like logging.lastResort
     handler.setLevel(logging.WARNING)
-    handler.addFilter(lambda record: signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
-    logging.getLogger("sqlalchemy").addHandler(handler)
+    handler.addFilter(lambda record: not STOPS_RECEIVED)
+    handler.mbgd_quiet_after_a_stop = True
+    logger.addHandler(handler)
     return handler
 
 
