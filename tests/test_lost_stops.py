@@ -53,6 +53,9 @@ def test_database_cleanup_errors_print_until_the_process_is_stopped(capfd: pytes
     from mbgd import errors
 
     errors.STOPS_RECEIVED.clear()  # another test's stop, raised in this process
+    sqlalchemy_log = logging.getLogger("sqlalchemy")
+    for installed in [h for h in sqlalchemy_log.handlers if getattr(h, "mbgd_quiet_after_a_stop", False)]:
+        sqlalchemy_log.removeHandler(installed)  # a command run by an earlier test: it writes to its stderr
     handler = processes.quiet_database_cleanup_after_a_stop()
     assert processes.quiet_database_cleanup_after_a_stop() is handler  # once per process
     pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
