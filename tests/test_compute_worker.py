@@ -59,6 +59,17 @@ def test_calls_are_answered_by_the_worker_process_in_any_order() -> None:
         started.close()
 
 
+def test_the_worker_computes_with_one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (it shares the cores with the command: mbgd.processes.one_torch_thread), whatever the command's setting
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    with open_worker(start=True) as started:
+        threads = started.submit(torch.get_num_threads)
+        answered(threads)
+        assert threads.result() == 1
+
+
 def test_without_a_worker_each_call_runs_here_when_its_result_is_asked_for() -> None:
     calls: list[int] = []
     here = ComputeWorker(start=False)

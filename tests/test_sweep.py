@@ -242,6 +242,24 @@ def test_interrupted_population_marks_its_trials_failed(
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
 
 
+def test_the_sweep_trains_with_one_torch_thread_and_so_do_the_processes_it_starts(
+    tracking_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (its processes share the cores: mbgd.processes.one_torch_thread; they inherit the environment)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs_after(
+            ["sweep", "--batch-sizes", "10", "--n-trials", "2", "--epochs", "1", "--seeds", "1"],
+            tracking_store,
+        )
+        assert torch.get_num_threads() == 1
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("helper_from_trials", [10**6, 1], ids=["written-here", "written-by-helper"])
 def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     tracking_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper_from_trials: int

@@ -375,3 +375,32 @@ def test_a_diverged_history_keeps_what_came_before_the_first_non_finite_value() 
     lean.update_losses = [1.0, math.inf, 2.0]  # no parameters kept
     _truncate_at_non_finite(lean)
     assert (lean.batch_losses, lean.update_losses, lean.update_params) == ([], [1.0], [])
+
+
+@pytest.fixture
+def torch_threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_torch_thread_trains_to_the_same_bits_as_several(torch_threads, dtype: str) -> None:
+    # mbgd.processes.one_torch_thread relies on it. Tensors well above torch's grain size (32768 elements,
+    # below which an op runs on one thread anyway): 20,000 points of 5 features, eight lrs, every update's
+    # full-dataset loss, each seed on its own targets and order.
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(20_000, 5, generator=generator)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0]) + 0.7
+    data = replace(THREE_FEATURES, x=x, y_train=y, y_eval=y, feature_names=tuple("abcde"))
+    config = replace(TUTORIAL, batch_size=500, shuffle=True, epochs=2, dtype=dtype)
+    seeds = [replace(config, seed=s, lr=0.01 * (s + 1)) for s in range(4)]
+    noisy = [replace(data, y_train=y + torch.randn(20_000, generator=generator)) for _ in seeds]
+
+    def trained(threads: int) -> list[tuple]:
+        torch_threads(threads)
+        population = fit_population(config, data, [0.003 * 2**i for i in range(8)], record_updates=True)
+        each = train.fit_each(seeds, noisy, record_batch_loss=True, record_updates=True)
+        return [recorded(history) for history in population + each]
+
+    assert trained(1) == trained(2)

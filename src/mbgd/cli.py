@@ -28,6 +28,7 @@ from mbgd.cli_options import (
 )
 from mbgd.compute_worker import WORKER_FROM_TRIALS, open_worker
 from mbgd.config import SweepConfig, build_sweep_config, build_train_run
+from mbgd.processes import one_torch_thread
 from mbgd.tracking_store import require_tracking_store, tracking_uri
 from mbgd.trial_runs import open_writer
 
@@ -140,6 +141,7 @@ def sweep(preset: str | None, register_model: str, **options: Any) -> None:
     check_register_model(register_model)
     require_tracking_store()
     trials = config.n_trials * len(config.batch_sizes)
+    one_torch_thread()
     with (
         open_writer(trials=trials, workers=config.workers) as writer,
         open_worker(start=bool(config.tuning_cost_seeds) and trials >= WORKER_FROM_TRIALS) as worker,
@@ -179,6 +181,7 @@ def report(preset: str | None, output_dir: str, register_model: str, **options: 
     check_register_model(register_model)
     require_tracking_store()
     trials = config.n_trials * len(config.batch_sizes)
+    one_torch_thread()
     with (
         open_writer(trials=trials, workers=config.workers) as writer,
         open_worker(start=bool(config.tuning_cost_seeds) and trials >= WORKER_FROM_TRIALS) as worker,
@@ -225,6 +228,7 @@ def scaling(
     studies = len(config.orders) * len(config.targets) * len(config.sweep.batch_sizes)
     require_tracking_store()
     trials = config.sweep.n_trials * studies
+    one_torch_thread()
     with (
         open_writer(trials=trials, workers=config.sweep.workers) as writer,
         open_worker(start=bool(config.sweep.scan) and trials >= WORKER_FROM_TRIALS) as worker,

@@ -174,8 +174,13 @@ class ComputeWorker:
                     pass_fds=(calls_in, results_out),
                     stdin=subprocess.DEVNULL,
                     # this process's import path, so that the worker runs this very mbgd (as multiprocessing's
-                    # spawn does): a path added at run time (a test runner's) is not in the environment
-                    env={**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)},
+                    # spawn does): a path added at run time (a test runner's) is not in the environment; torch
+                    # on one thread (mbgd.processes.one_torch_thread: the worker shares the cores)
+                    env={
+                        **os.environ,
+                        "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
+                        "OMP_NUM_THREADS": "1",
+                    },
                 )
         except OSError:
             os.close(calls_out)
