@@ -161,13 +161,9 @@ def tracked_sweep(
             progress=progress,
             on_study=measure_cost,
         )
-        # Optuna's figures drawn by the worker once it has measured; here, what needs only the studies
-        drawn_optuna = {
-            study.study_name: or_here(worker).submit(
-                plots.optuna_pngs, study.study_name, study.get_trials(deepcopy=False)
-            )
-            for study in studies
-        }
+        # Here, what needs no tuning cost, while the worker measures them; then the costs, and the worker
+        # draws Optuna's figures (it begins the newest call first: submitted earlier, they would go before
+        # the costs).
         log_scans(
             client,
             sweep_run.run_id,
@@ -175,13 +171,20 @@ def tracked_sweep(
             draw_scans(list(scans.values()), studies, title=SCAN_TITLE.format(objective=config.objective)),
             figure_file="lr_scan.png",
         )
-        results = [
-            sweep_summary.analyse_batch_size(config, study, data, scans.get(b), trials_to_5pct=costs.get(b))
+        analysed = [
+            sweep_summary.analyse_batch_size(config, study, data, scans.get(b))
             for b, study in zip(config.batch_sizes, studies, strict=True)
         ]
+        best_models = log_sweep_best_models(client, sweep_run, config, data, analysed)
+        results = [sweep_summary.with_tuning_cost(r, costs.get(r.batch_size)) for r in analysed]
+        drawn_optuna = {
+            study.study_name: or_here(worker).submit(
+                plots.optuna_pngs, study.study_name, study.get_trials(deepcopy=False)
+            )
+            for study in studies
+        }
         summary = sweep_summary.summarize(config, results)
         markdown = report.summary_markdown(summary)
-        best_models = log_sweep_best_models(client, sweep_run, config, data, results)
         registered = {}
         if register_model:
             registered = register_best_models(client, register_model, config, results, best_models)

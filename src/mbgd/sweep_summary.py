@@ -157,11 +157,10 @@ def tuning_optimum(study: optuna.Study, lr_scan=None) -> float:
 
 
 def analyse_batch_size(
-    config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan=None, *, trials_to_5pct=None
+    config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan=None
 ) -> BatchSizeResult:
-    """Best trial, its seeds, the fixed-lr seeds in both precisions, the epoch-map theory, and what tuning
-    costs: the scan's best and how many TPE trials without the scan reach 5% of the optimum
-    (`trials_to_5pct`: measure_tuning_cost's Pending; None: not measured)."""
+    """Best trial, its seeds, the fixed-lr seeds in both precisions, the epoch-map theory and the scan's
+    best; how many TPE trials without the scan reach 5% of the optimum comes after (with_tuning_cost)."""
     batch_size = study_batch_size(study)
     best = study.best_trial
     best_lr = float(best.params["lr"])
@@ -198,8 +197,15 @@ def analyse_batch_size(
         trials=trials,
         pruned_trials=len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))),
         lr_scan=lr_scan,
-        trials_to_5pct_by_seed=None if trials_to_5pct is None else trials_to_5pct.result(),
     )
+
+
+def with_tuning_cost(result: BatchSizeResult, trials_to_5pct) -> BatchSizeResult:
+    """The result with how many TPE trials without the scan reach 5% of the optimum, per sampler seed
+    (`trials_to_5pct`: measure_tuning_cost's Pending, whose result is waited for; None: not measured)."""
+    if trials_to_5pct is None:
+        return result
+    return replace(result, trials_to_5pct_by_seed=trials_to_5pct.result())
 
 
 def median_trials(found: Sequence[int | None]) -> int | None:
