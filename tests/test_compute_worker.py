@@ -60,14 +60,20 @@ def test_calls_are_answered_by_the_worker_process_in_any_order() -> None:
 
 
 def test_the_worker_computes_with_one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    # (it shares the cores with the command: mbgd.processes.one_torch_thread), whatever the command's setting
+    # (it shares the cores with the command: mbgd.processes.one_torch_thread), whatever the command's setting;
+    # this process on two threads, so that the call run here instead would answer 2
     import torch
 
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    with open_worker(start=True) as started:
-        threads = started.submit(torch.get_num_threads)
-        answered(threads)
-        assert threads.result() == 1
+    threads_here = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with open_worker(start=True) as started:
+            threads = started.submit(torch.get_num_threads)
+            answered(threads)
+            assert threads.result() == 1
+    finally:
+        torch.set_num_threads(threads_here)
 
 
 def test_without_a_worker_each_call_runs_here_when_its_result_is_asked_for() -> None:

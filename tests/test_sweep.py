@@ -242,10 +242,11 @@ def test_interrupted_population_marks_its_trials_failed(
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
 
 
-def test_the_sweep_trains_with_one_torch_thread_and_so_do_the_processes_it_starts(
+def test_the_sweep_trains_on_one_torch_thread_and_hands_the_setting_to_the_processes_it_starts(
     tracking_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # (its processes share the cores: mbgd.processes.one_torch_thread; they inherit the environment)
+    # (its processes share the cores: mbgd.processes.one_torch_thread; the compute worker, the trial-run
+    # helper and sweep workers, started after it, inherit OMP_NUM_THREADS, which torch reads on import)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -40,11 +40,17 @@ def die_with_parent(parent_pid: int) -> None:
 
 def one_torch_thread() -> None:
     """torch computes on one thread in this process and in every process started from it from now on (the
-    compute worker, the trial-run helper, sweep workers: they inherit OMP_NUM_THREADS, which torch reads as
-    it is imported). These processes share the cores; with torch's own threads besides, each one's threads
-    wait, spinning, for cores the others hold (measured: a dense scan in the compute worker took 40 times its
-    time alone; `mbgd scaling` ran 24.7 s instead of 20.5 s). Every op of mbgd's training computes the same
-    bits on one thread as on several (tests/test_train.py)."""
+    compute worker, sweep workers: they inherit OMP_NUM_THREADS, which torch reads as it is imported). These
+    processes share the cores; with two torch threads each, the threads waited for each other, spinning, for
+    cores the other process held (measured: a dense scan in the niced compute worker took 4.9 s, against
+    0.06 s alone; `mbgd scaling` 27.5-29.5 s instead of 20.9-21.3 s).
+
+    Training computes the same bits on one thread as on several: its reductions run per model and data row
+    (tests/test_train.py). Whole-tensor reductions and BLAS products on large data (the Hessian's x^T x from
+    about 50,000 rows, a mean over some 200,000 values) can round differently with the thread count, as they
+    already did between machines with different numbers of cores; on one thread they no longer depend on the
+    machine.
+    """
     os.environ["OMP_NUM_THREADS"] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
