@@ -190,3 +190,38 @@ def test_the_worker_dies_with_the_process_that_started_it() -> None:
         assert not alive(pid)
     finally:
         parent.kill()
+
+
+def test_calls_handed_over_together_are_begun_last_first_even_by_an_idle_worker() -> None:
+    # one by one, an idle worker begins the first call as it arrives; together it sees them all first
+    started = worker()
+    try:
+        answered(started.submit(sum, []))  # imported and idle
+        with started.together():
+            first = started.submit(time.monotonic)
+            time.sleep(0.3)  # handed over one by one, `first` would have begun by now
+            second = started.submit(time.monotonic)
+            time.sleep(0.3)
+            last = started.submit(time.monotonic)
+            assert not first.begun()
+        answered(first, second, last)
+        assert last.result() < second.result() < first.result()
+    finally:
+        started.close()
+
+
+def test_a_result_bigger_than_a_plain_pipe_does_not_hold_the_worker_until_it_is_read() -> None:
+    # a figure is a few hundred kB; a plain pipe holds 64 kB, and the command reads results only when it
+    # wants one: the worker makes the next call meanwhile
+    started = worker()
+    try:
+        answered(started.submit(sum, []))
+        with started.together():
+            after = started.submit(time.monotonic)  # begun second
+            big = started.submit(bytes, 600_000)  # begun first
+        time.sleep(1.0)
+        reading = time.monotonic()
+        assert len(big.result()) == 600_000
+        assert after.result() < reading  # begun before this process read the big result
+    finally:
+        started.close()

@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from mbgd import scan as scans
 from mbgd.cli import main
 from mbgd.config import SweepConfig, TrainConfig
 from mbgd.data import load_data
@@ -154,20 +155,13 @@ def test_scaling_finds_the_exhaustive_optimum_of_batch_sizes_1_2_3(
         assert row["first_touch_updates"] <= row["updates_to_target"]
 
 
-def test_tpe_trials_to_within_counts_what_an_independent_tpe_study_needs() -> None:
-    # Each seed's study again, by hand: TPE with constant liar, `population` trials asked at once, each scored
-    # by the plain loop above; the count is the 1-based number of the first trial within 5% of the optimum.
-    train = TrainConfig(epochs=6, dtype="float64")
-    config = SweepConfig(
-        objective="updates_to", train=train, lr_min=0.01, lr_max=0.24, population=4, target_ratio=1e-3
-    )
-    # 14 trials: 10 random, then TPE with the population's pending trials as liars
-    batch_size, seeds, max_trials = 3, 4, 14
-    grid = exhaustive_updates_to_target(batch_size, torch.logspace(-2, math.log10(0.24), 400), 6, 1e-3)
-    optimum = float(grid.kthvalue(10).values)  # the 10th best of 400: some seeds reach it, some do not
-    expected = []
+def independent_tpe_counts(batch_size: int, seeds: int, max_trials: int, optimum: float) -> list[int | None]:
+    """Each seed's study again, by hand: TPE with constant liar, `population` (4) trials asked at once, each
+    scored by the plain loop above; the count is the 1-based number of the first trial within 5% of the
+    optimum (COUNTING's setup)."""
+    counts = []
     for s in range(seeds):
-        sampler = optuna.samplers.TPESampler(seed=config.sampler_seed + batch_size + s, constant_liar=True)
+        sampler = optuna.samplers.TPESampler(seed=COUNTING.sampler_seed + batch_size + s, constant_liar=True)
         study = optuna.create_study(direction="minimize", sampler=sampler)
         found = None
         while found is None and len(study.trials) < max_trials:
@@ -180,12 +174,77 @@ def test_tpe_trials_to_within_counts_what_an_independent_tpe_study_needs() -> No
                 study.tell(trial, value)
                 if found is None and value <= optimum * 1.05:
                     found = trial.number + 1
-        expected.append(found)
+        counts.append(found)
+    return counts
+
+
+COUNTING = SweepConfig(
+    objective="updates_to",
+    train=TrainConfig(epochs=6, dtype="float64"),
+    lr_min=0.01,
+    lr_max=0.24,
+    population=4,
+    target_ratio=1e-3,
+    scan=16,
+)
+
+
+def test_tpe_trials_to_within_counts_what_an_independent_tpe_study_needs() -> None:
+    # 14 trials: 10 random, then TPE with the population's pending trials as liars
+    batch_size, seeds, max_trials = 3, 4, 14
+    grid = exhaustive_updates_to_target(batch_size, torch.logspace(-2, math.log10(0.24), 400), 6, 1e-3)
+    optimum = float(grid.kthvalue(10).values)  # the 10th best of 400: some seeds reach it, some do not
+    expected = independent_tpe_counts(batch_size, seeds, max_trials, optimum)
     assert expected.count(None) not in (0, seeds), expected  # some seeds find it, some do not
     assert (
-        tpe_trials_to_within(config, DATA, batch_size, optimum, seeds=seeds, max_trials=max_trials)
+        tpe_trials_to_within(COUNTING, DATA, batch_size, optimum, seeds=seeds, max_trials=max_trials)
         == expected
     )
+
+
+def test_a_count_begun_ahead_goes_on_where_it_stopped_and_counts_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # search_tpe_ahead searches toward the scan's best before the optimum is known (in the compute worker);
+    # the count then goes on from there: the same counts as the independent studies, and, the optimum being
+    # below the scan's best, not one lr trained twice
+    batch_size, seeds, max_trials = 3, 4, 40
+    trained = []
+    original = scans.fit_population
+
+    def counting_fit(config, data, lrs, **kwargs):
+        trained.extend(lrs)
+        return original(config, data, lrs, **kwargs)
+
+    monkeypatch.setattr(scans, "fit_population", counting_fit)
+    bound = scans.run_scan(COUNTING, DATA, batch_size).best_value
+    grid = exhaustive_updates_to_target(batch_size, torch.logspace(-2, math.log10(0.24), 400), 6, 1e-3)
+    optimum = float(grid.min())
+    assert optimum < bound  # the study finds better than the scan: the count needs more than the search
+    expected = independent_tpe_counts(batch_size, seeds, max_trials, optimum)
+
+    trained.clear()
+    assert (
+        tpe_trials_to_within(COUNTING, DATA, batch_size, optimum, seeds=seeds, max_trials=max_trials)
+        == expected
+    )
+    from_scratch = len(trained)
+
+    monkeypatch.setattr(scans, "_COUNTED", set())  # this process has not counted it yet
+    trained.clear()
+    scans.search_tpe_ahead(COUNTING, DATA, batch_size, seeds=seeds, max_trials=max_trials)
+    ahead = len(trained) - COUNTING.scan
+    assert 0 < ahead < from_scratch
+    assert (
+        tpe_trials_to_within(COUNTING, DATA, batch_size, optimum, seeds=seeds, max_trials=max_trials)
+        == expected
+    )
+    assert len(trained) == COUNTING.scan + from_scratch  # the bound's scan, then nothing trained twice
+
+    # counted: a search begun after that (the worker begins the newest call first) is not wanted
+    trained.clear()
+    scans.search_tpe_ahead(COUNTING, DATA, batch_size, seeds=seeds, max_trials=max_trials)
+    assert trained == []
 
 
 def test_refinement_range_is_clipped_to_the_scan_at_both_ends() -> None:

@@ -23,6 +23,31 @@ SCALING = ["scaling", "--output-dir", "out", "--batch-sizes", "1,10", "--n-trial
 SCALING += ["--seeds", "2", "--scan", "16", "--name", "gold"]
 
 
+# Computed by BLAS and LAPACK (mbgd.noise_scale's gradient noise scale along the runs and the sizes read off
+# it; the least-squares loss a noisy target sits above), whose kernels, and so whose last bits, depend on the
+# CPU and on the threads the library was started with: the gold file's machine and an AMD EPYC one differ in
+# the 15th digit. Everything else must match to the last digit.
+BLAS_KEYS = {
+    "noise_scale_at_target",
+    "noise_scale_at_target_by_order",
+    "fewest_samples",
+    "fewest_updates",
+    "target_loss",
+}
+
+
+def assert_same(got, expected, key: str = "") -> None:
+    if isinstance(expected, dict):
+        assert isinstance(got, dict), key
+        assert got.keys() == expected.keys(), key
+        for name in expected:
+            assert_same(got[name], expected[name], f"{key}/{name}")
+    elif BLAS_KEYS.intersection(key.split("/")) and isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-12, abs=0.0), key
+    else:
+        assert got == expected, key
+
+
 def printed(output: str) -> list[str]:
     return [line for line in output.splitlines() if not line.startswith(("run ", "open the"))]
 
@@ -32,7 +57,7 @@ def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     """The small commands run their tuning costs and scans here (too few trials for a worker), or, with the
     threshold lowered, in mbgd.compute_worker's process, which must then answer every call it was handed (the
     command waits for each instead of taking back those not begun); or in one killed (kill -9) as soon as it
-    is handed its first call, so that this process makes them all."""
+    is handed its first calls, so that this process makes them all."""
     killing = request.param.startswith("in a compute worker killed")
     started: list[compute_worker.ComputeWorker] = []
     calls = {"handed over": 0, "answered there": 0}
@@ -40,17 +65,16 @@ def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
         compute_worker.ComputeWorker.__init__,
         compute_worker.ComputeWorker.answer,
     )
-    original_submit = compute_worker.ComputeWorker.submit
+    original_hand_over = compute_worker.ComputeWorker._hand_over
 
     def init(self, **kwargs) -> None:
         original_init(self, **kwargs)
         started.append(self)
 
-    def submit(self, function, *args, **kwargs):
-        pending = original_submit(self, function, *args, **kwargs)
+    def hand_over(self) -> None:
+        original_hand_over(self)
         if killing and self.pid is not None:
             os.kill(self.pid, signal.SIGKILL)  # still importing: it cannot have answered
-        return pending
 
     def answer(self, number: int):
         calls["handed over"] += 1
@@ -64,7 +88,7 @@ def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
         monkeypatch.setattr("mbgd.cli.WORKER_FROM_TRIALS", 1)
         monkeypatch.setattr(compute_worker.ComputeWorker, "__init__", init)
         monkeypatch.setattr(compute_worker.ComputeWorker, "answer", answer)
-        monkeypatch.setattr(compute_worker.ComputeWorker, "submit", submit)
+        monkeypatch.setattr(compute_worker.ComputeWorker, "_hand_over", hand_over)
     yield request.param
     if request.param != "here":
         assert [w for w in started if w.started]
@@ -100,4 +124,4 @@ def test_a_scaling_s_summary_and_lines_are_unchanged(tracking_store: str, where:
     result = CliRunner().invoke(main, SCALING)
     assert result.exit_code == 0, result.output
     assert printed(result.output) == EXPECTED["scaling_lines"]
-    assert json.loads(Path("out", "scaling.json").read_text()) == EXPECTED["scaling_summary"]
+    assert_same(json.loads(Path("out", "scaling.json").read_text()), EXPECTED["scaling_summary"])

@@ -1,4 +1,4 @@
-from mbgd.cli import main
+from mbgd.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -28,7 +28,7 @@ from mbgd.cli_options import (
 )
 from mbgd.compute_worker import WORKER_FROM_TRIALS, open_worker
 from mbgd.config import SweepConfig, build_sweep_config, build_train_run
-from mbgd.processes import one_torch_thread
+from mbgd.processes import end_without_collecting, hold_collection_while_importing, one_torch_thread
 from mbgd.tracking_store import require_tracking_store, tracking_uri
 from mbgd.trial_runs import open_writer
 
@@ -44,6 +44,14 @@ def echo_run_link(outcome: Any) -> None:
 @click.version_option(package_name="mbgd")
 def main() -> None:
     """mbgd: the PyTorch mini-batch gradient descent tutorial, tracked in MLflow."""
+
+
+def run() -> None:
+    """The `mbgd` process (its console script and `python -m mbgd`): the commands with the collector held
+    while their libraries import, and an end without the interpreter's last collections (mbgd.processes)."""
+    end_without_collecting()
+    hold_collection_while_importing()
+    main()
 
 
 main.add_command(cli_servers.ui)

@@ -13,6 +13,7 @@ import click
 from mbgd.cli_errors import user_errors
 from mbgd.cli_options import STORAGE, options_from
 from mbgd.errors import Interrupted, sigterm_interrupts
+from mbgd.processes import imports_done
 from mbgd.tracking_store import tracking_uri
 
 
@@ -36,6 +37,8 @@ from mbgd.tracking_store import tracking_uri
 def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
     """Start the MLflow UI on the project's tracking store and print links to the runs and their charts."""
     import subprocess
+
+    imports_done()  # it runs until stopped: the collector back on (mbgd.processes)
 
     store = tracking_uri()
     from mbgd.tracking import client, experiment_id_for
@@ -143,5 +146,6 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
     opened = open_storage(url)
     from optuna_dashboard import run_server
 
+    imports_done()  # it serves until stopped: the collector back on (mbgd.processes)
     click.echo(f"optuna-dashboard on {redact(url)}: http://{host}:{port}/")
     run_server(opened, host=host, port=port)

@@ -29,6 +29,7 @@ from typing import Any
 
 WORKER_FROM_TRIALS = 48  # a command with fewer trials does not start one (it would wait for its imports)
 NICENESS = 10
+RESULTS_PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process
 MAX_CALL_BYTES = 16 << 20  # a call with more data than this runs here (the data would cost more to copy)
 # What the worker imports before its first call, while the command imports its own modules.
 WARM_MODULES = ("torch", "optuna", "mbgd.studies", "mbgd.scan", "mbgd.sweep_summary", "mbgd.scan_plots")
@@ -44,6 +45,10 @@ class Pending:
         self._call = (function, args, kwargs)
         self._done = False
         self._value: Any = None
+
+    def run_here(self) -> None:
+        """This call runs here when its result is asked for (the worker never got it)."""
+        self._worker = None
 
     def begun(self) -> bool:
         """Whether the worker has begun the call: result() will wait for it rather than take it back."""
@@ -74,6 +79,8 @@ class ComputeWorker:
         self._unanswered: set[int] = set()  # calls handed over, neither answered nor taken back
         self._begun: set[int] = set()  # calls the worker said it began
         self._submitted = 0
+        self._held: list[tuple[int, bytes, Pending]] = []  # calls submitted, not handed over yet
+        self._holding = False  # inside together()
         if start and os.name == "posix":
             self._start(warm)
         self._started = self._process is not None
@@ -90,25 +97,53 @@ class ComputeWorker:
     def submit(self, function: Callable, *args: Any, **kwargs: Any) -> Pending:
         number = self._submitted
         self._submitted += 1
-        handed_over = False
+        payload = None
         if self._process is not None:
             try:
                 payload = _pickled((function, args, kwargs))
             except Exception:  # noqa: BLE001 - not picklable: this call runs here
                 payload = None
-            try:
-                if payload is not None:
-                    self._calls.send(("call", number, payload))
-                    handed_over = True
-                    self._unanswered.add(number)
-            except (OSError, ValueError):  # the worker is gone: this call and the next run here
+        pending = Pending(self if payload is not None else None, number, function, args, kwargs)
+        if payload is not None:
+            self._held.append((number, payload, pending))
+            if not self._holding:
+                self._hand_over()
+        return pending
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """The calls submitted in the block are handed over when it ends, all at once: the worker sees them
+        all before it begins one, and begins the last first (handed over one by one, an idle worker begins
+        the first at once)."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        held, self._held = self._held, []
+        if not held:
+            return
+        try:
+            if self._process is None:
+                raise ValueError("the worker is gone")
+            self._calls.send(("calls", [(number, payload) for number, payload, _ in held]))
+            self._unanswered.update(number for number, _, _ in held)
+        except (OSError, ValueError):  # the worker is gone: these calls and the next run here
+            if self._process is not None:
                 self._stop()
-        return Pending(self if handed_over else None, number, function, args, kwargs)
+            for _, _, pending in held:
+                pending.run_here()
 
     def answer(self, number: int) -> tuple[bool, Any]:
         """(True, value) once the worker has answered call `number`; (False, None) if it never will: it died,
         the call failed there, or the worker had not begun it yet, in which case it is taken back (the caller,
         which would otherwise wait, runs it)."""
+        if any(held == number for held, _, _ in self._held):  # wanted before it was handed over
+            self._held = [call for call in self._held if call[0] != number]
+            return False, None
         self._receive(wait=False)
         while number not in self._answers and self._process is not None:
             if number not in self._begun:
@@ -158,6 +193,13 @@ class ComputeWorker:
 
         calls_in, calls_out = os.pipe()
         results_in, results_out = os.pipe()
+        # Room for the figures the worker draws (a few hundred kB) while the command does not read them yet:
+        # a result the pipe cannot hold keeps the worker waiting until the command wants a result (Linux;
+        # 64 kB elsewhere).
+        with contextlib.suppress(AttributeError, OSError):
+            import fcntl
+
+            fcntl.fcntl(results_out, fcntl.F_SETPIPE_SZ, RESULTS_PIPE_BYTES)
         try:
             # blocked until it ignores them: a Ctrl-C now must not kill it half-started
             with signals_blocked_for_children():
@@ -230,7 +272,13 @@ def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequen
     import importlib
     import warnings
 
-    from mbgd.processes import STOP_SIGNALS, die_with_parent, ignore_stops
+    from mbgd.processes import (
+        STOP_SIGNALS,
+        die_with_parent,
+        hold_collection_while_importing,
+        ignore_stops,
+        imports_done,
+    )
 
     ignore_stops()  # the command's process handles them, and ends this one
     if hasattr(signal, "pthread_sigmask"):  # blocked by the command while it started us
@@ -260,7 +308,7 @@ def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequen
                 elif message[0] == "skip":
                     skipped.add(message[1])
                 else:
-                    inbox.append(message[1:])
+                    inbox.extend(message[1])
                 arrived.notify()
             if message is None:
                 return
@@ -277,8 +325,10 @@ def _serve(parent_pid: int, calls: Connection, results: Connection, warm: Sequen
                     return call
 
     threading.Thread(target=read, name="mbgd-compute-calls", daemon=True).start()
+    hold_collection_while_importing()
     for module in warm:
         importlib.import_module(module)
+    imports_done()
     if "optuna" in sys.modules:  # as quiet as the command's process (mbgd.studies): no experimental notes
         from optuna.exceptions import ExperimentalWarning
 

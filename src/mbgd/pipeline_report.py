@@ -42,8 +42,10 @@ def tracked_report(
     from dataclasses import replace
 
     from mbgd import plots, report, scaling_report, scan_plots, tracking
+    from mbgd.processes import imports_done
 
     client = tracking.client()
+    imports_done()  # MLflow, torch and matplotlib (mbgd.processes)
     with tracking.run_scope(
         client,
         experiment_name=config.experiment,

@@ -33,6 +33,7 @@ def tracked_scaling(
     from pathlib import Path
 
     from mbgd import report, scaling, scaling_plots, scaling_report, scaling_summary, tracking, trial_runs
+    from mbgd.processes import imports_done
     from mbgd.studies import open_study
 
     config = scaling.resolve_lr_range(config, data.x)
@@ -41,6 +42,7 @@ def tracked_scaling(
         config, storage
     )  # refuses mismatched settings before any MLflow run exists
     client = tracking.client()
+    imports_done()  # MLflow's store, Optuna's storage, torch and matplotlib (mbgd.processes)
     prefix = f"{config.sweep.name}-"
 
     def label_of(study_name: str) -> str:

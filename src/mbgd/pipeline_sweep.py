@@ -35,8 +35,28 @@ class SweepOutcome:
     )  # --register-model's version by batch size
 
 
-def scan_studies(config, data: RegressionData, storage) -> dict:
-    """Every batch size's dense lr scan (mbgd.scan), each study set to refine it; {} with --scan 0."""
+def begin_in_worker(config, data: RegressionData, worker) -> dict:
+    """With a started compute worker, what it can begin before the studies exist, while this process opens
+    the stores: each batch size's tuning-cost search (scan.search_tpe_ahead), then its scan; returns the
+    scans' Pendings by batch size ({} without a worker or with --scan 0). The worker begins the newest call
+    first: submitted in reverse, the first batch size's scan and search come first."""
+    from mbgd import scan
+
+    if worker is None or not worker.started or not config.scan:
+        return {}
+    batch_sizes = config.batch_sizes[::-1]
+    with worker.together():
+        if config.tuning_cost_seeds:
+            for batch_size in batch_sizes:
+                worker.submit(scan.search_tpe_ahead, config, data, batch_size, seeds=config.tuning_cost_seeds)
+        return {
+            batch_size: worker.submit(scan.run_scan, config, data, batch_size) for batch_size in batch_sizes
+        }
+
+
+def scan_studies(config, data: RegressionData, storage, scans_begun=None) -> dict:
+    """Every batch size's dense lr scan (mbgd.scan; `scans_begun`'s when given), each study set to refine it;
+    {} with --scan 0."""
     from mbgd import scan, sweep
     from mbgd.studies import open_study
 
@@ -44,7 +64,8 @@ def scan_studies(config, data: RegressionData, storage) -> dict:
         return {}
     scans = {}
     for batch_size in config.batch_sizes:
-        scans[batch_size] = scan.run_scan(config, data, batch_size)
+        begun = (scans_begun or {}).get(batch_size)
+        scans[batch_size] = begun.result() if begun else scan.run_scan(config, data, batch_size)
         sweep.prepare_refinement(open_study(config, batch_size, storage), scans[batch_size])
     return scans
 
@@ -58,17 +79,16 @@ def run_studies(
     *,
     writer,
     progress=None,
-    on_study=None,
+    scans_begun=None,
 ):
-    """The sweep's study phase: every batch size's scan, then its study to n_trials, each told trial a child
-    run of `sweep_run`. Returns the scans by batch size, the studies and `trial_run_ids`, a function that
-    waits until every trial run is written (back-filling those a killed process left unwritten) and returns
-    their ids by (study name, trial number).
+    """The sweep's study phase: every batch size's scan (`scans_begun`'s when given: begin_in_worker), then
+    its study to n_trials, each told trial a child run of `sweep_run`. Returns the scans by batch size, the
+    studies and `trial_run_ids`, a function that waits until every trial run is written (back-filling those
+    a killed process left unwritten) and returns their ids by (study name, trial number).
 
     One process: `writer` (mbgd.trial_runs) writes the trial runs, in a helper process when it has one, which
     goes on writing while the caller analyses the studies: call `trial_run_ids` only when the runs are needed.
-    Several workers: each writes its own trials' runs (the scans are made here first). `on_study(batch size,
-    study, scan or None)` is called as each study is finished.
+    Several workers: each writes its own trials' runs (the scans are made here first).
     """
     from mbgd import sweep, trial_runs, workers
     from mbgd.studies import open_study
@@ -79,25 +99,17 @@ def run_studies(
             writer.client(), sweep_run, pairs, n=data.n, dtype=config.train.dtype, known=written
         )
 
-    def finished(batch_size: int, study) -> None:
-        if on_study:
-            on_study(batch_size, study, scans.get(batch_size))
-
-    scans = scan_studies(config, data, storage)
+    scans = scan_studies(config, data, storage, scans_begun)
     if config.workers > 1:
         workers.run_in_workers(config, storage_url, sweep_run, progress=progress)
         studies = [open_study(config, b, storage) for b in config.batch_sizes]
-        for batch_size, study in zip(config.batch_sizes, studies, strict=True):
-            finished(batch_size, study)
         return scans, studies, lambda: backfill(studies, {})
 
     on_trials = trial_runs.on_told_trials(writer.submit, sweep_run, n=data.n, dtype=config.train.dtype)
-    studies = []
-    for batch_size in config.batch_sizes:
-        studies.append(
-            sweep.run_study(config, data, batch_size, storage, on_trials=on_trials, progress=progress)
-        )
-        finished(batch_size, studies[-1])
+    studies = [
+        sweep.run_study(config, data, batch_size, storage, on_trials=on_trials, progress=progress)
+        for batch_size in config.batch_sizes
+    ]
 
     def trial_run_ids() -> dict[tuple[str, int], str]:
         written = writer.flush()
@@ -126,13 +138,16 @@ def tracked_sweep(
     """
     from mbgd import plots, report, sweep_summary, tracking, trial_runs
     from mbgd.compute_worker import or_here
+    from mbgd.processes import imports_done
     from mbgd.studies import remaining_trials
 
+    scans_begun = begin_in_worker(config, data, worker)
     storage_url, storage = open_study_storage(config)
     remaining = remaining_trials(config, storage)  # refuses mismatched settings before any MLflow run exists
     client = tracking.client()
     experiment_id = parent.experiment_id if parent else tracking.experiment_id_for(client, config.experiment)
     tracking.end_orphaned_runs(client, experiment_id)
+    imports_done()  # MLflow's store, Optuna's storage, torch and matplotlib (mbgd.processes)
     with studies_run(
         client,
         config,
@@ -146,11 +161,6 @@ def tracked_sweep(
         writer=writer,
         parent=parent,
     ) as (sweep_run, writer):
-        costs = {}  # each batch size's tuning cost, measured by the worker from the end of its study
-
-        def measure_cost(batch_size: int, study, lr_scan) -> None:
-            costs[batch_size] = sweep_summary.measure_tuning_cost(config, study, data, lr_scan, worker)
-
         scans, studies, all_trial_run_ids = run_studies(
             config,
             data,
@@ -159,37 +169,38 @@ def tracked_sweep(
             sweep_run,
             writer=writer,
             progress=progress,
-            on_study=measure_cost,
+            scans_begun=scans_begun,
         )
-        # Here, what needs no tuning cost, while the worker measures them; then the costs, and the worker
-        # draws Optuna's figures (it begins the newest call first: submitted earlier, they would go before
-        # the costs).
-        log_scans(
-            client,
-            sweep_run.run_id,
-            list(scans.values()),
-            draw_scans(list(scans.values()), studies, title=SCAN_TITLE.format(objective=config.objective)),
-            figure_file="lr_scan.png",
-        )
-        analysed = [
-            sweep_summary.analyse_batch_size(config, study, data, scans.get(b))
-            for b, study in zip(config.batch_sizes, studies, strict=True)
-        ]
+        # The worker's calls, submitted in the reverse of the order this process takes them in (it begins the
+        # newest first): the tuning costs, then the scan figure, then Optuna's figures. Meanwhile this process
+        # analyses the studies and logs the best models.
+        pairs = list(zip(config.batch_sizes, studies, strict=True))
+        title = SCAN_TITLE.format(objective=config.objective)
+        with or_here(worker).together():
+            drawn_optuna = {
+                study.study_name: or_here(worker).submit(
+                    plots.optuna_pngs, study.study_name, study.get_trials(deepcopy=False)
+                )
+                for _, study in reversed(pairs)
+            }
+            drawn_scans = (
+                draw_scans(list(scans.values()), studies, title=title, worker=worker) if scans else None
+            )
+            costs = {
+                b: sweep_summary.measure_tuning_cost(config, study, data, scans.get(b), worker)
+                for b, study in reversed(pairs)
+            }
+        analysed = [sweep_summary.analyse_batch_size(config, study, data, scans.get(b)) for b, study in pairs]
         best_models = log_sweep_best_models(client, sweep_run, config, data, analysed)
         results = [sweep_summary.with_tuning_cost(r, costs.get(r.batch_size)) for r in analysed]
-        drawn_optuna = {
-            study.study_name: or_here(worker).submit(
-                plots.optuna_pngs, study.study_name, study.get_trials(deepcopy=False)
-            )
-            for study in studies
-        }
         summary = sweep_summary.summarize(config, results)
         markdown = report.summary_markdown(summary)
         registered = {}
         if register_model:
             registered = register_best_models(client, register_model, config, results, best_models)
         log_figures(client, sweep_run.run_id, sweep_figures(config, results, summary))
-        for study_name, drawn in drawn_optuna.items():
+        log_scans(client, sweep_run.run_id, list(scans.values()), drawn_scans, figure_file="lr_scan.png")
+        for study_name, drawn in reversed(drawn_optuna.items()):
             for name, png in drawn.result().items():
                 tracking.log_png(client, sweep_run.run_id, png, f"optuna/{study_name}/{name}.png")
         trial_run_ids = all_trial_run_ids()  # the helper wrote the last trial runs meanwhile

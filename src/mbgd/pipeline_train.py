@@ -203,7 +203,7 @@ def _train_child(train_run: TrainRun, send, parent_pid: int) -> None:
     import signal
     import traceback
 
-    from mbgd.processes import STOP_SIGNALS, die_with_parent
+    from mbgd.processes import STOP_SIGNALS, die_with_parent, imports_done
 
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, signal.SIG_DFL)
@@ -213,6 +213,7 @@ def _train_child(train_run: TrainRun, send, parent_pid: int) -> None:
         from mbgd.data import load_data
 
         data = load_data(train_run.train.data, train_run.train.seed)
+        imports_done()  # torch; forked from the command, this process holds its collector too
         send.send(("data", DataRecord.of(data)))
         send.send(("results", compute_train(train_run, data)))
     except Exception as error:
@@ -254,8 +255,10 @@ def tracked_train(
 
 def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
     from mbgd import tracking, tracking_models
+    from mbgd.processes import imports_done
 
     client = tracking.client()
+    imports_done()  # MLflow (mbgd.processes)
     config = train_run.train
     record = compute.data()  # the data's errors come before any run exists
     child_run_ids: dict[int, str] = {}

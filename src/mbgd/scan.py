@@ -181,45 +181,117 @@ def tpe_trials_to_within(
 
     Each seed is a study as the sweep runs one without a scan (in memory: the count, not the storage, is
     measured): TPE with constant liar over [lr_min, lr_max], `population` trials asked at once. The
-    populations of all seeds still searching train together in one vectorised pass.
+    populations of all seeds still searching train together in one vectorised pass. A search this process
+    began ahead (search_tpe_ahead) goes on from where it stopped.
     """
-    import optuna
+    key = _search_key(config, data, batch_size, seeds, max_trials)
+    search = _SEARCHES_AHEAD.pop(key, None) or TpeSearch(config, data, batch_size, seeds, max_trials)
+    _COUNTED.add(key)
+    search.advance(optimum)
+    return search.counts(optimum)
 
-    train_config = config.train.with_batch_size(batch_size)
-    floor = objectives.objective_floor(config.objective, data)
-    studies = [
-        optuna.create_study(
-            direction="minimize",
-            sampler=optuna.samplers.TPESampler(seed=config.sampler_seed + batch_size + s, constant_liar=True),
-        )
-        for s in range(seeds)
-    ]
-    found: list[int | None] = [None] * seeds
-    counting = config.objective == "updates_to"
 
-    def made(s: int) -> int:  # the study's trials so far (Study.trials would deep-copy them all each time)
-        return len(studies[s].get_trials(deepcopy=False))
+def search_tpe_ahead(
+    config: SweepConfig,
+    data: RegressionData,
+    batch_size: int,
+    *,
+    seeds: int,
+    max_trials: int = TUNING_COST_MAX_TRIALS,
+) -> None:
+    """Begin the batch size's tpe_trials_to_within before its optimum is known, kept in this process for the
+    count: each seed searches until a trial is within 5% of the scan's best. The optimum is never above the
+    scan's best, so no seed searches further than its count will need. Nothing once the count was taken (in
+    the compute worker a call submitted later is begun first)."""
+    key = _search_key(config, data, batch_size, seeds, max_trials)
+    if key in _COUNTED:
+        return
+    search = _SEARCHES_AHEAD.pop(key, None) or TpeSearch(config, data, batch_size, seeds, max_trials)
+    search.advance(run_scan(config, data, batch_size).best_value)
+    _SEARCHES_AHEAD[key] = search
 
-    while True:
-        searching = [s for s in range(seeds) if found[s] is None and made(s) < max_trials]
-        if not searching:
-            return found
-        asked = []
-        for s in searching:
-            count = min(config.population, max_trials - made(s))
-            for trial in [studies[s].ask() for _ in range(count)]:
-                asked.append((s, trial, trial.suggest_float("lr", config.lr_min, config.lr_max, log=True)))
-        histories = fit_population(
-            train_config, data, [lr for _, _, lr in asked], record_updates=counting, keep_update_params=False
-        )
-        for (s, trial, _), history in zip(asked, histories, strict=True):
-            value = objectives.objective_value(
-                config.objective,
-                history,
-                epochs=train_config.epochs,
-                floor=floor,
-                target_ratio=config.target_ratio,
+
+_SEARCHES_AHEAD: dict[tuple, TpeSearch] = {}  # searches search_tpe_ahead began, until their count is taken
+_COUNTED: set[tuple] = set()  # searches whose count was taken: one begun ahead after that is not wanted
+
+
+def _search_key(config: SweepConfig, data: RegressionData, batch_size: int, seeds: int, max_trials: int):
+    import hashlib
+
+    digest = hashlib.sha256()
+    for tensor in (data.x, data.y_train, data.y_eval):
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return (config, batch_size, seeds, max_trials, data.n, data.n_features, digest.hexdigest())
+
+
+class TpeSearch:
+    """tpe_trials_to_within's studies with every value told so far, advanced in steps: each seed asks, trains
+    and tells exactly what one uninterrupted search would (its sampler and trials are its own, and a
+    population's members train independently of each other), so a count taken after any steps is the
+    uninterrupted search's."""
+
+    def __init__(
+        self, config: SweepConfig, data: RegressionData, batch_size: int, seeds: int, max_trials: int
+    ) -> None:
+        import optuna
+
+        self.config, self.data, self.max_trials = config, data, max_trials
+        self.train_config = config.train.with_batch_size(batch_size)
+        self.floor = objectives.objective_floor(config.objective, data)
+        self.studies = [
+            optuna.create_study(
+                direction="minimize",
+                sampler=optuna.samplers.TPESampler(
+                    seed=config.sampler_seed + batch_size + s, constant_liar=True
+                ),
             )
-            studies[s].tell(trial, value)
-            if found[s] is None and relative_regret(config.objective, value, optimum) <= WITHIN:
-                found[s] = trial.number + 1
+            for s in range(seeds)
+        ]
+        self.values: list[list[float]] = [[] for _ in range(seeds)]  # each seed's values, by trial number
+
+    def first_within(self, seed: int, reference: float) -> int | None:
+        """The 1-based number of the seed's first trial within 5% of `reference` so far; None if none is."""
+        for number, value in enumerate(self.values[seed]):
+            if relative_regret(self.config.objective, value, reference) <= WITHIN:
+                return number + 1
+        return None
+
+    def counts(self, reference: float) -> list[int | None]:
+        return [self.first_within(s, reference) for s in range(len(self.studies))]
+
+    def advance(self, reference: float) -> None:
+        """Search on until every seed has a trial within 5% of `reference` or has made max_trials."""
+        config = self.config
+        counting = config.objective == "updates_to"
+        while True:
+            searching = [
+                s
+                for s in range(len(self.studies))
+                if self.first_within(s, reference) is None and len(self.values[s]) < self.max_trials
+            ]
+            if not searching:
+                return
+            asked = []
+            for s in searching:
+                count = min(config.population, self.max_trials - len(self.values[s]))
+                for trial in [self.studies[s].ask() for _ in range(count)]:
+                    asked.append(
+                        (s, trial, trial.suggest_float("lr", config.lr_min, config.lr_max, log=True))
+                    )
+            histories = fit_population(
+                self.train_config,
+                self.data,
+                [lr for _, _, lr in asked],
+                record_updates=counting,
+                keep_update_params=False,
+            )
+            for (s, trial, _), history in zip(asked, histories, strict=True):
+                value = objectives.objective_value(
+                    config.objective,
+                    history,
+                    epochs=self.train_config.epochs,
+                    floor=self.floor,
+                    target_ratio=config.target_ratio,
+                )
+                self.studies[s].tell(trial, value)
+                self.values[s].append(value)

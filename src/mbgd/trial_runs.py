@@ -394,8 +394,12 @@ def _helper_main(runs_in, confirmations_out) -> None:
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # blocked by the sweep while it started us
         signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
+    from mbgd.processes import hold_collection_while_importing, imports_done
+
+    hold_collection_while_importing()
     from mbgd import tracking
 
+    imports_done()
     client = None
     while True:
         try:

@@ -13,7 +13,10 @@ from mbgd.config import SweepConfig
 from mbgd.errors import Interrupted, WorkerError, say
 from mbgd.processes import (
     describe_exit,
+    end_without_collecting,
+    hold_collection_while_importing,
     ignore_stops,
+    imports_done,
     quiet_database_cleanup_after_a_stop,
     raise_interrupted_once,
     redeliver_lost_stops,
@@ -95,6 +98,8 @@ def stop(processes: list[Any]) -> None:
 def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index: int) -> None:
     """One worker: every batch size's study in turn, each told trial logged as a child run of the sweep's
     run."""
+    end_without_collecting()
+    hold_collection_while_importing()
     signal.signal(signal.SIGTERM, raise_interrupted_once)
     signal.signal(signal.SIGINT, raise_interrupted_once)
     redeliver_lost_stops(handler=raise_interrupted_once)
@@ -106,6 +111,7 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
         data = load_data(config.train.data, config.train.seed)
         storage = studies.open_storage(storage_url)
         client = tracking.client()
+        imports_done()
 
         on_trials = trial_runs.on_told_trials(
             lambda runs: trial_runs.write_all(client, runs), sweep_run, n=data.n, dtype=config.train.dtype
