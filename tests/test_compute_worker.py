@@ -203,13 +203,13 @@ def test_calls_handed_over_together_are_begun_last_first_even_by_an_idle_worker(
             second = started.submit(time.monotonic)
             time.sleep(0.3)
             last = started.submit(time.monotonic)
-            assert not first.begun()
         answered(first, second, last)
         assert last.result() < second.result() < first.result()
     finally:
         started.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the pipe is enlarged on Linux only")
 def test_a_result_bigger_than_a_plain_pipe_does_not_hold_the_worker_until_it_is_read() -> None:
     # a figure is a few hundred kB; a plain pipe holds 64 kB, and the command reads results only when it
     # wants one: the worker makes the next call meanwhile

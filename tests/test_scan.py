@@ -189,7 +189,14 @@ COUNTING = SweepConfig(
 )
 
 
-def test_tpe_trials_to_within_counts_what_an_independent_tpe_study_needs() -> None:
+@pytest.fixture
+def no_searches_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process has begun no tuning-cost search ahead and counted none (mbgd.scan keeps both)."""
+    monkeypatch.setattr(scans, "_SEARCHES_AHEAD", {})
+    monkeypatch.setattr(scans, "_COUNTED", set())
+
+
+def test_tpe_trials_to_within_counts_what_an_independent_tpe_study_needs(no_searches_yet) -> None:
     # 14 trials: 10 random, then TPE with the population's pending trials as liars
     batch_size, seeds, max_trials = 3, 4, 14
     grid = exhaustive_updates_to_target(batch_size, torch.logspace(-2, math.log10(0.24), 400), 6, 1e-3)
@@ -203,11 +210,11 @@ def test_tpe_trials_to_within_counts_what_an_independent_tpe_study_needs() -> No
 
 
 def test_a_count_begun_ahead_goes_on_where_it_stopped_and_counts_the_same(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, no_searches_yet
 ) -> None:
-    # search_tpe_ahead searches toward the scan's best before the optimum is known (in the compute worker);
-    # the count then goes on from there: the same counts as the independent studies, and, the optimum being
-    # below the scan's best, not one lr trained twice
+    # search_tpe_ahead searches before the optimum is known (in the compute worker), until a seed is within 5%
+    # of the scan's best; the count then goes on from there: the same counts as the independent studies, and
+    # not one lr trained twice
     batch_size, seeds, max_trials = 3, 4, 40
     trained = []
     original = scans.fit_population
@@ -245,6 +252,39 @@ def test_a_count_begun_ahead_goes_on_where_it_stopped_and_counts_the_same(
     trained.clear()
     scans.search_tpe_ahead(COUNTING, DATA, batch_size, seeds=seeds, max_trials=max_trials)
     assert trained == []
+
+
+def test_a_search_begun_ahead_trains_each_population_with_the_rows_an_uninterrupted_one_has(
+    monkeypatch: pytest.MonkeyPatch, no_searches_yet
+) -> None:
+    # The seeds still searching train together, and how their per-update losses are summed depends on how
+    # many rows train at once (train.full_dataset_loss chunks by it): a search that went on with other seeds
+    # than an uninterrupted one, having stopped some at the scan's bound, could round differently. So every
+    # training pass, rows and order, must be the uninterrupted search's.
+    config = SweepConfig(
+        objective="updates_to", train=TrainConfig(epochs=3), population=16, target_ratio=1e-2, scan=16
+    )
+    batch_size, seeds, max_trials = 1, 3, 64
+    bound = scans.run_scan(config, DATA, batch_size).best_value
+    optimum = bound * 0.9  # the study found better than the scan
+    passes: list[tuple[float, ...]] = []
+    original = scans.fit_population
+
+    def recording_fit(train_config, data, lrs, **kwargs):
+        if len(lrs) != config.scan:  # not the bound's scan
+            passes.append(tuple(lrs))
+        return original(train_config, data, lrs, **kwargs)
+
+    monkeypatch.setattr(scans, "fit_population", recording_fit)
+    uninterrupted = scans.TpeSearch(config, DATA, batch_size, seeds, max_trials)
+    uninterrupted.advance(optimum)
+    uninterrupted_passes, passes[:] = list(passes), []
+
+    scans.search_tpe_ahead(config, DATA, batch_size, seeds=seeds, max_trials=max_trials)
+    assert 0 < len(passes) < len(uninterrupted_passes)  # begun, not finished
+    counts = scans.tpe_trials_to_within(config, DATA, batch_size, optimum, seeds=seeds, max_trials=max_trials)
+    assert passes == uninterrupted_passes
+    assert counts == uninterrupted.counts(optimum)
 
 
 def test_refinement_range_is_clipped_to_the_scan_at_both_ends() -> None:

@@ -50,6 +50,17 @@ class Pending:
         """This call runs here when its result is asked for (the worker never got it)."""
         self._worker = None
 
+    def run_now(self) -> None:
+        """Run the call here now (taken back from the worker while this process waits for another); an error
+        is left for result() to meet."""
+        self._worker = None
+        function, args, kwargs = self._call
+        try:
+            value = function(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - result() runs it again and raises it
+            return
+        self._value, self._done, self._call = value, True, None
+
     def begun(self) -> bool:
         """Whether the worker has begun the call: result() will wait for it rather than take it back."""
         return self._worker is not None and self._worker.has_begun(self._number)
@@ -78,8 +89,9 @@ class ComputeWorker:
         self._answers: dict[int, tuple[bool, Any]] = {}
         self._unanswered: set[int] = set()  # calls handed over, neither answered nor taken back
         self._begun: set[int] = set()  # calls the worker said it began
+        self._wanted: dict[int, Pending] = {}  # calls handed over whose results will be asked for
         self._submitted = 0
-        self._held: list[tuple[int, bytes, Pending]] = []  # calls submitted, not handed over yet
+        self._held: list[tuple[int, bytes, Pending | None]] = []  # submitted, not handed over yet
         self._holding = False  # inside together()
         if start and os.name == "posix":
             self._start(warm)
@@ -95,6 +107,14 @@ class ComputeWorker:
         return self._started
 
     def submit(self, function: Callable, *args: Any, **kwargs: Any) -> Pending:
+        return self._submit(function, args, kwargs, wanted=True)
+
+    def submit_ahead(self, function: Callable, *args: Any, **kwargs: Any) -> None:
+        """A call made for what it leaves in the worker's process (scan.search_tpe_ahead): nothing without a
+        worker, and never taken back to run here."""
+        self._submit(function, args, kwargs, wanted=False)
+
+    def _submit(self, function: Callable, args, kwargs, *, wanted: bool) -> Pending:
         number = self._submitted
         self._submitted += 1
         payload = None
@@ -105,7 +125,7 @@ class ComputeWorker:
                 payload = None
         pending = Pending(self if payload is not None else None, number, function, args, kwargs)
         if payload is not None:
-            self._held.append((number, payload, pending))
+            self._held.append((number, payload, pending if wanted else None))
             if not self._holding:
                 self._hand_over()
         return pending
@@ -131,11 +151,13 @@ class ComputeWorker:
                 raise ValueError("the worker is gone")
             self._calls.send(("calls", [(number, payload) for number, payload, _ in held]))
             self._unanswered.update(number for number, _, _ in held)
+            self._wanted.update((number, pending) for number, _, pending in held if pending is not None)
         except (OSError, ValueError):  # the worker is gone: these calls and the next run here
             if self._process is not None:
                 self._stop()
             for _, _, pending in held:
-                pending.run_here()
+                if pending is not None:
+                    pending.run_here()
 
     def answer(self, number: int) -> tuple[bool, Any]:
         """(True, value) once the worker has answered call `number`; (False, None) if it never will: it died,
@@ -144,14 +166,28 @@ class ComputeWorker:
         if any(held == number for held, _, _ in self._held):  # wanted before it was handed over
             self._held = [call for call in self._held if call[0] != number]
             return False, None
+        self._wanted.pop(number, None)
         self._receive(wait=False)
         while number not in self._answers and self._process is not None:
             if number not in self._begun:
                 self._take_back(number)
                 break
-            self._receive(wait=True)
+            if not self._run_one_here():
+                self._receive(wait=True)
         ok, value = self._answers.pop(number, (False, None))
         return (True, value) if ok else (False, None)
+
+    def _run_one_here(self) -> bool:
+        """While the worker makes a call this process waits for, the oldest call it has not begun (the one it
+        would begin last) is taken back and made here; False if there is none."""
+        waiting = [n for n in self._wanted if n in self._unanswered and n not in self._begun]
+        if not waiting:
+            return False
+        pending = self._wanted.pop(min(waiting))
+        self._take_back(min(waiting))
+        pending.run_now()
+        self._receive(wait=False)
+        return True
 
     def has_answered(self, number: int) -> bool:
         self._receive(wait=False)
@@ -175,6 +211,7 @@ class ComputeWorker:
             elif message[1] in self._unanswered:  # an answer to a call taken back is not wanted
                 self._answers[message[1]] = message[2:]
                 self._unanswered.discard(message[1])
+                self._wanted.pop(message[1], None)
 
     def _take_back(self, number: int) -> None:
         self._unanswered.discard(number)

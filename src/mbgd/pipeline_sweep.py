@@ -37,9 +37,9 @@ class SweepOutcome:
 
 def begin_in_worker(config, data: RegressionData, worker) -> dict:
     """With a started compute worker, what it can begin before the studies exist, while this process opens
-    the stores: each batch size's tuning-cost search (scan.search_tpe_ahead), then its scan; returns the
-    scans' Pendings by batch size ({} without a worker or with --scan 0). The worker begins the newest call
-    first: submitted in reverse, the first batch size's scan and search come first."""
+    the stores: every batch size's scan, then every batch size's tuning-cost search (scan.search_tpe_ahead);
+    returns the scans' Pendings by batch size ({} without a worker or with --scan 0). The worker begins the
+    newest call first: submitted together in reverse, the first batch size's comes first in each."""
     from mbgd import scan
 
     if worker is None or not worker.started or not config.scan:
@@ -48,7 +48,9 @@ def begin_in_worker(config, data: RegressionData, worker) -> dict:
     with worker.together():
         if config.tuning_cost_seeds:
             for batch_size in batch_sizes:
-                worker.submit(scan.search_tpe_ahead, config, data, batch_size, seeds=config.tuning_cost_seeds)
+                worker.submit_ahead(
+                    scan.search_tpe_ahead, config, data, batch_size, seeds=config.tuning_cost_seeds
+                )
         return {
             batch_size: worker.submit(scan.run_scan, config, data, batch_size) for batch_size in batch_sizes
         }
@@ -88,7 +90,7 @@ def run_studies(
 
     One process: `writer` (mbgd.trial_runs) writes the trial runs, in a helper process when it has one, which
     goes on writing while the caller analyses the studies: call `trial_run_ids` only when the runs are needed.
-    Several workers: each writes its own trials' runs (the scans are made here first).
+    Several workers: each writes its own trials' runs (the scans first).
     """
     from mbgd import sweep, trial_runs, workers
     from mbgd.studies import open_study

@@ -5,7 +5,8 @@ of sampled trials can: in the tutorial's fixed order the updates-to-target objec
 lr (a 1.5% change can double it). Every lr study starts with one; its best points seed the Optuna refinement,
 and the scan is the reference the tuned result is checked against (`tuned_regret`).
 
-Pure: returns tables and numbers; the tracking layer writes them (lr_scan/<study>.csv).
+Pure: returns tables and numbers; the tracking layer writes them (lr_scan/<study>.csv). The one state kept is
+a process's tuning-cost searches begun ahead (search_tpe_ahead), until their count is taken.
 """
 
 from __future__ import annotations
@@ -200,14 +201,15 @@ def search_tpe_ahead(
     max_trials: int = TUNING_COST_MAX_TRIALS,
 ) -> None:
     """Begin the batch size's tpe_trials_to_within before its optimum is known, kept in this process for the
-    count: each seed searches until a trial is within 5% of the scan's best. The optimum is never above the
-    scan's best, so no seed searches further than its count will need. Nothing once the count was taken (in
-    the compute worker a call submitted later is begun first)."""
+    count: the seeds search together until one has a trial within 5% of the scan's best (made again here as
+    the bound: a fraction of the search). The optimum is never above the scan's best, so until then every
+    seed searches as it will when the optimum is known (TpeSearch.advance). Nothing once the count was taken
+    (in the compute worker a call submitted later is begun first)."""
     key = _search_key(config, data, batch_size, seeds, max_trials)
     if key in _COUNTED:
         return
     search = _SEARCHES_AHEAD.pop(key, None) or TpeSearch(config, data, batch_size, seeds, max_trials)
-    search.advance(run_scan(config, data, batch_size).best_value)
+    search.advance(run_scan(config, data, batch_size).best_value, ahead=True)
     _SEARCHES_AHEAD[key] = search
 
 
@@ -259,17 +261,20 @@ class TpeSearch:
     def counts(self, reference: float) -> list[int | None]:
         return [self.first_within(s, reference) for s in range(len(self.studies))]
 
-    def advance(self, reference: float) -> None:
-        """Search on until every seed has a trial within 5% of `reference` or has made max_trials."""
+    def advance(self, reference: float, *, ahead: bool = False) -> None:
+        """Search on until every seed has a trial within 5% of `reference` or has made max_trials.
+
+        `ahead` (a bound above the optimum, not the optimum): only while no seed has such a trial. The seeds
+        still searching train together, and how a population's losses are summed can depend on how many
+        rows train with it (train.full_dataset_loss); while none is within the bound, none is within the
+        optimum either, so every seed short of max_trials searches, with or without the optimum known.
+        """
         config = self.config
         counting = config.objective == "updates_to"
         while True:
-            searching = [
-                s
-                for s in range(len(self.studies))
-                if self.first_within(s, reference) is None and len(self.values[s]) < self.max_trials
-            ]
-            if not searching:
+            open_seeds = [s for s in range(len(self.studies)) if len(self.values[s]) < self.max_trials]
+            searching = [s for s in open_seeds if self.first_within(s, reference) is None]
+            if not searching or (ahead and searching != open_seeds):
                 return
             asked = []
             for s in searching:
