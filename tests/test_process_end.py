@@ -19,14 +19,14 @@ HELD_THEN_FROZEN = """
 import atexit, gc
 frozen = {}
 atexit.register(lambda: print("frozen again at exit", gc.get_freeze_count() > frozen["imports"], flush=True))
-from mbgd.processes import dispose_engines_at_exit, end_without_collecting, hold_collection_while_importing
+from mbgd.processes import dispose_at_exit, end_without_collecting, hold_collection_while_importing
 from mbgd.processes import imports_done
 end_without_collecting()
 hold_collection_while_importing()
 print("held", gc.isenabled())
 import sqlalchemy
-dispose_engines_at_exit()
 engine = sqlalchemy.create_engine("sqlite:///store.db")
+dispose_at_exit(engine)
 with engine.begin() as connection:
     connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     connection.exec_driver_sql("CREATE TABLE t (x)")

@@ -13,7 +13,7 @@ import optuna
 
 from mbgd import protocol
 from mbgd.config import ConfigError, SweepConfig, redact
-from mbgd.processes import dispose_engines_at_exit
+from mbgd.processes import dispose_at_exit
 from mbgd.protocol import FINISHED_STATES
 from mbgd.pruning import make_pruner
 from mbgd.sqlite_settings import sqlite_path, sync_at_checkpoints, use_write_ahead_log
@@ -52,7 +52,6 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     failed and its budget retried. sqlite gets a write-ahead log and a busy timeout (protocol.BUSY_TIMEOUT_S):
     several local workers then share one file without "database is locked".
     """
-    dispose_engines_at_exit()
     try:
         engine_kwargs = {}
         path = sqlite_path(url)
@@ -69,6 +68,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             )
         if path is not None:
             sync_at_checkpoints(storage.engine)
+        dispose_at_exit(storage.engine)
         return optuna.storages.get_storage(storage)
     except Exception as error:  # storages raise ValueError, ImportError or SQLAlchemy errors for bad URLs
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -34,7 +34,7 @@ from mlflow.utils.mlflow_tags import (
 from mbgd import liveness, store_template
 from mbgd.errors import Interrupted
 from mbgd.liveness import HOST
-from mbgd.processes import dispose_engines_at_exit, signals_deferred
+from mbgd.processes import dispose_at_exit, signals_deferred
 from mbgd.sqlite_settings import sqlite_path, sync_file_at_checkpoints, use_write_ahead_log
 from mbgd.tracking_store import tracking_uri
 
@@ -81,12 +81,16 @@ def client() -> MlflowClient:
     """
     uri = tracking_uri()
     path = sqlite_path(uri)
-    dispose_engines_at_exit()
     if path is not None:
         store_template.create_from_template(path)  # a new store without MLflow's migrations
         use_write_ahead_log(path, timeout_s=60)
         sync_file_at_checkpoints(path)
-    return MlflowClient()
+    mlflow_client = MlflowClient()
+    store = _sql_store(mlflow_client)
+    for engine in (store.engine, store.read_engine) if store is not None else ():
+        if engine is not None:
+            dispose_at_exit(engine)
+    return mlflow_client
 
 
 def experiment_id_for(mlflow_client: MlflowClient, name: str = "") -> str:
