@@ -4,8 +4,10 @@ early and takes their results when it needs them, so that this machine's second 
 Whatever happens to the process, a call's result is the one this process would compute: a call it did not
 answer (it died, was killed, or the call raised there) runs here instead, with the same arguments, and so
 does one it had not begun when its result is wanted (taken back: the command would otherwise wait while the
-worker is busy). A call is a module-level function and its arguments, pickled; one with more data than
-MAX_CALL_BYTES runs here.
+worker is busy); while the command waits for a call the worker has begun, it takes back and makes the oldest
+call not begun (the one the worker would begin last). A call is a module-level function and its arguments,
+pickled; one with more data than MAX_CALL_BYTES runs here. A call submitted ahead (submit_ahead) is made for
+what it leaves in the worker's process: it is never taken back, and nothing runs without a worker.
 
 The process is `python -m mbgd.compute_worker` (not multiprocessing's spawn, so that it is not mistaken for
 the trial-run helper or a sweep worker): it ignores Ctrl-C and SIGTERM like the helper, ends when its calls'

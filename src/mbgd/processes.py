@@ -67,7 +67,7 @@ def hold_collection_while_importing() -> None:
     point (the mbgd command, the compute worker, the trial-run helper, a sweep worker).
 
     torch, MLflow, Optuna and matplotlib leave over half a million objects as they import, and every full
-    collection walks all of those made so far: seven of them took 0.8 s of a `mbgd sweep` before its studies
+    collection walks all of those made so far: six of them took 0.81 s of a `mbgd sweep` before its studies
     began (docs/performance.md). Imports make little garbage: of the 545,000 objects that importing those
     four leaves with the collector off, 10,000 are garbage, frozen with the rest (once, not a growth).
     """
