@@ -225,3 +225,31 @@ def test_a_result_bigger_than_a_plain_pipe_does_not_hold_the_worker_until_it_is_
         assert after.result() < reading  # begun before this process read the big result
     finally:
         started.close()
+
+
+def test_waiting_for_a_begun_call_this_process_makes_the_oldest_call_not_begun() -> None:
+    # the worker begins the newest call first: while this process waits for it, it makes the oldest itself
+    started = worker()
+    try:
+        answered(started.submit(sum, []))
+        with started.together():
+            oldest = started.submit(os.getpid)
+            middle = started.submit(os.getpid)
+            busy = started.submit(time.sleep, 1.0)
+        wait_until(busy.begun)
+        assert busy.result() is None
+        assert oldest.result() == os.getpid()  # made here during the wait
+        assert middle.result() in (os.getpid(), started.pid)  # here too, or by the worker after its sleep
+    finally:
+        started.close()
+
+
+def test_a_call_submitted_ahead_is_made_by_the_worker_only(tmp_path) -> None:
+    ComputeWorker(start=False).submit_ahead(os.mkdir, str(tmp_path / "here"))
+    assert not (tmp_path / "here").exists()
+    started = worker()
+    try:
+        started.submit_ahead(os.mkdir, str(tmp_path / "there"))
+        wait_until((tmp_path / "there").exists)
+    finally:
+        started.close()
