@@ -148,18 +148,17 @@ class ComputeWorker:
         held, self._held = self._held, []
         if not held:
             return
-        try:
-            if self._process is None:
-                raise ValueError("the worker is gone")
-            self._calls.send(("calls", [(number, payload) for number, payload, _ in held]))
-            self._unanswered.update(number for number, _, _ in held)
-            self._wanted.update((number, pending) for number, _, pending in held if pending is not None)
-        except (OSError, ValueError):  # the worker is gone: these calls and the next run here
-            if self._process is not None:
+        if self._process is not None:
+            try:
+                self._calls.send(("calls", [(number, payload) for number, payload, _ in held]))
+                self._unanswered.update(number for number, _, _ in held)
+                self._wanted.update((number, pending) for number, _, pending in held if pending is not None)
+                return
+            except (OSError, ValueError):  # the worker is gone: these calls and the next run here
                 self._stop()
-            for _, _, pending in held:
-                if pending is not None:
-                    pending.run_here()
+        for _, _, pending in held:
+            if pending is not None:
+                pending.run_here()
 
     def answer(self, number: int) -> tuple[bool, Any]:
         """(True, value) once the worker has answered call `number`; (False, None) if it never will: it died,

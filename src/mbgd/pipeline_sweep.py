@@ -178,18 +178,19 @@ def tracked_sweep(
         # analyses the studies and logs the best models.
         pairs = list(zip(config.batch_sizes, studies, strict=True))
         title = SCAN_TITLE.format(objective=config.objective)
-        with or_here(worker).together():
+        computer = or_here(worker)
+        with computer.together():
             drawn_optuna = {
-                study.study_name: or_here(worker).submit(
+                study.study_name: computer.submit(
                     plots.optuna_pngs, study.study_name, study.get_trials(deepcopy=False)
                 )
                 for _, study in reversed(pairs)
             }
             drawn_scans = (
-                draw_scans(list(scans.values()), studies, title=title, worker=worker) if scans else None
+                draw_scans(list(scans.values()), studies, title=title, worker=computer) if scans else None
             )
             costs = {
-                b: sweep_summary.measure_tuning_cost(config, study, data, scans.get(b), worker)
+                b: sweep_summary.measure_tuning_cost(config, study, data, scans.get(b), computer)
                 for b, study in reversed(pairs)
             }
         analysed = [sweep_summary.analyse_batch_size(config, study, data, scans.get(b)) for b, study in pairs]
