@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The project's .venv comes first on PATH so that `mlflow run --env-manager local` runs its commands in it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test test-fast lint bench soak clean mutate
+.PHONY: install run test test-fast lint layout bench soak clean mutate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,16 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
 
+# README's layout block, from the packages' and modules' docstrings (tests/test_layout.py checks it).
+layout:
+	$(PYTHON) tools/layout.py --write
+
 bench: install
 	$(BIN)/python benchmarks/run.py
 
 # Mutation testing of the numeric core and the protocol against the fast tests ([tool.mutmut] in pyproject.toml);
 # not part of `make test`. Ends with one line: the share of mutants killed. MUTANTS narrows it (mutmut's name globs).
-MUTANTS ?= mbgd.train.* mbgd.data.* mbgd.scan.* mbgd.theory.* mbgd.noise_scale.* mbgd.objectives.* mbgd.config.x_redact* mbgd.protocol.* mbgd.liveness.*
+MUTANTS ?= mbgd.core.train.* mbgd.core.data.* mbgd.core.scan.* mbgd.core.theory.* mbgd.core.noise_scale.* mbgd.core.objectives.* mbgd.core.config.x_redact* mbgd.studies.protocol.* mbgd.runtime.liveness.*
 mutate: install
 	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)') > mutants.log 2>&1 || (tail -20 mutants.log; exit 1)
 	$(BIN)/python tools/mutation_score.py $(foreach m,$(MUTANTS),'$(m)')

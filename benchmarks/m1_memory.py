@@ -1,9 +1,9 @@
 """M1: peak memory of one epoch at n = 10^7 against the size of the raw tensors.
 
 In a subprocess of its own, so that the peak is this workload's alone: import torch and mbgd and run a tiny
-fit (the baseline), reset the peak RSS, then generate the synthetic data with mbgd.data and run one shuffled
-epoch of `fit` at batch size 1024. The result is (peak RSS − baseline RSS) ÷ the bytes of the data's tensors
-(x, the training targets and the recorded targets, each storage counted once: 3 × 40 MB in float32).
+fit (the baseline), reset the peak RSS, then generate the synthetic data with mbgd.core.data and run one
+shuffled epoch of `fit` at batch size 1024. The result is (peak RSS − baseline RSS) ÷ the bytes of the data's
+tensors (x, the training targets and the recorded targets, each storage counted once: 3 × 40 MB in float32).
 Temporaries count against the goal: the noise drawn while generating, the shuffled order, the chunks of the
 full-dataset loss. A per-sample Python object would cost far more than a tensor element (~100 bytes vs 4).
 """
@@ -41,9 +41,9 @@ def reset_peak() -> bool:
 
 def measure(n: int) -> dict:
     """The child's work; returns the numbers as a dict."""
-    from mbgd.config import DataSpec, TrainConfig
-    from mbgd.data import load_data
-    from mbgd.train import fit
+    from mbgd.core.config import DataSpec, TrainConfig
+    from mbgd.core.data import load_data
+    from mbgd.core.train import fit
 
     config = TrainConfig(batch_size=BATCH_SIZE, epochs=1, shuffle=True, data=DataSpec(n_points=n))
     fit(TrainConfig(), load_data(TrainConfig().data, 0))  # warm-up: torch's lazy initialisation

@@ -68,9 +68,9 @@ def tutorial_loop(lr: float, epochs: int, seed: int) -> tuple[list[float], list[
 
 
 def run(context: Context) -> list[Result]:
-    from mbgd.config import TrainConfig, TrainRun
-    from mbgd.data import load_data
-    from mbgd.pipeline_train import tracked_train
+    from mbgd.core.config import TrainConfig, TrainRun
+    from mbgd.core.data import load_data
+    from mbgd.pipelines.train import tracked_train
 
     config = TrainConfig(batch_size=1)  # the tutorial's lr 0.1, 20 epochs, seed 42, float32
     train_run = TrainRun(train=config, compare_with=(), experiment="bench-p1")

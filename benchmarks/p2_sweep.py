@@ -33,9 +33,12 @@ WORST_AUC = 40.0  # mbgd's value for a diverged trial (float32's largest finite 
 
 
 def mbgd_study_phase(config, data, writer) -> int:
-    """The first half of mbgd.pipeline_sweep.tracked_sweep, on mbgd's default storage; returns the trial runs
+    """The first half of mbgd.pipelines.sweep.tracked_sweep, on mbgd's default storage; returns the trial runs
     logged."""
-    from mbgd import pipeline_sweep, studies, tracking, tracking_models
+    from mbgd.pipelines import sweep as pipeline_sweep
+    from mbgd.studies import storage as studies
+    from mbgd.tracking import models as tracking_models
+    from mbgd.tracking import runs as tracking
 
     storage_url = config.storage or studies.default_storage()
     storage = studies.open_storage(storage_url)
@@ -122,7 +125,7 @@ def time_against(context: Context, config, data, other, *, label: str) -> dict:
     mbgd runs before and after the long other side and the two are averaged, so that a change in the machine's
     load or disk latency during the run does not favour either side.
     """
-    from mbgd.trial_runs import open_writer
+    from mbgd.pipelines.trial_run_writer import open_writer
 
     mbgd_store = context.store(f"{label}-mlflow-mbgd")
 
@@ -151,8 +154,8 @@ def time_against(context: Context, config, data, other, *, label: str) -> dict:
 def run(context: Context) -> list[Result]:
     import optuna
 
-    from mbgd.config import SweepConfig
-    from mbgd.data import load_data
+    from mbgd.core.config import SweepConfig
+    from mbgd.core.data import load_data
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = 8 if context.quick else N_TRIALS

@@ -2,7 +2,7 @@
 
 The peer is what a careful user writes with both libraries and mbgd's own fast training code: a
 sequential `study.optimize` on Optuna's sqlite storage; each trial trains its one lr with
-`mbgd.train.fit_population` (the closed-form, vectorised loop) and writes its child run with
+`mbgd.core.train.fit_population` (the closed-form, vectorised loop) and writes its child run with
 `MlflowClient.create_run`, one `log_batch` (params, the per-epoch `loss`, `objective`) and `set_terminated`.
 Same workload as P2: batch sizes 1, 10, 20, 64 COMPLETE trials each, objective auc. mbgd's side is P2's
 (`pipeline_sweep.run_studies` with its trial-run helper, the scan included). Both sides are warmed up
@@ -26,8 +26,8 @@ def peer_study_phase(data, *, name: str, storage_url: str, config) -> int:
     from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-    from mbgd.objectives import noise_floor, objective_value
-    from mbgd.train import fit_population
+    from mbgd.core.objectives import noise_floor, objective_value
+    from mbgd.core.train import fit_population
 
     client = MlflowClient()
     experiment = client.get_experiment_by_name(config.experiment)
@@ -74,8 +74,8 @@ def peer_study_phase(data, *, name: str, storage_url: str, config) -> int:
 def run(context: Context) -> list[Result]:
     import optuna
 
-    from mbgd.config import SweepConfig
-    from mbgd.data import load_data
+    from mbgd.core.config import SweepConfig
+    from mbgd.core.data import load_data
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = 8 if context.quick else N_TRIALS

@@ -29,8 +29,8 @@ def run(context: Context) -> list[Result]:
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from mbgd.config import DataSpec
-    from mbgd.data import RegressionDataset, make_loader, make_synthetic
+    from mbgd.core.config import DataSpec
+    from mbgd.core.data import RegressionDataset, make_loader, make_synthetic
 
     n = 10**5 if context.quick else N_POINTS
     data = make_synthetic(DataSpec(n_points=n), seed=0)

@@ -17,7 +17,8 @@ def study_phase(config, data) -> tuple[float, dict[int, tuple[float, int]]]:
     """Seconds for every batch size's study, and per batch size (best lr, PRUNED trials)."""
     import optuna
 
-    from mbgd import studies, sweep
+    from mbgd.studies import storage as studies
+    from mbgd.studies import sweep
 
     storage = studies.open_storage(config.storage)
     found = {}
@@ -30,8 +31,8 @@ def study_phase(config, data) -> tuple[float, dict[int, tuple[float, int]]]:
 
 
 def run(context: Context) -> list[Result]:
-    from mbgd.config import SweepConfig
-    from mbgd.data import load_data
+    from mbgd.core.config import SweepConfig
+    from mbgd.core.data import load_data
 
     n_trials = 8 if context.quick else N_TRIALS
     config = SweepConfig(batch_sizes=BATCH_SIZES, n_trials=n_trials)

@@ -38,9 +38,9 @@ MAX_REPEATS = 5
 
 
 def epoch_seconds(n: int, batch_size: int) -> float:
-    from mbgd.config import DataSpec, TrainConfig
-    from mbgd.data import load_data
-    from mbgd.train import fit
+    from mbgd.core.config import DataSpec, TrainConfig
+    from mbgd.core.data import load_data
+    from mbgd.core.train import fit
 
     # lr 0.01: stable at every batch size (0.1 is not at batch size 1, nor unshuffled at large n), so every
     # epoch does the same finite arithmetic.
@@ -143,7 +143,8 @@ def write_outputs(
     output_dir.mkdir(exist_ok=True)
     measurements = {
         "what": (
-            "seconds per epoch of mbgd.train.fit (shuffled updates + full-dataset loss), float32, 1 feature"
+            "seconds per epoch of mbgd.core.train.fit (shuffled updates + full-dataset loss), "
+            "float32, 1 feature"
         ),
         "machine": machine_line(),
         "by_n": {"batch_size": N_SWEEP_BATCH_SIZE, "seconds_per_epoch": {str(n): s for n, s in by_n.items()}},

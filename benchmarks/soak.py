@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from mbgd import trial_runs  # noqa: E402
+from mbgd.pipelines import trial_run_writer
 from test_scale_out import guarantees_broken, start, states, sweep_command, wait_for, worker_pids  # noqa: E402
 
 BATCH_SIZES = (1, 10)
@@ -79,7 +79,7 @@ def kill_a_worker(folder: Path, env: dict, rng: random.Random) -> list[str]:
 def kill_the_helper(folder: Path, env: dict, rng: random.Random) -> list[str]:
     storage = f"sqlite:///{folder / 'optuna.db'}"
     # one process writes its trial runs through the helper from here on
-    n_trials = trial_runs.HELPER_FROM_TRIALS
+    n_trials = trial_run_writer.HELPER_FROM_TRIALS
     process = start(command(1, 4, (1,), n_trials), env)
     try:
         wait_for(lambda: worker_pids(process.pid), what="the helper")

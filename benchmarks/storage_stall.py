@@ -22,7 +22,8 @@ from pathlib import Path
 
 import optuna
 
-from mbgd import protocol, study_lock
+from mbgd.studies import lock as study_lock
+from mbgd.studies import protocol
 
 LONGEST: dict[str, float] = {}
 LAST_BEAT: dict[int, float] = {}
@@ -121,7 +122,7 @@ def main() -> None:
     parser.add_argument("--n-trials", default="48")
     parser.add_argument("--epochs", default="20")
     options = parser.parse_args()
-    from mbgd.cli import main as mbgd
+    from mbgd.cli.main import main as mbgd
 
     with tempfile.TemporaryDirectory() as folder:
         stalls = Path(folder, "stalls")

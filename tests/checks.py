@@ -7,9 +7,9 @@ from pathlib import Path
 from click.testing import Result
 from mlflow import MlflowClient
 
-from mbgd.config import SweepConfig, TrainConfig
-from mbgd.data import load_data
-from mbgd.train import History
+from mbgd.core.config import SweepConfig, TrainConfig
+from mbgd.core.data import load_data
+from mbgd.core.train import History
 
 TUTORIAL = TrainConfig()
 TUTORIAL_DATA = load_data(TUTORIAL.data, TUTORIAL.seed)  # the tutorial's 100 points
@@ -31,7 +31,7 @@ def runs_after(args: list[str], tracking_store: str, max_results: int = 500) -> 
     """Run an mbgd command that must succeed; return the runs of MLflow's Default experiment."""
     from click.testing import CliRunner
 
-    from mbgd.cli import main
+    from mbgd.cli.main import main
 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

@@ -3,7 +3,7 @@ against one sqlite storage, in one process and in a fixed order, so that every i
 the one it ran.
 
 The expected counts are the budget arithmetic written out here (n_trials minus what is held), never read from
-mbgd.protocol.
+mbgd.studies.protocol.
 """
 
 from dataclasses import replace
@@ -12,10 +12,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mbgd import protocol
-from mbgd.config import SweepConfig, TrainConfig
-from mbgd.studies import open_storage, open_study
-from mbgd.sweep import lr_distribution
+from mbgd.core.config import SweepConfig, TrainConfig
+from mbgd.studies import protocol
+from mbgd.studies.storage import open_storage, open_study
+from mbgd.studies.sweep import lr_distribution
 
 STATE = optuna.trial.TrialState
 N_TRIALS = 7

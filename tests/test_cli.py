@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from checks import assert_one_line_usage_error_and_no_run
-from mbgd.cli import main
+from mbgd.cli.main import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ def test_preset_is_applied_and_command_line_overrides_it(tracking_store: str, tm
 
 
 def test_shipped_presets_load() -> None:
-    from mbgd.config import build_train_run, load_preset
+    from mbgd.core.config import build_train_run, load_preset
 
     presets = sorted((PROJECT_ROOT / "experiments").glob("*.toml"))
     assert presets
@@ -168,7 +168,7 @@ def test_bad_study_input_is_a_one_line_usage_error_and_creates_no_run(
 def test_help_does_not_import_torch_or_mlflow() -> None:
     code = (
         "import sys\n"
-        "from mbgd.cli import main\n"
+        "from mbgd.cli.main import main\n"
         "for args in (['--help'], ['train', '--help'], ['ui', '--help']):\n"
         "    try:\n"
         "        main(args)\n"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mbgd.compute_worker import ComputeWorker, open_worker
+from mbgd.runtime.compute_worker import ComputeWorker, open_worker
 
 QUICK = ()  # no modules to import before the first call: these tests call the standard library
 
@@ -60,8 +60,8 @@ def test_calls_are_answered_by_the_worker_process_in_any_order() -> None:
 
 
 def test_the_worker_computes_with_one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    # (it shares the cores with the command: mbgd.processes.one_torch_thread), whatever the command's setting;
-    # this process on two threads, so that the call run here instead would answer 2
+    # (it shares the cores with the command: mbgd.runtime.processes.one_torch_thread), whatever the command's
+    # setting; this process on two threads, so that the call run here instead would answer 2
     import torch
 
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
@@ -171,7 +171,7 @@ def test_the_worker_dies_with_the_process_that_started_it() -> None:
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from mbgd.compute_worker import ComputeWorker\n"
+            "from mbgd.runtime.compute_worker import ComputeWorker\n"
             "w = ComputeWorker(start=True, warm=())\n"
             "print(w.submit(sum, [1]).result() and w.pid, flush=True)\n"
             "time.sleep(60)\n",

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mbgd.config import ConfigError, DataSpec
-from mbgd.data import RegressionDataset, load_data, make_loader, make_synthetic, read_csv
+from mbgd.core.config import ConfigError, DataSpec
+from mbgd.core.data import RegressionDataset, load_data, make_loader, make_synthetic, read_csv
 
 
 def batches(n: int, batch_size: int, *, shuffle: bool = False, drop_last: bool = False, seed: int = 0):

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 import pytest
 
-from mbgd.cli import main
+from mbgd.cli.main import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]

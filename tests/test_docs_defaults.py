@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mbgd.config import SweepConfig, TrainConfig
-from mbgd.scaling_config import ScalingConfig
+from mbgd.core.config import SweepConfig, TrainConfig
+from mbgd.core.scaling_config import ScalingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 USAGE = (ROOT / "docs" / "usage.md").read_text()

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from mbgd import liveness
-from mbgd.liveness import process_alive
+from mbgd.runtime import liveness
+from mbgd.runtime.liveness import process_alive
 
 
 def every_signal_default() -> None:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from mbgd import processes
-from mbgd.errors import Interrupted
+from mbgd.runtime import processes
+from mbgd.runtime.errors import Interrupted
 
 
 class RaisesWhenCollected:
@@ -50,7 +50,7 @@ def test_other_lost_exceptions_go_to_the_previous_hook(monkeypatch: pytest.Monke
 def test_database_cleanup_errors_print_until_the_process_is_stopped(capfd: pytest.CaptureFixture) -> None:
     import logging
 
-    from mbgd import errors
+    from mbgd.runtime import errors
 
     errors.STOPS_RECEIVED.clear()  # another test's stop, raised in this process
     sqlalchemy_log = logging.getLogger("sqlalchemy")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from checks import history
-from mbgd import objectives as O
-from mbgd.data import RegressionData
+from mbgd.core import objectives as O
+from mbgd.core.data import RegressionData
 
 
 def data(y_train, y_eval, y_line=None) -> RegressionData:

@@ -7,11 +7,11 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from mbgd import pipeline_train
-from mbgd.config import DataSpec, TrainConfig, TrainRun
-from mbgd.data import load_data
-from mbgd.errors import WorkerError
-from mbgd.train import fit
+from mbgd.core.config import DataSpec, TrainConfig, TrainRun
+from mbgd.core.data import load_data
+from mbgd.core.train import fit
+from mbgd.pipelines import train as pipeline_train
+from mbgd.runtime.errors import WorkerError
 
 TRAIN_RUN = TrainRun(TrainConfig(epochs=3, batch_size=20), compare_with=(1, 10))
 
@@ -49,7 +49,7 @@ def test_a_child_that_dies_is_a_one_line_error_and_the_run_ends_failed(
 
 
 def test_an_error_in_the_child_is_raised_here_before_any_run(tracking_store: str) -> None:
-    from mbgd.config import ConfigError
+    from mbgd.core.config import ConfigError
 
     bad = TrainRun(TrainConfig(epochs=3, data=DataSpec(csv="missing.csv")), compare_with=())
     with pytest.raises(ConfigError, match="does not exist"):
@@ -60,7 +60,7 @@ def test_an_error_in_the_child_is_raised_here_before_any_run(tracking_store: str
 def test_the_command_s_own_process_never_imports_torch_or_matplotlib(tracking_store: str) -> None:
     code = (
         "import sys\n"
-        "from mbgd.cli import main\n"
+        "from mbgd.cli.main import main\n"
         "main(['train', '--epochs', '2'], standalone_mode=False)\n"
         "print(sorted(m for m in ('torch', 'matplotlib', 'mlflow') if m in sys.modules))\n"
     )

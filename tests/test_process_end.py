@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mbgd.compute_worker import ComputeWorker
+from mbgd.runtime.compute_worker import ComputeWorker
 
 BIN = Path(sys.executable).parent
 
@@ -19,8 +19,8 @@ HELD_THEN_FROZEN = """
 import atexit, gc
 frozen = {}
 atexit.register(lambda: print("frozen again at exit", gc.get_freeze_count() > frozen["imports"], flush=True))
-from mbgd.processes import dispose_at_exit, end_without_collecting, hold_collection_while_importing
-from mbgd.processes import imports_done
+from mbgd.runtime.processes import dispose_at_exit, end_without_collecting, hold_collection_while_importing
+from mbgd.runtime.processes import imports_done
 end_without_collecting()
 hold_collection_while_importing()
 print("held", gc.isenabled())
@@ -55,7 +55,7 @@ def test_the_collector_is_held_while_importing_then_frozen_and_engines_closed_at
 
 
 def test_imports_done_does_nothing_where_the_collector_was_not_held(tmp_path: Path) -> None:
-    code = "import gc\nfrom mbgd.processes import imports_done\n"
+    code = "import gc\nfrom mbgd.runtime.processes import imports_done\n"
     code += "imports_done()\nprint(gc.isenabled(), gc.get_freeze_count())"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -83,7 +83,7 @@ def test_the_compute_worker_froze_its_imports_and_collects_again() -> None:
 def test_a_sweep_command_ends_with_its_stores_whole_and_no_write_ahead_log_beside_them(
     tmp_path: Path,
 ) -> None:
-    # the console script (mbgd.cli:run), a fresh folder: MLflow's store and Optuna's storage, both sqlite
+    # the console script (mbgd.cli.main:run), a fresh folder: MLflow's store and Optuna's storage, both sqlite
     # with a write-ahead log, their engines disposed at exit (the trial-run helper and the compute worker end
     # without closing theirs: the command's are the last)
     small = ["--batch-sizes", "1,10", "--n-trials", "48", "--population", "8", "--scan", "8", "--seeds", "2"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mbgd.cli import main
+from mbgd.cli.main import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,11 +16,12 @@ import optuna
 import pytest
 
 from checks import small_sweep
-from mbgd import protocol, study_lock, sweep
-from mbgd.config import SweepConfig, TrainConfig
-from mbgd.data import load_data
-from mbgd.studies import open_storage, open_study
-from mbgd.sweep import lr_distribution, run_study
+from mbgd.core.config import SweepConfig, TrainConfig
+from mbgd.core.data import load_data
+from mbgd.studies import lock as study_lock
+from mbgd.studies import protocol, sweep
+from mbgd.studies.storage import open_storage, open_study
+from mbgd.studies.sweep import lr_distribution, run_study
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -46,7 +47,7 @@ def stalled_once(monkeypatch: pytest.MonkeyPatch, during_stall) -> None:
             during_stall()
         return fit(*args, **kwargs)
 
-    monkeypatch.setattr("mbgd.sweep.fit_population", stalled_fit)
+    monkeypatch.setattr("mbgd.studies.sweep.fit_population", stalled_fit)
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def test_a_worker_that_ended_but_was_not_reaped_counts_as_dead() -> None:
     import subprocess
     import time
 
-    from mbgd.liveness import process_alive
+    from mbgd.runtime.liveness import process_alive
 
     child = subprocess.Popen(["sleep", "30"])
     assert process_alive(child.pid)

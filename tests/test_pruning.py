@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from checks import runs_after
-from mbgd.cli import main
-from mbgd.config import SweepConfig, TrainConfig
-from mbgd.data import load_data
-from mbgd.objectives import intermediate_value
-from mbgd.pruning import decision_epochs, make_pruner
-from mbgd.studies import open_storage
-from mbgd.sweep import run_study
+from mbgd.cli.main import main
+from mbgd.core.config import SweepConfig, TrainConfig
+from mbgd.core.data import load_data
+from mbgd.core.objectives import intermediate_value
+from mbgd.studies.pruning import decision_epochs, make_pruner
+from mbgd.studies.storage import open_storage
+from mbgd.studies.sweep import run_study
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -77,7 +77,7 @@ def test_hyperband_prunes_members_that_stop_early_and_counts_them_in_the_budget(
         elif not trial.user_attrs.get("diverged"):
             assert len(losses) == 10
     # A pruned member stops; the curves of the others are those of training their lr alone.
-    from mbgd.train import fit
+    from mbgd.core.train import fit
 
     survivor = next(t for t in study.trials if t.state == COMPLETE and not t.user_attrs.get("diverged"))
     alone = fit(replace(config.train, batch_size=10, lr=survivor.params["lr"]), DATA)

@@ -11,10 +11,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mbgd import noise_scale, theory
-from mbgd.config import TrainConfig
-from mbgd.data import load_data
-from mbgd.train import fit
+from mbgd.core import noise_scale, theory
+from mbgd.core.config import TrainConfig
+from mbgd.core.data import load_data
+from mbgd.core.train import fit
 
 TUTORIAL = TrainConfig()
 # the tutorial's torch.arange(-5, 5, 0.1)
@@ -22,7 +22,8 @@ X_TORCH = load_data(TUTORIAL.data, TUTORIAL.seed).x.double().flatten()
 X = X_TORCH.numpy()  # float32's points exactly: the epoch map amplifies a change in the last digit 3e7-fold
 
 
-# --- an independent reference: plain numpy, no mbgd.theory -------------------------------------------------
+# --- an independent reference: plain numpy, no mbgd.core.theory
+# -------------------------------------------------
 
 
 def batch_hessians(batch_size: int) -> list[np.ndarray]:

@@ -9,10 +9,14 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mbgd import cli, pipeline_sweep, studies, tracking, ui_links
-from mbgd.config import ConfigError, SweepConfig, TrainConfig, redact
-from mbgd.data import load_data
-from mbgd.tracking_store import StoreUnavailable, check
+from mbgd.cli import main as cli
+from mbgd.core.config import ConfigError, SweepConfig, TrainConfig, redact
+from mbgd.core.data import load_data
+from mbgd.pipelines import sweep as pipeline_sweep
+from mbgd.studies import storage as studies
+from mbgd.tracking import runs as tracking
+from mbgd.tracking import ui_links
+from mbgd.tracking.store import StoreUnavailable, check
 
 SECRET = "s3cret"
 

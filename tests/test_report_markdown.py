@@ -1,11 +1,11 @@
 """summary.md and report.md as a reader sees them: small hand-built summaries and histories, and the exact
-lines mbgd.report writes from them, each expected line written out by hand (never by the function under
-test)."""
+lines mbgd.reports.markdown writes from them, each expected line written out by hand (never by the function
+under test)."""
 
 import math
 
-from mbgd.report import exponent_text, report_markdown, summary_markdown
-from mbgd.train import History
+from mbgd.core.train import History
+from mbgd.reports.markdown import exponent_text, report_markdown, summary_markdown
 
 
 def row(**changes) -> dict:

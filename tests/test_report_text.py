@@ -4,8 +4,9 @@ and sentences say what the numbers say (expected text written out by hand)."""
 import json
 from pathlib import Path
 
-from mbgd import report, scaling_report
-from mbgd.sweep_summary import median_trials
+from mbgd.reports import markdown as report
+from mbgd.reports import scaling_markdown as scaling_report
+from mbgd.studies.sweep_summary import median_trials
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

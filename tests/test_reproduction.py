@@ -5,9 +5,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from mbgd.config import TrainConfig, build_train_config, load_preset
-from mbgd.data import load_data
-from mbgd.train import fit
+from mbgd.core.config import TrainConfig, build_train_config, load_preset
+from mbgd.core.data import load_data
+from mbgd.core.train import fit
 
 TUTORIAL = TrainConfig()
 CHECK_VALUES_FLOAT32 = {

@@ -290,7 +290,7 @@ def test_ctrl_c_with_the_trial_run_helper_leaves_every_written_trial_run_once(
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # 48 trials: the sweep writes its trial runs through the helper process
-    # (mbgd.trial_runs.HELPER_FROM_TRIALS)
+    # (mbgd.pipelines.trial_run_writer.HELPER_FROM_TRIALS)
     args = sweep_command(
         "--batch-sizes", "1", "--n-trials", "48", "--population", "2", "--epochs", "40", "--name", "helper"
     )

@@ -13,11 +13,11 @@ from mlflow import MlflowClient
 
 import checks
 from checks import TUTORIAL, TUTORIAL_DATA, runs_after
-from mbgd import scaling, scaling_report, scaling_summary, theory
-from mbgd.cli import main
-from mbgd.config import ConfigError, SweepConfig
-from mbgd.data import load_data
-from mbgd.objectives import (
+from mbgd.cli.main import main
+from mbgd.core import theory
+from mbgd.core.config import ConfigError, SweepConfig
+from mbgd.core.data import load_data
+from mbgd.core.objectives import (
     ended_diverged,
     first_touch_updates,
     objective_floor,
@@ -26,11 +26,14 @@ from mbgd.objectives import (
     updates_target,
     updates_to_target,
 )
-from mbgd.scaling_config import ScalingConfig, build_scaling_config
-from mbgd.studies import open_storage, study_settings
-from mbgd.sweep import run_study
-from mbgd.sweep_summary import retrain_over_seeds
-from mbgd.train import fit_population, full_dataset_loss
+from mbgd.core.scaling_config import ScalingConfig, build_scaling_config
+from mbgd.core.train import fit_population, full_dataset_loss
+from mbgd.reports import scaling_markdown as scaling_report
+from mbgd.reports import scaling_summary
+from mbgd.studies import scaling
+from mbgd.studies.storage import open_storage, study_settings
+from mbgd.studies.sweep import run_study
+from mbgd.studies.sweep_summary import retrain_over_seeds
 from test_readme_numbers import beta_and_lambda1
 
 DATA = TUTORIAL_DATA

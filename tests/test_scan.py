@@ -9,11 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mbgd import scan as scans
-from mbgd.cli import main
-from mbgd.config import SweepConfig, TrainConfig
-from mbgd.data import load_data
-from mbgd.scan import LrScan, lr_grid, relative_regret, scan_lrs, tpe_trials_to_within
+from mbgd.cli.main import main
+from mbgd.core import scan as scans
+from mbgd.core.config import SweepConfig, TrainConfig
+from mbgd.core.data import load_data
+from mbgd.core.scan import LrScan, lr_grid, relative_regret, scan_lrs, tpe_trials_to_within
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -191,7 +191,7 @@ COUNTING = SweepConfig(
 
 @pytest.fixture
 def no_searches_yet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This process has begun no tuning-cost search ahead and counted none (mbgd.scan keeps both)."""
+    """This process has begun no tuning-cost search ahead and counted none (mbgd.core.scan keeps both)."""
     monkeypatch.setattr(scans, "_SEARCHES_AHEAD", {})
     monkeypatch.setattr(scans, "_COUNTED", set())
 

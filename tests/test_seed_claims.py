@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from mbgd import scaling, sweep_summary
-from mbgd.config import SweepConfig, TrainConfig
-from mbgd.data import load_data
+from mbgd.core.config import SweepConfig, TrainConfig
+from mbgd.core.data import load_data
+from mbgd.studies import scaling, sweep_summary
 
 TUTORIAL = TrainConfig()
 NOISY_SHUFFLED = replace(TUTORIAL, epochs=2, shuffle=True, data=replace(TUTORIAL.data, targets="noisy"))

@@ -7,7 +7,7 @@ import signal
 import pytest
 from mlflow.entities import Metric, RunStatus
 
-from mbgd import tracking
+from mbgd.tracking import runs as tracking
 
 
 def stop_inside(store, method: str, signum: int) -> None:

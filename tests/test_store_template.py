@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mbgd import store_template, tracking
+from mbgd.tracking import runs as tracking
+from mbgd.tracking import store_template
 
 
 def contents(path: Path) -> dict:

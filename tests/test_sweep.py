@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from checks import runs_after, small_sweep
-from mbgd.cli import main
-from mbgd.config import ConfigError, TrainConfig
-from mbgd.data import RegressionData, load_data
-from mbgd.objectives import epochs_to_floor, noise_floor, objective_value
-from mbgd.studies import default_storage, open_storage, open_study
-from mbgd.sweep import ask_within_budget, propose_lrs, run_study
-from mbgd.train import History
+from mbgd.cli.main import main
+from mbgd.core.config import ConfigError, TrainConfig
+from mbgd.core.data import RegressionData, load_data
+from mbgd.core.objectives import epochs_to_floor, noise_floor, objective_value
+from mbgd.core.train import History
+from mbgd.studies.storage import default_storage, open_storage, open_study
+from mbgd.studies.sweep import ask_within_budget, propose_lrs, run_study
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -94,7 +94,7 @@ def test_study_stops_at_exactly_n_trials_and_a_rerun_adds_none(tmp_path: Path) -
 def test_a_study_whose_budget_its_last_population_finished_is_not_asked_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mbgd import protocol
+    from mbgd.studies import protocol
 
     reserves, progress = [], []
     original = protocol.reserve
@@ -118,7 +118,7 @@ def test_a_failed_trial_s_budget_is_asked_again(tmp_path: Path, monkeypatch: pyt
     import itertools
     import math
 
-    from mbgd import protocol, sweep
+    from mbgd.studies import protocol, sweep
 
     reserves, calls = [], itertools.count()
     original_reserve, original_value = protocol.reserve, sweep.objective_value
@@ -234,7 +234,7 @@ def test_interrupted_population_marks_its_trials_failed(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("mbgd.sweep.fit_population", interrupted)
+    monkeypatch.setattr("mbgd.studies.sweep.fit_population", interrupted)
     config = small_sweep(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run_study(config, DATA, 10, open_storage(config.storage))
@@ -245,8 +245,9 @@ def test_interrupted_population_marks_its_trials_failed(
 def test_the_sweep_trains_on_one_torch_thread_and_hands_the_setting_to_the_processes_it_starts(
     tracking_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # (its processes share the cores: mbgd.processes.one_torch_thread; the compute worker, the trial-run
-    # helper and sweep workers, started after it, inherit OMP_NUM_THREADS, which torch reads on import)
+    # (its processes share the cores: mbgd.runtime.processes.one_torch_thread; the compute worker, the
+    # trial-run helper and sweep workers, started after it, inherit OMP_NUM_THREADS, which torch reads on
+    # import)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -265,7 +266,7 @@ def test_the_sweep_trains_on_one_torch_thread_and_hands_the_setting_to_the_proce
 def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     tracking_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper_from_trials: int
 ) -> None:
-    monkeypatch.setattr("mbgd.trial_runs.HELPER_FROM_TRIALS", helper_from_trials)
+    monkeypatch.setattr("mbgd.pipelines.trial_run_writer.HELPER_FROM_TRIALS", helper_from_trials)
     args = [
         "sweep",
         "--batch-sizes",

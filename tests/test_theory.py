@@ -1,4 +1,4 @@
-"""Hand-checked claims about the epoch-map and batch-size theory in mbgd.theory."""
+"""Hand-checked claims about the epoch-map and batch-size theory in mbgd.core.theory."""
 
 import json
 import math
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbgd import noise_scale as N
-from mbgd import theory as T
+from mbgd.core import noise_scale as N
+from mbgd.core import theory as T
 
 F64 = torch.float64
 TUTORIAL_X = torch.arange(-5, 5, 0.1)
@@ -284,9 +284,9 @@ def test_noise_scale_infinite_when_mean_gradient_vanishes():
 def test_optimal_lr_for_batch_1_is_the_kaczmarz_step_of_the_largest_sample():
     # eta*(1) = 1 / beta with beta = max 2 |a_i|^2 (MSE without 1/2): one update on the largest sample
     # w -= eta * 2 r a moves its residual by -eta * 2 |a|^2 r = -r, exactly to zero.
-    from mbgd.config import DataSpec, TrainConfig
-    from mbgd.data import load_data
-    from mbgd.train import fit
+    from mbgd.core.config import DataSpec, TrainConfig
+    from mbgd.core.data import load_data
+    from mbgd.core.train import fit
 
     one_point = DataSpec(n_points=1, x_min=-5.0, x_max=5.0)
     config = TrainConfig(batch_size=1, epochs=1, dtype="float64", data=one_point)
@@ -318,8 +318,8 @@ def test_interpolation_contraction_is_exact_for_batch_1_with_replacement():
 
 
 def test_critical_batch_size_of_a_csv_is_computed_from_its_features(tmp_path):
-    from mbgd.config import DataSpec
-    from mbgd.data import load_data
+    from mbgd.core.config import DataSpec
+    from mbgd.core.data import load_data
 
     # The two-dim case above as a CSV: m* = 2.5, eta*(4) = 2/11.
     path = tmp_path / "cross.csv"

@@ -22,11 +22,12 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 import mbgd
-from mbgd import tracking, tracking_models
-from mbgd.cli import main
-from mbgd.config import DataSpec, TrainConfig
-from mbgd.data import load_data
-from mbgd.train import fit
+from mbgd.cli.main import main
+from mbgd.core.config import DataSpec, TrainConfig
+from mbgd.core.data import load_data
+from mbgd.core.train import fit
+from mbgd.tracking import models as tracking_models
+from mbgd.tracking import runs as tracking
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -76,7 +77,8 @@ def test_train_run_and_its_child_carry_source_user_git_and_version_tags(tracking
 def test_sweep_trial_runs_carry_source_user_git_and_version_tags(
     tracking_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("mbgd.trial_runs.HELPER_FROM_TRIALS", 1)  # the helper process writes the trial runs
+    # the helper process writes the trial runs
+    monkeypatch.setattr("mbgd.pipelines.trial_run_writer.HELPER_FROM_TRIALS", 1)
     invoke(
         "sweep",
         "--batch-sizes",
@@ -246,7 +248,8 @@ INPUTS = pd.DataFrame({"x": [-5.0, 0.3, 4.9]})
 
 
 def independently_fitted_prediction(**train) -> list[float]:
-    """w·x + b on INPUTS with the w and b of mbgd.train.fit at the tutorial's settings changed by `train`."""
+    """w·x + b on INPUTS with the w and b of mbgd.core.train.fit at the tutorial's settings changed by
+    `train`."""
     config = replace(TrainConfig(), **train)
     history = fit(config, load_data(config.data, config.seed))
     return [x * history.w[0] + history.b for x in INPUTS["x"]]

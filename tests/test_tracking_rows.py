@@ -1,5 +1,6 @@
-"""Finished runs written many in one transaction (mbgd.tracking_rows): the same runs MLflow's client writes,
-field for field, on sqlite and PostgreSQL; whole or not at all; through the client on a tracking server."""
+"""Finished runs written many in one transaction (mbgd.tracking.mlflow_internals): the same runs MLflow's
+client writes, field for field, on sqlite and PostgreSQL; whole or not at all; through the client on a
+tracking server."""
 
 import math
 from dataclasses import replace
@@ -9,8 +10,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from mbgd import tracking, tracking_rows
-from mbgd.tracking import FinishedRun
+from mbgd.tracking import mlflow_internals as tracking_rows
+from mbgd.tracking import runs as tracking
+from mbgd.tracking.records import FinishedRun
 
 HEARTBEAT = tracking.HEARTBEAT_TAG  # seconds since the epoch when written: may differ by one between the two
 

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from checks import run_ok
-from mbgd import tracking
-from mbgd.cli_errors import user_errors
-from mbgd.tracking_store import StoreUnavailable, check
+from mbgd.cli.exits import user_errors
+from mbgd.tracking import runs as tracking
+from mbgd.tracking.store import StoreUnavailable, check
 
 BIN = Path(sys.executable).parent
 COMMANDS = ["train", "sweep", "scaling", "report"]

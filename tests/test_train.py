@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from checks import TUTORIAL, TUTORIAL_DATA
-from mbgd import train
-from mbgd.config import ConfigError, DataSpec, TrainConfig
-from mbgd.data import RegressionData, load_data
-from mbgd.history import descent_kind
-from mbgd.train import (
+from mbgd.core import train
+from mbgd.core.config import ConfigError, DataSpec, TrainConfig
+from mbgd.core.data import RegressionData, load_data
+from mbgd.core.history import descent_kind
+from mbgd.core.train import (
     fit,
     fit_population,
     full_dataset_loss,
@@ -358,7 +358,7 @@ def test_full_dataset_loss_by_hand_whole_or_in_chunks(monkeypatch: pytest.Monkey
 
 
 def test_a_diverged_history_keeps_what_came_before_the_first_non_finite_value() -> None:
-    from mbgd.train import History, _truncate_at_non_finite
+    from mbgd.core.train import History, _truncate_at_non_finite
 
     h = History(lr=1.0, batch_size=1, updates_per_epoch=1, samples_per_epoch=1)
     h.batch_losses = [1.0, 2.0, math.nan, 3.0]
@@ -386,9 +386,9 @@ def torch_threads():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_one_torch_thread_trains_to_the_same_bits_as_several(torch_threads, dtype: str) -> None:
-    # mbgd.processes.one_torch_thread relies on it. Tensors well above torch's grain size (32768 elements,
-    # below which an op runs on one thread anyway): 20,000 points of 5 features, eight lrs, every update's
-    # full-dataset loss, each seed on its own targets and order.
+    # mbgd.runtime.processes.one_torch_thread relies on it. Tensors well above torch's grain size (32768
+    # elements, below which an op runs on one thread anyway): 20,000 points of 5 features, eight lrs, every
+    # update's full-dataset loss, each seed on its own targets and order.
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(20_000, 5, generator=generator)
     y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0]) + 0.7

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 from mlflow import MlflowClient
 
-from mbgd import trial_runs as trial_runs_module
-from mbgd.sweep import TrialRecord
-from mbgd.train import History
-from mbgd.trial_runs import TrialRunWriter, from_told_trial, write
+from mbgd.core.train import History
+from mbgd.pipelines import trial_run_writer
+from mbgd.pipelines.trial_run_writer import TrialRunWriter
+from mbgd.pipelines.trial_runs import from_told_trial, write
+from mbgd.studies.sweep import TrialRecord
 from test_trial_runs import check_written, trial_runs
 
 
@@ -131,4 +132,4 @@ def test_a_submit_to_a_dead_helper_is_written_here_once(parent, capsys) -> None:
 
 
 def test_helper_threshold_is_48_trials() -> None:
-    assert trial_runs_module.HELPER_FROM_TRIALS == 48  # README: "from 48 trials on"
+    assert trial_run_writer.HELPER_FROM_TRIALS == 48  # README: "from 48 trials on"

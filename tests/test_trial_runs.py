@@ -13,8 +13,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from mbgd.processes import signals_deferred
-from mbgd.trial_runs import TrialRun, TrialRunWriter, write_once
+from mbgd.pipelines.trial_run_writer import TrialRunWriter
+from mbgd.pipelines.trial_runs import TrialRun, write_once
+from mbgd.runtime.processes import signals_deferred
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
 
@@ -131,7 +132,7 @@ def test_a_signal_during_a_hand_over_is_handled_after_it() -> None:
 
 SWEEP_PROCESS = """
 import os, signal, sys, time
-from mbgd.trial_runs import TrialRunWriter
+from mbgd.pipelines.trial_runs import TrialRunWriter
 sys.path.insert(0, {tests!r})
 from test_trial_runs import trial_runs
 
@@ -170,7 +171,7 @@ def test_a_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_store: st
     import optuna
     from click.testing import CliRunner
 
-    from mbgd.cli import main
+    from mbgd.cli.main import main
 
     args = [
         "sweep",
@@ -223,7 +224,7 @@ def test_a_scaling_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_s
     """The same for mbgd scaling, whose trial runs carry their study's order and regime in their names."""
     from click.testing import CliRunner
 
-    from mbgd.cli import main
+    from mbgd.cli.main import main
 
     args = [
         *("scaling", "--batch-sizes", "10", "--n-trials", "3", "--population", "3", "--seeds", "1"),

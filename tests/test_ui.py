@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
-from mbgd import cli, cli_servers
-from mbgd.ui_links import charts_link, runs_link
+from mbgd.cli import main as cli
+from mbgd.cli import servers as cli_servers
+from mbgd.tracking.ui_links import charts_link, runs_link
 
 
 def test_links_open_on_the_training_runs_and_their_charts() -> None:

@@ -7,10 +7,11 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mbgd import cli, cli_servers
-from mbgd.pipeline_train import TrainOutcome
-from mbgd.ui_links import charts_link, runs_link, ui_base
-from mbgd.ui_views import VIEW_TAG_PREFIX, comparison_view, comparison_view_key
+from mbgd.cli import main as cli
+from mbgd.cli import servers as cli_servers
+from mbgd.pipelines.train import TrainOutcome
+from mbgd.tracking.ui_links import charts_link, runs_link, ui_base
+from mbgd.tracking.ui_views import VIEW_TAG_PREFIX, comparison_view, comparison_view_key
 
 SECRET_URI = "https://alice:s3cret@mlflow.example.org:8443/tracking/"
 SERVER = "https://mlflow.example.org:8443/tracking"
@@ -52,7 +53,7 @@ def invoke(monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
 def test_train_prints_its_run_and_comparison_links_without_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("mbgd.pipeline_train.tracked_train", fake(TrainOutcome(RUN, "7", {}, {10: "child"})))
+    monkeypatch.setattr("mbgd.pipelines.train.tracked_train", fake(TrainOutcome(RUN, "7", {}, {10: "child"})))
     lines = invoke(monkeypatch, "train", "--epochs", "1").splitlines()
     assert f"run {RUN}: {SERVER}/#/experiments/7/runs/{RUN}?workflowType=machine_learning" in lines
     assert f"comparison: {charts_link(SERVER, '7', comparison_view_key(RUN))}" in lines
@@ -75,7 +76,7 @@ def test_studies_print_their_run_link_without_credentials(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     outcome = SimpleNamespace(run_id=RUN, experiment_id="7", summary=summary, registered_versions={})
-    monkeypatch.setattr(f"mbgd.pipeline_{command}.{tracked}", fake(outcome))
+    monkeypatch.setattr(f"mbgd.pipelines.{command}.{tracked}", fake(outcome))
     lines = invoke(monkeypatch, command, "--n-trials", "1").splitlines()
     assert f"run {RUN}: {SERVER}/#/experiments/7/runs/{RUN}?workflowType=machine_learning" in lines
 

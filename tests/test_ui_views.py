@@ -6,8 +6,8 @@ import json
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mbgd.cli import main
-from mbgd.ui_views import (
+from mbgd.cli.main import main
+from mbgd.tracking.ui_views import (
     VIEW_TAG_PREFIX,
     comparison_view,
     comparison_view_key,

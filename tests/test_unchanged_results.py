@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mbgd import compute_worker
-from mbgd.cli import main
+from mbgd.cli.main import main
+from mbgd.runtime import compute_worker
 
 pytestmark = pytest.mark.slow
 EXPECTED = json.loads((Path(__file__).parent / "data" / "unchanged_results.json").read_text())
@@ -23,10 +23,10 @@ SCALING = ["scaling", "--output-dir", "out", "--batch-sizes", "1,10", "--n-trial
 SCALING += ["--seeds", "2", "--scan", "16", "--name", "gold"]
 
 
-# Computed by BLAS and LAPACK (mbgd.noise_scale's gradient noise scale along the runs and the sizes read off
-# it; the least-squares loss a noisy target sits above), whose kernels, and so whose last bits, depend on the
-# CPU and on the threads the library was started with: the gold file's machine and an AMD EPYC one differ in
-# the 15th digit. Everything else must match to the last digit.
+# Computed by BLAS and LAPACK (mbgd.core.noise_scale's gradient noise scale along the runs and the sizes read
+# off it; the least-squares loss a noisy target sits above), whose kernels, and so whose last bits, depend on
+# the CPU and on the threads the library was started with: the gold file's machine and an AMD EPYC one differ
+# in the 15th digit. Everything else must match to the last digit.
 BLAS_KEYS = {
     "noise_scale_at_target",
     "noise_scale_at_target_by_order",
@@ -55,9 +55,9 @@ def printed(output: str) -> list[str]:
 @pytest.fixture(params=["here", "in the compute worker", "in a compute worker killed at its first call"])
 def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The small commands run their tuning costs and scans here (too few trials for a worker), or, with the
-    threshold lowered, in mbgd.compute_worker's process, which must then answer every call it was handed (the
-    command waits for each instead of taking back those not begun); or in one killed (kill -9) as soon as it
-    is handed its first calls, so that this process makes them all."""
+    threshold lowered, in mbgd.runtime.compute_worker's process, which must then answer every call it was
+    handed (the command waits for each instead of taking back those not begun); or in one killed (kill -9) as
+    soon as it is handed its first calls, so that this process makes them all."""
     killing = request.param.startswith("in a compute worker killed")
     started: list[compute_worker.ComputeWorker] = []
     calls = {"handed over": 0, "answered there": 0}
@@ -85,7 +85,7 @@ def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
         return answered, value
 
     if request.param != "here":
-        monkeypatch.setattr("mbgd.cli.WORKER_FROM_TRIALS", 1)
+        monkeypatch.setattr("mbgd.cli.main.WORKER_FROM_TRIALS", 1)
         monkeypatch.setattr(compute_worker.ComputeWorker, "__init__", init)
         monkeypatch.setattr(compute_worker.ComputeWorker, "answer", answer)
         monkeypatch.setattr(compute_worker.ComputeWorker, "_hand_over", hand_over)

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mbgd.errors import Interrupted
-from mbgd.workers import raise_if_stopped_by_a_signal
+from mbgd.pipelines.workers import raise_if_stopped_by_a_signal
+from mbgd.runtime.errors import Interrupted
 
 
 def exited(*codes: int) -> list[SimpleNamespace]:
@@ -37,10 +37,11 @@ def test_the_sweep_fails_the_trials_its_ended_workers_left_running(
     import optuna
 
     from checks import small_sweep
-    from mbgd import protocol, workers
-    from mbgd.errors import WorkerError
-    from mbgd.studies import open_storage, open_study
-    from mbgd.tracking import RunRef
+    from mbgd.pipelines import workers
+    from mbgd.runtime.errors import WorkerError
+    from mbgd.studies import protocol
+    from mbgd.studies.storage import open_storage, open_study
+    from mbgd.tracking.records import RunRef
 
     config = small_sweep(tmp_path, workers=2)
     study = open_study(config, 10, open_storage(config.storage))

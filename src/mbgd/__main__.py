@@ -1,4 +1,4 @@
-from mbgd.cli import run
+from mbgd.cli.main import run
 
 if __name__ == "__main__":
     run()

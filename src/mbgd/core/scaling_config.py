@@ -1,0 +1,103 @@
+"""The `mbgd scaling` command's config: batch orders and regimes, what scaling changes from the sweep's
+defaults (and why), and the frozen ScalingConfig built once from them, a preset and the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mbgd.core.config import TARGETS, SweepConfig, build_sweep_config, require
+
+ORDERS = ("fixed", "shuffled")  # the tutorial's batch order (x = -5 upward), and reshuffled every epoch
+BOTH = "both"
+# Training targets -> the scaling regime they put SGD in: on the noise-free line every per-sample gradient
+# vanishes at the optimum (interpolation); on the noisy Y they do not, and a constant step leaves a floor.
+REGIMES = {"clean": "interpolation", "noisy": "noisy"}
+# What `mbgd scaling` changes from the sweep's defaults, and why.
+SCALING_DEFAULTS: dict[str, Any] = {
+    "name": "mbgd-scaling",  # studies are <name>-<order>-<regime>-b<batch size>
+    "batch_sizes": (1, 2, 3, 4, 5, 10, 20, 25, 50, 100),  # log-spaced from SGD to the full batch of 100
+    "objective": "updates_to",
+    # the full batch needs about 24 updates to come within 5% of the noisy optimum at its best lr
+    "epochs": 30,
+    # lr_min, lr_max: from the data's theory unless given (ScalingConfig.lr_from_theory)
+    "n_trials": 20,  # 10 random trials, then 10 guided by TPE: 40 studies in a few minutes
+    "population": 10,  # = TPE's 10 startup trials, so the second population is the guided one
+    "seeds": 3,  # re-runs of each best lr: the noise draw and the shuffled order change with the seed
+}
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Updates to a target loss vs batch size: an lr study (objective updates_to) per batch size, order,
+    regime.
+
+    `sweep` holds what every study shares (grid, trials, lr range, seeds, storage, target ratio, training);
+    `study_config` sets the batch order and the training targets of one (order, regime).
+    """
+
+    sweep: SweepConfig = field(default_factory=lambda: build_sweep_config(SCALING_DEFAULTS))
+    orders: tuple[str, ...] = ORDERS
+    targets: tuple[str, ...] = TARGETS
+    # The lr bounds not given, set from the data once it is loaded (mbgd.studies.scaling.resolve_lr_range):
+    # from half of SGD's theoretical best step 1/beta to twice full-batch descent's stability limit
+    # 2/lambda_1. The tuned lrs lie in a decade or so there; the sweep's four decades would leave half the
+    # trials diverging or crawling.
+    lr_from_theory: tuple[str, ...] = ("lr_min", "lr_max")
+
+    def __post_init__(self) -> None:
+        require(
+            self.sweep.objective == "updates_to",
+            f"scaling tunes for updates_to, got {self.sweep.objective!r}",
+        )
+        require(
+            bool(self.orders) and set(self.orders) <= set(ORDERS),
+            f"orders must be among {ORDERS}, got {self.orders}",
+        )
+        require(
+            bool(self.targets) and set(self.targets) <= set(TARGETS),
+            f"targets must be among {TARGETS}, got {self.targets}",
+        )
+
+    def study_config(self, order: str, targets: str) -> SweepConfig:
+        """The sweep of one batch order and one regime; its studies are <name>-<order>-<regime>-b<B>."""
+        train = replace(
+            self.sweep.train,
+            shuffle=order == "shuffled",
+            data=replace(self.sweep.train.data, targets=targets),
+        )
+        return replace(self.sweep, train=train, name=f"{self.sweep.name}-{order}-{REGIMES[targets]}")
+
+    def as_params(self) -> dict[str, str]:
+        """The sweep's params with the command's own `order` and `targets` (as `mlflow run` logs them too)."""
+        params = {
+            key: value for key, value in self.sweep.as_params().items() if key not in ("shuffle", "targets")
+        }
+        order = BOTH if len(self.orders) == len(ORDERS) else self.orders[0]
+        targets = BOTH if len(self.targets) == len(TARGETS) else self.targets[0]
+        return {**params, "order": order, "targets": targets}
+
+
+def build_scaling_config(values: dict[str, Any]) -> ScalingConfig:
+    """Scaling defaults <- values; `order` and `targets` take one of their values or "both" (the default).
+
+    A preset's `shuffle` picks the order when no `order` is given.
+    """
+    lr_from_theory = tuple(key for key in ("lr_min", "lr_max") if values.get(key) is None)
+    values = {**SCALING_DEFAULTS, **{key: value for key, value in values.items() if value is not None}}
+    order = values.pop("order", None)
+    shuffle = values.pop("shuffle", None)
+    if order is None:
+        order = BOTH if shuffle is None else ("shuffled" if shuffle else "fixed")
+    targets = values.pop("targets", None) or BOTH
+    require(order in (*ORDERS, BOTH), f"order must be one of {', '.join((*ORDERS, BOTH))}, got {order!r}")
+    require(
+        targets in (*TARGETS, BOTH), f"targets must be one of {', '.join((*TARGETS, BOTH))}, got {targets!r}"
+    )
+    return ScalingConfig(
+        sweep=build_sweep_config(values),
+        orders=ORDERS if order == BOTH else (order,),
+        targets=TARGETS if targets == BOTH else (targets,),
+        lr_from_theory=lr_from_theory,
+    )

@@ -1,0 +1,6 @@
+"""Processes and their ends: the errors mbgd raises, stop signals, liveness, the compute worker, sqlite
+settings.
+
+May import: the standard library (SQLAlchemy inside functions); nothing else of mbgd. It knows nothing of
+training, studies or runs.
+"""

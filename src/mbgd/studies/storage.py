@@ -1,0 +1,111 @@
+"""Optuna storages and studies: where a sweep's studies live, opening (creating or resuming) them, and how
+many of their trials are still to run.
+
+A study records the settings its values depend on; resuming it under other settings is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import optuna
+
+from mbgd.core.config import ConfigError, SweepConfig, redact
+from mbgd.runtime.processes import dispose_at_exit
+from mbgd.runtime.sqlite_settings import sqlite_path, sync_at_checkpoints, use_write_ahead_log
+from mbgd.studies import protocol
+from mbgd.studies.protocol import FINISHED_STATES
+from mbgd.studies.pruning import make_pruner
+
+SETTINGS_ATTR = "mbgd_settings"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def default_storage() -> str:
+    """sqlite optuna.db beside a sqlite tracking store, else in the working directory."""
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        folder = os.path.dirname(tracking_uri[len(prefix) :])
+        return prefix + os.path.join(folder, "optuna.db") if folder else prefix + "optuna.db"
+    return prefix + "optuna.db"
+
+
+def study_settings(config: SweepConfig, batch_size: int) -> dict[str, object]:
+    """What a study's values depend on: resuming it under other settings would mix incomparable trials."""
+    return {
+        "objective": config.objective,
+        "lr_min": config.lr_min,
+        "lr_max": config.lr_max,
+        **config.train.with_batch_size(batch_size).as_params(),
+        "lr": "tuned",
+        **({"target_ratio": config.target_ratio} if config.objective == "updates_to" else {}),
+    }
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for the URL, or a ConfigError a user can act on.
+
+    Every URL is an RDB storage (sqlite, PostgreSQL, MySQL) with heartbeats, so a trial whose process died is
+    failed and its budget retried. sqlite gets a write-ahead log and a busy timeout (protocol.BUSY_TIMEOUT_S):
+    several local workers then share one file without "database is locked".
+    """
+    try:
+        engine_kwargs = {}
+        path = sqlite_path(url)
+        if path is not None:
+            use_write_ahead_log(path, timeout_s=protocol.BUSY_TIMEOUT_S)
+            engine_kwargs = {"connect_args": {"timeout": protocol.BUSY_TIMEOUT_S}}
+        with warnings.catch_warnings():  # heartbeats have been "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=protocol.HEARTBEAT_INTERVAL_S,
+                grace_period=protocol.GRACE_PERIOD_S,
+            )
+        if path is not None:
+            sync_at_checkpoints(storage.engine)
+        dispose_at_exit(storage.engine)
+        return optuna.storages.get_storage(storage)
+    except Exception as error:  # storages raise ValueError, ImportError or SQLAlchemy errors for bad URLs
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot open Optuna storage {redact(url)!r}: {first_line}") from None
+
+
+def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the batch size's study, or resume it when its settings match."""
+    study = optuna.create_study(
+        study_name=config.study_name(batch_size),
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=config.sampler_seed + batch_size, constant_liar=True),
+        pruner=make_pruner(config.pruner, config.train.epochs),
+        direction="minimize",
+        load_if_exists=True,
+    )
+    settings = study_settings(config, batch_size)
+    existing = study.user_attrs.get(SETTINGS_ATTR)
+    if existing is None:
+        study.set_user_attr(SETTINGS_ATTR, settings)
+    elif existing != settings:
+        changed = sorted(key for key in settings if existing.get(key) != settings[key])
+        raise ConfigError(
+            f"study {study.study_name} exists with other settings ({', '.join(changed)}); "
+            "use another --name or the same settings"
+        )
+    return study
+
+
+def remaining_trials(config: SweepConfig, storage: optuna.storages.BaseStorage) -> int:
+    """Open (create or check) every batch size's study; returns the trials they still need to reach
+    n_trials."""
+    return sum(
+        max(0, config.n_trials - finished_count(open_study(config, b, storage))) for b in config.batch_sizes
+    )
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count against --n-trials: COMPLETE ones, and PRUNED ones when a pruner is on."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))

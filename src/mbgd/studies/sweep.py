@@ -1,0 +1,252 @@
+"""The study loop: Optuna studies of the learning rate, one per batch size, asked, trained as populations
+and told until each has its trials.
+
+Pure of MLflow: what a sweep trains is reported through the `on_trials` and `progress` callbacks. Storages
+and studies are opened by mbgd.studies.storage, pruned by mbgd.studies.pruning; seeds and summary are
+mbgd.studies.sweep_summary's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import optuna
+
+from mbgd.core.config import SweepConfig
+from mbgd.core.data import RegressionData
+from mbgd.core.objectives import intermediate_value, objective_floor, objective_value
+from mbgd.core.train import History, fit_population
+from mbgd.studies import protocol
+from mbgd.studies.protocol import AskedTrial
+from mbgd.studies.pruning import pruning_hook
+from mbgd.studies.storage import open_study
+
+WAIT_POLL_S = 1.0  # how often a worker with nothing to ask checks whether other workers' trials ended
+REFINEMENT_ATTR = "mbgd_refinement"  # the lr range a scanned study's trials sample, and the scan's best
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One told trial, for the tracking layer."""
+
+    number: int
+    lr: float
+    value: float
+    state: str
+    history: History
+
+
+OnTrials = Callable[[int, str, list[TrialRecord]], None]  # (batch size, study name, records)
+FINISHED_STATE_NAMES = {state.name for state in protocol.FINISHED_STATES}
+
+
+StudyProgress = Callable[[int, int, int], None]  # (batch size, COMPLETE trials, n_trials)
+
+
+def run_study(
+    config: SweepConfig,
+    data: RegressionData,
+    batch_size: int,
+    storage: optuna.storages.BaseStorage,
+    *,
+    on_trials: OnTrials | None = None,
+    progress: StudyProgress | None = None,
+) -> optuna.Study:
+    """Ask, train and tell populations of trials until the study has n_trials finished ones.
+
+    Safe with any number of workers (processes or machines) on one storage: a worker takes only budget no
+    other worker holds (mbgd.studies.protocol says why that is exact) and waits while others finish theirs. A
+    trial whose worker died is failed (same host: its process is gone; another host: its heartbeat stopped)
+    and its budget asked again.
+    """
+    study = open_study(config, batch_size, storage)
+    train_config = config.train.with_batch_size(batch_size)
+    floor = objective_floor(config.objective, data)
+    distribution = trial_distribution(study, config)
+    while True:
+        trials: list[AskedTrial] = []
+        try:
+            done = protocol.reserve(
+                study,
+                config.n_trials,
+                config.population,
+                distribution,
+                lambda count: propose_lrs(study, count, distribution),
+                trials,
+            )
+            if progress:
+                progress(batch_size, done, config.n_trials)
+            if trials:
+                records = train_population(config, train_config, data, study, trials, floor)
+        except BaseException:  # interrupted anywhere between ask and tell: nothing of ours stays RUNNING
+            protocol.fail_unfinished(study, trials)
+            raise
+        if not trials:
+            if done >= config.n_trials:
+                return study
+            # the rest of the budget is with other workers: wait in case one of them dies
+            time.sleep(WAIT_POLL_S)
+            continue
+        if on_trials:
+            on_trials(batch_size, study.study_name, records)
+        finished = done + sum(record.state in FINISHED_STATE_NAMES for record in records)
+        if finished >= config.n_trials:
+            # The budget is finished (no trial of it can still run: they are all finished), which is what
+            # asking again would find, one lock and two reads of the study later.
+            if progress:
+                progress(batch_size, finished, config.n_trials)
+            return study
+
+
+def lr_distribution(config: SweepConfig) -> optuna.distributions.FloatDistribution:
+    return optuna.distributions.FloatDistribution(config.lr_min, config.lr_max, log=True)
+
+
+def trial_distribution(study: optuna.Study, config: SweepConfig) -> optuna.distributions.FloatDistribution:
+    """Where the study's trials sample the lr: the range its scan narrowed it to, else [lr_min, lr_max]."""
+    refinement = study.user_attrs.get(REFINEMENT_ATTR)
+    if not refinement:
+        return lr_distribution(config)
+    return optuna.distributions.FloatDistribution(refinement["lr_min"], refinement["lr_max"], log=True)
+
+
+def prepare_refinement(study: optuna.Study, lr_scan) -> None:
+    """Make a new study refine its scan (mbgd.core.scan.LrScan): record the narrowed range the trials sample
+    (between the best scan point's neighbours) and enqueue the best scan lr as the first trial. A study that
+    already has trials or a range keeps them (a resumed study goes on as it began)."""
+    if study.user_attrs.get(REFINEMENT_ATTR) is not None or study.get_trials(deepcopy=False):
+        return
+    low, high = lr_scan.refinement_range()
+    study.set_user_attr(
+        REFINEMENT_ATTR,
+        {
+            "lr_min": low,
+            "lr_max": high,
+            "scan_points": len(lr_scan.lrs),
+            "scan_best_lr": lr_scan.best_lr,
+            "scan_best_value": lr_scan.best_value,
+        },
+    )
+    study.enqueue_trial({"lr": lr_scan.best_lr})
+
+
+def propose_lrs(
+    study: optuna.Study, count: int, distribution: optuna.distributions.FloatDistribution
+) -> list[float]:
+    """The study's sampler's next `count` learning rates, proposed on an in-memory copy of the study.
+
+    The same proposals as asking `count` trials of the study and then suggesting each one's lr (other workers'
+    running trials included, and with TPE's constant liar the earlier proposals too), without the storage
+    round trips: on a database every ask and suggest re-reads every running trial, so a population of K costs
+    K^2 reads.
+    """
+    mirror = optuna.create_study(direction="minimize", sampler=study.sampler)
+    # WAITING trials (enqueued) are claimed as they are (claim_waiting), not proposed again
+    mirror.add_trials(
+        t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING
+    )
+    proposals = [mirror.ask() for _ in range(count)]
+    return [trial.suggest_float("lr", distribution.low, distribution.high, log=True) for trial in proposals]
+
+
+def ask_within_budget(
+    study: optuna.Study,
+    config: SweepConfig,
+    wanted: int,
+    asked: list[AskedTrial] | None = None,
+    *,
+    distribution: optuna.distributions.FloatDistribution | None = None,
+) -> list[AskedTrial]:
+    """Take up to `wanted` RUNNING trials of the budget no other worker holds (enqueued ones first, then new
+    ones with the sampler's learning rates, each created in one storage write with its owner's attributes),
+    each appended to `asked` at once so that an interruption can fail it; [] when other workers hold the
+    rest."""
+    trials = asked if asked is not None else []
+    distribution = distribution or lr_distribution(config)
+    first = len(trials)
+    protocol.reserve(
+        study,
+        config.n_trials,
+        wanted,
+        distribution,
+        lambda count: propose_lrs(study, count, distribution),
+        trials,
+    )
+    return trials[first:]
+
+
+def train_population(
+    config, train_config, data, study, trials: Sequence[AskedTrial], floor
+) -> list[TrialRecord]:
+    """Train the trials' learning rates together, then tell each its value or its pruning (heartbeats on until
+    they are told); returns the records of those told (protocol.tell: a trial another worker failed meanwhile
+    is not)."""
+    on_epoch = None
+    if config.pruner != "none":  # reports and pruning decisions go through Optuna's Trial
+        on_epoch = pruning_hook(
+            config.objective, [optuna.trial.Trial(study, t.trial_id) for t in trials], train_config.epochs
+        )
+    try:
+        with protocol.heartbeats(study, [t.trial_id for t in trials]):
+            histories = fit_population(
+                train_config,
+                data,
+                [t.lr for t in trials],
+                on_epoch=on_epoch,
+                record_updates=config.objective == "updates_to",
+            )
+            outcomes = {}
+            for trial, history in zip(trials, histories, strict=True):
+                outcome, record = trial_outcome(config, train_config.epochs, floor, trial, history)
+                outcomes[trial.trial_id] = (outcome, record)
+            told = protocol.tell(study, [outcome for outcome, _ in outcomes.values()])
+    except BaseException:
+        protocol.fail_unfinished(study, trials)
+        raise
+    return [outcomes[outcome.trial.trial_id][1] for outcome in told]
+
+
+def trial_outcome(config: SweepConfig, epochs: int, floor: float, trial: AskedTrial, history: History):
+    """What to tell the trial (protocol.Outcome) and its record: COMPLETE with its objective, PRUNED, or FAIL
+    (a non-finite value; no objective has one today). Its per-epoch losses go with it, so that a rerun can
+    write its run should this process die before it does (stored_record)."""
+    value = objective_value(
+        config.objective, history, epochs=epochs, floor=floor, target_ratio=config.target_ratio
+    )
+    attrs: dict = {protocol.LOSSES_ATTR: list(history.epoch_losses)}
+    if history.diverged:  # set only where they say something: one storage write each
+        attrs |= {"diverged": True, "diverged_reason": history.diverged_reason}
+    if history.stopped_epoch is not None and not history.diverged:
+        value = intermediate_value(config.objective, history.epoch_losses)
+        attrs["pruned_at_epoch"] = history.stopped_epoch
+        state = optuna.trial.TrialState.PRUNED
+    elif math.isfinite(value):
+        state = optuna.trial.TrialState.COMPLETE
+    else:
+        state = optuna.trial.TrialState.FAIL
+    outcome = protocol.Outcome(
+        trial, state, value if state == optuna.trial.TrialState.COMPLETE else None, attrs
+    )
+    return outcome, TrialRecord(trial.number, history.lr, value, state.name, history)
+
+
+def stored_record(trial: optuna.trial.FrozenTrial, batch_size: int) -> TrialRecord | None:
+    """A told trial's record rebuilt from what it stored (trial_outcome): enough for its child run; None for a
+    trial told by an mbgd that did not store its losses."""
+    losses = trial.user_attrs.get(protocol.LOSSES_ATTR)
+    if losses is None:
+        return None
+    lr = float(trial.params["lr"])
+    history = History(
+        lr=lr,
+        batch_size=batch_size,
+        updates_per_epoch=0,
+        samples_per_epoch=0,
+        epoch_losses=list(losses),
+        diverged=bool(trial.user_attrs.get("diverged", False)),
+    )
+    value = trial.value if trial.value is not None else math.nan
+    return TrialRecord(trial.number, lr, float(value), trial.state.name, history)
