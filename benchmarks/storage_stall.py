@@ -23,7 +23,7 @@ from pathlib import Path
 import optuna
 
 from mbgd.studies import lock as study_lock
-from mbgd.studies import protocol
+from mbgd.studies import optuna_internals, protocol
 
 LONGEST: dict[str, float] = {}
 LAST_BEAT: dict[int, float] = {}
@@ -75,7 +75,7 @@ def beat_and_time_the_gap(self, trial_id: int) -> None:
 
 optuna.storages.RDBStorage.record_heartbeat = beat_and_time_the_gap
 _create_running_trials = protocol.create_running_trials
-_tell_together = protocol._tell_together
+_tell_together = optuna_internals.tell_together
 
 
 def create_and_note_the_first_beats(backend, study_id: int, templates) -> list[int]:
@@ -85,18 +85,18 @@ def create_and_note_the_first_beats(backend, study_id: int, templates) -> list[i
     return trial_ids
 
 
-def tell_and_time_the_age(backend, outcomes, running) -> None:
-    _tell_together(backend, outcomes, running)
+def tell_and_time_the_age(backend, writes) -> None:
+    _tell_together(backend, writes)
     now = time.monotonic()
-    for outcome in outcomes:  # the oldest a live trial's heartbeat got before its tell
-        if outcome.trial.trial_id in LAST_BEAT:
-            note("heartbeat age at the tell", now - LAST_BEAT.pop(outcome.trial.trial_id))
+    for write in writes:  # the oldest a live trial's heartbeat got before its tell
+        if write.trial_id in LAST_BEAT:
+            note("heartbeat age at the tell", now - LAST_BEAT.pop(write.trial_id))
 
 
 protocol.create_running_trials = create_and_note_the_first_beats
-protocol._tell_together = tell_and_time_the_age
+optuna_internals.tell_together = tell_and_time_the_age
 timed(protocol, "create_running_trials")
-timed(protocol, "_tell_together")
+timed(optuna_internals, "tell_together")
 _file_lock = study_lock.file_lock
 
 

@@ -78,3 +78,10 @@ def history(
         update_losses=list(updates),
         diverged=diverged,
     )
+
+
+def storage_of(study):
+    """The storage a study was opened on, behind the cache Optuna puts before an RDB storage (what
+    mbgd.studies.protocol is handed beside the study; tests may read Optuna's private names)."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage)

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from checks import storage_of
 from mbgd.core.config import SweepConfig, TrainConfig
 from mbgd.studies import protocol
 from mbgd.studies.storage import open_storage, open_study
@@ -42,14 +43,20 @@ def worker(config: SweepConfig) -> optuna.Study:
 def reserve(study: optuna.Study, config: SweepConfig, wanted: int, propose=None) -> list[protocol.AskedTrial]:
     taken: list[protocol.AskedTrial] = []
     protocol.reserve(
-        study, N_TRIALS, wanted, lr_distribution(config), propose or (lambda k: [0.01] * k), taken
+        study,
+        storage_of(study),
+        N_TRIALS,
+        wanted,
+        lr_distribution(config),
+        propose or (lambda k: [0.01] * k),
+        taken,
     )
     return taken
 
 
 def tell_complete(study: optuna.Study, trials: list[protocol.AskedTrial]) -> None:
     outcomes = [protocol.Outcome(t, STATE.COMPLETE, 1.0) for t in trials]
-    assert len(protocol.tell(study, outcomes)) == len(trials)
+    assert len(protocol.tell(study, storage_of(study), outcomes)) == len(trials)
 
 
 def states(config: SweepConfig) -> list[STATE]:
@@ -82,7 +89,7 @@ def test_trials_made_meanwhile_without_the_lock_push_this_workers_excess_to_fail
     'a trial runs only if fewer than n_trials budget-holding trials have a smaller number' fails the
     excess."""
     a, outsider = worker(config), worker(config)
-    backend = protocol.rdb_backend(outsider._storage)
+    backend = storage_of(outsider)
 
     def propose_while_another_program_creates(count: int) -> list[float]:
         for _ in range(3):  # three RUNNING trials, numbered before the ones A is about to create
@@ -120,8 +127,8 @@ def test_the_budget_holders_are_the_first_n_trials_by_number() -> None:
             value=1.0 if state == STATE.COMPLETE else None,
             system_attrs=system_attrs or {},
         )
-        frozen.number, frozen._trial_id = number, 100 + number
-        return frozen
+        frozen.number = number
+        return 100 + number, frozen
 
     trials = [
         trial(0, STATE.COMPLETE, {"lr": 0.1}),
@@ -132,12 +139,12 @@ def test_the_budget_holders_are_the_first_n_trials_by_number() -> None:
         trial(5, STATE.RUNNING, {"lr": 0.1}),
         trial(6, STATE.RUNNING, {"lr": 0.1}),
     ]
-    assert [protocol.holds_budget(t) for t in trials] == [True, False, True, False, True, True, True]
+    assert [protocol.holds_budget(t) for _, t in trials] == [True, False, True, False, True, True, True]
     assert protocol.within_budget(trials, 3) == {100, 102, 104}
     assert protocol.within_budget(trials, 5) == {100, 102, 104, 105, 106}
     assert protocol.within_budget(trials, 9) == {100, 102, 104, 105, 106}
-    assert protocol.enqueued_lr(trials[4]) == 0.05
-    assert protocol.enqueued_lr(trials[3]) is None
+    assert protocol.enqueued_lr(trials[4][1]) == 0.05
+    assert protocol.enqueued_lr(trials[3][1]) is None
 
 
 def test_an_enqueued_trial_is_claimed_by_one_worker_only(config: SweepConfig) -> None:

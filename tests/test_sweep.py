@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from checks import runs_after, small_sweep
+from checks import runs_after, small_sweep, storage_of
 from mbgd.cli.main import main
 from mbgd.core.config import ConfigError, TrainConfig
 from mbgd.core.data import RegressionData, load_data
@@ -217,7 +217,7 @@ def test_a_trial_has_a_heartbeat_from_its_creation(tmp_path: Path) -> None:
     """So that a worker killed before training it leaves a trial that the others find stale."""
     config = small_sweep(tmp_path)
     study = open_study(config, 10, open_storage(config.storage))
-    (trial,) = ask_within_budget(study, config, 1)
+    (trial,) = ask_within_budget(study, storage_of(study), config, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         impatient = optuna.storages.RDBStorage(config.storage, heartbeat_interval=1, grace_period=1)

@@ -3,7 +3,8 @@ block ends or the process dies (mbgd.studies.protocol takes it around every chan
 
 On a sqlite file an flock on a file beside the database (sqlite's own locks are fcntl locks on the database
 file, which flock leaves alone), on PostgreSQL a transaction-level advisory lock, on MySQL GET_LOCK; a storage
-without a database (in memory) is one process's, and a thread lock does.
+without a database (in memory) is one process's, and a thread lock does; on any other database mbgd
+takes no lock, and says so.
 """
 
 from __future__ import annotations
@@ -13,8 +14,30 @@ import os
 import threading
 from collections.abc import Iterator
 
+from mbgd.core.config import ConfigError
+
 LOCK_NAMESPACE = 0x6D626764  # "mbgd": PostgreSQL advisory locks are keyed (namespace, study id)
 LOCAL_LOCK = threading.Lock()  # storages with no lock of their own (in memory): one process only
+
+
+@contextlib.contextmanager
+def held_for(storage, study_id: int) -> Iterator[None]:
+    """Hold the study's lock (mbgd.studies.lock, on the storage's database): one process at a time, across
+    machines where the database is shared; released when the block ends or the process dies. An in-memory
+    storage is one process's, and a thread lock does; any other storage has no lock mbgd can take across
+    processes, which is an error."""
+    import optuna
+
+    if isinstance(storage, optuna.storages.RDBStorage):
+        engine = storage.engine
+    elif isinstance(storage, optuna.storages.InMemoryStorage):
+        engine = None
+    else:
+        raise ConfigError(
+            f"mbgd's workers share a study only on a database or in memory, not on {type(storage).__name__}"
+        )
+    with held(engine, study_id):
+        yield
 
 
 @contextlib.contextmanager
@@ -44,9 +67,11 @@ def held(engine, study_id: int) -> Iterator[None]:
                 yield
             finally:
                 connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), name)
-    else:
+    elif engine is None or dialect == "sqlite":  # no database, or sqlite in memory: this process's alone
         with LOCAL_LOCK:
             yield
+    else:
+        raise ConfigError(f"mbgd cannot lock a study across processes on a {dialect} database")
 
 
 @contextlib.contextmanager

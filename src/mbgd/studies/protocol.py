@@ -1,6 +1,7 @@
 """How several workers share one Optuna study: reserving budget, telling trials, failing the trials of workers
-that are gone. The one module that relies on Optuna's storage internals (the RDB storage behind the cache, its
-engine and its heartbeats).
+that are gone. Every function takes the storage that mbgd.studies.storage.open_storage returned beside the
+study (the RDB storage itself, not the cache Optuna puts before it: its reads see other processes' latest
+writes); what Optuna keeps private is reached through mbgd.studies.optuna_internals.
 
 Why the budget is exact. Every change that moves budget between workers (creating a trial, claiming an
 enqueued one, failing an abandoned one, telling one) is made under the study's lock (mbgd.studies.lock), which
@@ -31,10 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +44,8 @@ import optuna
 from mbgd.runtime import liveness
 from mbgd.runtime.liveness import HOST, owner_gone
 from mbgd.studies import lock as study_locks
+from mbgd.studies import optuna_internals
+from mbgd.studies.optuna_internals import TrialWrite
 
 STATE = optuna.trial.TrialState
 FINISHED_STATES = (STATE.COMPLETE, STATE.PRUNED)
@@ -58,6 +61,7 @@ WORKER_ATTR = "worker"  # {"host", "pid"} of the process that runs the trial
 LOSSES_ATTR = "epoch_losses"  # the full-dataset loss per epoch, so that a rerun can write a lost trial run
 
 log = logging.getLogger("mbgd")
+Storage = optuna.storages.BaseStorage
 
 
 @dataclass
@@ -79,17 +83,8 @@ class Outcome:
     user_attrs: dict = field(default_factory=dict)
 
 
-def rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
-    """The storage behind Optuna's cache: reads from it see other processes' latest writes."""
-    return getattr(storage, "_backend", storage)
-
-
-@contextlib.contextmanager
-def study_lock(storage: optuna.storages.BaseStorage, study_id: int) -> Iterator[None]:
-    """Hold the study's lock (mbgd.studies.lock, on the storage's database): one process at a time, across
-    machines where the database is shared; released when the block ends or the process dies."""
-    with study_locks.held(getattr(rdb_backend(storage), "engine", None), study_id):
-        yield
+def study_id_of(storage: Storage, study: optuna.Study) -> int:
+    return storage.get_study_id_from_name(study.study_name)
 
 
 def enqueued_lr(trial: optuna.trial.FrozenTrial) -> float | None:
@@ -106,14 +101,22 @@ def holds_budget(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state != STATE.FAIL
 
 
-def within_budget(trials: Sequence[optuna.trial.FrozenTrial], n_trials: int) -> set[int]:
-    """The trial ids that may run: the first n_trials budget-holding trials by number (ties by id)."""
-    holding = sorted((t.number, t._trial_id) for t in trials if holds_budget(t))
+def within_budget(trials: Sequence[tuple[int, optuna.trial.FrozenTrial]], n_trials: int) -> set[int]:
+    """The trial ids that may run, of (id, trial) pairs: the first n_trials budget-holding trials by number
+    (ties by id)."""
+    holding = sorted((trial.number, trial_id) for trial_id, trial in trials if holds_budget(trial))
     return {trial_id for _, trial_id in holding[:n_trials]}
+
+
+def trials_with_ids(storage: Storage, study_id: int, **states) -> list[tuple[int, optuna.trial.FrozenTrial]]:
+    """The study's trials, each with its storage id: (id, trial) pairs in number order."""
+    trials = storage.get_all_trials(study_id, deepcopy=False, **states)
+    return list(zip(optuna_internals.trial_ids(storage, study_id, trials), trials, strict=True))
 
 
 def reserve(
     study: optuna.Study,
+    storage: Storage,
     n_trials: int,
     wanted: int,
     distribution: optuna.distributions.FloatDistribution,
@@ -124,27 +127,24 @@ def reserve(
     budget no other worker holds, enqueued ones first (as Study.ask runs them), then new ones with
     `propose(k)`'s lrs. Each is appended to `taken` as soon as it is RUNNING (an interruption can then fail
     it). Returns the finished trials counted."""
-    storage = study._storage
-    backend = rdb_backend(storage)
+    study_id = study_id_of(storage, study)
     owner = {"host": HOST, "pid": os.getpid()}
     first = len(taken)
-    with study_lock(storage, study._study_id):
-        trials = backend.get_all_trials(study._study_id, deepcopy=False)
-        failed = set(_fail_abandoned(backend, study._study_id, trials))
-        trials = [t for t in trials if t._trial_id not in failed]
-        done = sum(t.state in FINISHED_STATES for t in trials)
-        free = n_trials - sum(holds_budget(t) for t in trials)
-        for trial in trials:
+    with study_locks.held_for(storage, study_id):
+        trials = trials_with_ids(storage, study_id)
+        failed = set(_fail_abandoned(study, storage, study_id, trials))
+        trials = [(trial_id, t) for trial_id, t in trials if trial_id not in failed]
+        done = sum(t.state in FINISHED_STATES for _, t in trials)
+        free = n_trials - sum(holds_budget(t) for _, t in trials)
+        for trial_id, trial in trials:
             lr = enqueued_lr(trial) if trial.state == STATE.WAITING else None
             if len(taken) - first >= wanted or lr is None:
                 continue
-            if backend.set_trial_state_values(trial._trial_id, state=STATE.RUNNING):
-                taken.append(AskedTrial(trial._trial_id, lr, trial.number))
-                backend.set_trial_param(
-                    trial._trial_id, "lr", distribution.to_internal_repr(lr), distribution
-                )
-                backend.set_trial_user_attr(trial._trial_id, WORKER_ATTR, owner)
-                record_heartbeat(backend, trial._trial_id)
+            if storage.set_trial_state_values(trial_id, state=STATE.RUNNING):
+                taken.append(AskedTrial(trial_id, lr, trial.number))
+                storage.set_trial_param(trial_id, "lr", distribution.to_internal_repr(lr), distribution)
+                storage.set_trial_user_attr(trial_id, WORKER_ATTR, owner)
+                record_heartbeat(storage, trial_id)
         new = min(wanted - (len(taken) - first), free)
         if new <= 0:
             return done
@@ -158,25 +158,32 @@ def reserve(
             )
             for lr in lrs
         ]
-        taken.extend(map(AskedTrial, create_running_trials(backend, study._study_id, templates), lrs))
-        trials = backend.get_all_trials(study._study_id, deepcopy=False)
-        numbers = {t._trial_id: t.number for t in trials}
+        taken.extend(map(AskedTrial, create_running_trials(storage, study_id, templates), lrs))
+        trials = trials_with_ids(storage, study_id)
+        numbers = {trial_id: t.number for trial_id, t in trials}
         within = within_budget(trials, n_trials)
         for trial in taken[first:]:
             trial.number = numbers[trial.trial_id]
             if trial.trial_id not in within:  # only if a program that ignores the lock made trials meanwhile
-                backend.set_trial_user_attr(trial.trial_id, "fail_reason", "beyond the budget; not run")
-                backend.set_trial_state_values(trial.trial_id, state=STATE.FAIL)
+                storage.set_trial_user_attr(trial.trial_id, "fail_reason", "beyond the budget; not run")
+                storage.set_trial_state_values(trial.trial_id, state=STATE.FAIL)
         taken[first:] = [t for t in taken[first:] if t.trial_id in within]
     return done
 
 
-def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.FrozenTrial]) -> list[int]:
+def _fail_abandoned(
+    study: optuna.Study | None,
+    storage: Storage,
+    study_id: int,
+    trials: Sequence[tuple[int, optuna.trial.FrozenTrial]],
+) -> list[int]:
     """Fail the RUNNING trials whose worker is gone (call under the study's lock); returns their ids.
 
     On this host: its process is gone (a live process's trial is never failed, however long the storage keeps
     it waiting). Another host's: its heartbeat is older than GRACE_PERIOD_S. A trial without an owner (not
-    made by mbgd): once it is older than the grace period.
+    made by mbgd): once it is older than the grace period. Where Optuna's reading of stale heartbeats is not
+    verified (mbgd.studies.optuna_internals), Optuna's own fail_stale_trials fails the trials whose heartbeat
+    is older than the grace period, of this host's live processes too.
     """
     now = datetime.datetime.now()
     stale: set[int] | None = None
@@ -184,17 +191,20 @@ def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.Frozen
     def heartbeat_stopped(trial_id: int) -> bool:
         nonlocal stale
         if stale is None:
-            stale = set(backend._get_stale_trial_ids(study_id)) if has_heartbeats(backend) else set()
+            stale = (has_heartbeats(storage) and optuna_internals.stale_trial_ids(storage, study_id)) or set()
         return trial_id in stale
 
     failed = []
-    for trial in trials:
+    if has_heartbeats(storage) and not optuna_internals.fast_paths():
+        failed = _fail_stale_publicly(study, storage, study_id, trials)
+        trials = [(trial_id, t) for trial_id, t in trials if trial_id not in failed]
+    for trial_id, trial in trials:
         if trial.state != STATE.RUNNING:
             continue
         worker = trial.user_attrs.get(WORKER_ATTR)
         reason = None
         if worker and owner_gone(
-            worker["host"], worker["pid"], heartbeat_stale=lambda t=trial._trial_id: heartbeat_stopped(t)
+            worker["host"], worker["pid"], heartbeat_stale=lambda t=trial_id: heartbeat_stopped(t)
         ):
             reason = "its worker process died" if worker["host"] == HOST else "its worker's heartbeat stopped"
         elif not worker and (now - (trial.datetime_start or now)).total_seconds() > GRACE_PERIOD_S:
@@ -204,191 +214,110 @@ def _fail_abandoned(backend, study_id: int, trials: Sequence[optuna.trial.Frozen
         with contextlib.suppress(
             optuna.exceptions.UpdateFinishedTrialError
         ):  # a program without the lock did
-            backend.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            if backend.set_trial_state_values(trial._trial_id, state=STATE.FAIL):
-                failed.append(trial._trial_id)
+            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            if storage.set_trial_state_values(trial_id, state=STATE.FAIL):
+                failed.append(trial_id)
     return failed
 
 
-def create_running_trials(backend, study_id: int, templates: Sequence[optuna.trial.FrozenTrial]) -> list[int]:
+def _fail_stale_publicly(
+    study: optuna.Study | None, storage: Storage, study_id: int, trials: Sequence[tuple[int, object]]
+) -> list[int]:
+    """The public path's heartbeat rule: Optuna's own fail_stale_trials, after a heartbeat recorded for each
+    RUNNING trial of a live process of this host (so that, as on the fast path, no live local trial is failed,
+    however long its process was silent). Returns the ids of the trials it failed (with no fail_reason: a
+    finished trial takes no attribute)."""
+    running = [(trial_id, t) for trial_id, t in trials if t.state == STATE.RUNNING]
+    if not running:
+        return []
+    for trial_id, trial in running:
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        if worker and worker["host"] == HOST and liveness.process_alive(int(worker["pid"])):
+            record_heartbeat(storage, trial_id)
+    study = study or optuna.load_study(study_name=storage.get_study_name_from_id(study_id), storage=storage)
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return [trial_id for trial_id, _ in running if storage.get_trial(trial_id).state == STATE.FAIL]
+
+
+def create_running_trials(
+    storage: Storage, study_id: int, templates: Sequence[optuna.trial.FrozenTrial]
+) -> list[int]:
     """Make the RUNNING trials of `templates` (params, owner) with their first heartbeats (at once: a trial
     with none is never found stale); returns their ids in the order the storage numbered them.
 
-    On a database in one transaction, with the rows the storage's own create_new_trial writes: the trials
-    (numbered after the trials before them, as it numbers them, under the same lock of the study's row), their
-    params (the distribution checked against the study's, as it checks each), attributes and heartbeats. Its
-    own step costs a flush and four queries per trial, most of what asking a population cost. Elsewhere, and
-    for templates with values or reports (never asked for here), one by one.
+    On a database, where mbgd.studies.optuna_internals is verified, in one transaction with the rows the
+    storage's own create_new_trial writes; elsewhere, and for templates with values or reports (never asked
+    for here), one by one through create_new_trial.
     """
-    if not isinstance(backend, optuna.storages.RDBStorage) or any(
-        t.values or t.intermediate_values for t in templates
+    if (
+        isinstance(storage, optuna.storages.RDBStorage)
+        and optuna_internals.fast_paths()
+        and not any(t.values or t.intermediate_values for t in templates)
     ):
-        trial_ids = [backend.create_new_trial(study_id, template_trial=t) for t in templates]
-        for trial_id in trial_ids:
-            record_heartbeat(backend, trial_id)
-        return trial_ids
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy import func
-
-    with _create_scoped_session(backend.scoped_session) as session:
-        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-        trials = [
-            models.TrialModel(
-                study_id=study_id,
-                number=None,
-                state=template.state,
-                datetime_start=template.datetime_start,
-                datetime_complete=template.datetime_complete,
-            )
-            for template in templates
-        ]
-        session.add_all(trials)
-        session.flush()
-        # Counted after the insert, as the storage counts: on sqlite the row lock above is no lock, and a
-        # program without the study's lock may add a trial until this transaction's first write.
-        first_id = min(trial.trial_id for trial in trials)
-        trials_before = (
-            session.query(func.count(models.TrialModel.trial_id))
-            .filter(models.TrialModel.study_id == study_id, models.TrialModel.trial_id < first_id)
-            .scalar()
+        return optuna_internals.create_running_trials(
+            storage, study_id, templates, heartbeats=has_heartbeats(storage)
         )
-        for i, trial in enumerate(trials):
-            trial.number = trials_before + i
-        for name in {name for template in templates for name in template.params}:
-            _check_distributions(session, models, study_id, name, templates)
-        for trial, template in zip(trials, templates, strict=True):
-            session.add_all(
-                models.TrialParamModel(
-                    trial_id=trial.trial_id,
-                    param_name=name,
-                    param_value=template.distributions[name].to_internal_repr(value),
-                    distribution_json=optuna.distributions.distribution_to_json(template.distributions[name]),
-                )
-                for name, value in template.params.items()
-            )
-            for model, attrs in (
-                (models.TrialUserAttributeModel, template.user_attrs),
-                (models.TrialSystemAttributeModel, template.system_attrs),
-            ):
-                session.add_all(
-                    model(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
-                    for key, value in attrs.items()
-                )
-        if has_heartbeats(backend):
-            session.add_all(models.TrialHeartbeatModel(trial_id=trial.trial_id) for trial in trials)
-        trial_ids = [trial.trial_id for trial in trials]
+    trial_ids = [storage.create_new_trial(study_id, template_trial=t) for t in templates]
+    for trial_id in trial_ids:
+        record_heartbeat(storage, trial_id)
     return trial_ids
 
 
-def _check_distributions(session, models, study_id: int, name: str, templates) -> None:
-    """Raise as the storage does when a template's distribution of param `name` is not compatible with the
-    one the study's trials have (the first found) or, for a new param, with the first template's."""
-    previous = (
-        session.query(models.TrialParamModel)
-        .join(models.TrialModel)
-        .filter(models.TrialModel.study_id == study_id)
-        .filter(models.TrialParamModel.param_name == name)
-        .first()
-    )
-    given = [template.distributions[name] for template in templates if name in template.params]
-    first = optuna.distributions.json_to_distribution(previous.distribution_json) if previous else given[0]
-    for distribution in given:
-        optuna.distributions.check_distribution_compatibility(first, distribution)
-
-
-def tell(study: optuna.Study, outcomes: Sequence[Outcome]) -> list[Outcome]:
+def tell(study: optuna.Study, storage: Storage, outcomes: Sequence[Outcome]) -> list[Outcome]:
     """Tell each trial its outcome under the study's lock, if it is still RUNNING; returns those told.
 
     A trial found finished was failed by another worker while this one trained it (its heartbeat looked
-    stale): one line says so, and its budget is asked again like any failed trial's.
+    stale): one line says so, and its budget is asked again like any failed trial's. On a database, where
+    mbgd.studies.optuna_internals is verified, the outcomes are written in one transaction.
     """
-    backend = rdb_backend(study._storage)
-    with study_lock(study._storage, study._study_id):
-        running = {
-            t._trial_id: t
-            for t in backend.get_all_trials(study._study_id, deepcopy=False, states=(STATE.RUNNING,))
-        }
+    study_id = study_id_of(storage, study)
+    with study_locks.held_for(storage, study_id):
+        running = dict(trials_with_ids(storage, study_id, states=(STATE.RUNNING,)))
         told = []
         for outcome in outcomes:
             if outcome.trial.trial_id in running:
                 told.append(outcome)
             else:
-                _say_failed_meanwhile(study, backend, outcome.trial.trial_id)
-        if isinstance(backend, optuna.storages.RDBStorage):
+                _say_failed_meanwhile(study, storage, outcome.trial.trial_id)
+        if isinstance(storage, optuna.storages.RDBStorage) and optuna_internals.fast_paths():
             try:
-                _tell_together(backend, told, running)
+                optuna_internals.tell_together(
+                    storage, [_write_of(o, running[o.trial.trial_id]) for o in told]
+                )
                 return told
             # a program without the lock finished one, or wrote one of the attributes meanwhile
             except (optuna.exceptions.UpdateFinishedTrialError, optuna.exceptions.StorageInternalError):
                 pass
-        return [o for o in told if _tell_one(study, backend, o, running[o.trial.trial_id])]
+        return [o for o in told if _tell_one(study, storage, o, running[o.trial.trial_id])]
 
 
-def _tell_together(backend: optuna.storages.RDBStorage, outcomes: Sequence[Outcome], running: dict) -> None:
-    """The outcomes written in one transaction (all or none), the rows set_trial_user_attr and
-    set_trial_state_values write for each."""
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(backend.scoped_session) as session:
-        trial_ids = [outcome.trial.trial_id for outcome in outcomes]
-
-        def rows_of(model, *, for_update: bool = False):
-            query = session.query(model).filter(model.trial_id.in_(trial_ids))
-            return query.with_for_update() if for_update else query
-
-        # three reads for the population, where the storage's own calls read each row on its own
-        trials = {trial.trial_id: trial for trial in rows_of(models.TrialModel, for_update=True)}
-        attrs = {(a.trial_id, a.key): a for a in rows_of(models.TrialUserAttributeModel)}
-        values = {(v.trial_id, v.objective): v for v in rows_of(models.TrialValueModel)}
-        for outcome in outcomes:
-            trial_id = outcome.trial.trial_id
-            trial = trials.get(trial_id) or models.TrialModel.find_or_raise_by_id(trial_id, session)
-            backend.check_trial_is_updatable(trial_id, trial.state)
-            for key, value in outcome.user_attrs.items():
-                if (trial_id, key) in attrs:
-                    attrs[trial_id, key].value_json = json.dumps(value)
-                else:
-                    session.add(
-                        models.TrialUserAttributeModel(
-                            trial_id=trial_id, key=key, value_json=json.dumps(value)
-                        )
-                    )
-            for objective, value in enumerate(_values(outcome, running[trial_id]) or ()):
-                stored, value_type = models.TrialValueModel.value_to_stored_repr(value)
-                if (trial_id, objective) in values:
-                    values[trial_id, objective].value = stored
-                    values[trial_id, objective].value_type = value_type
-                else:
-                    session.add(
-                        models.TrialValueModel(
-                            trial_id=trial_id, objective=objective, value=stored, value_type=value_type
-                        )
-                    )
-            trial.state = outcome.state
-            trial.datetime_complete = datetime.datetime.now()
+def _write_of(outcome: Outcome, stored: optuna.trial.FrozenTrial) -> TrialWrite:
+    return TrialWrite(outcome.trial.trial_id, outcome.state, _values(outcome, stored), outcome.user_attrs)
 
 
-def _write_outcome(backend, outcome: Outcome, stored: optuna.trial.FrozenTrial) -> None:
+def _write_outcome(storage: Storage, outcome: Outcome, stored: optuna.trial.FrozenTrial) -> None:
     trial_id = outcome.trial.trial_id
     for key, value in outcome.user_attrs.items():
-        backend.set_trial_user_attr(trial_id, key, value)
-    backend.set_trial_state_values(trial_id, state=outcome.state, values=_values(outcome, stored))
+        storage.set_trial_user_attr(trial_id, key, value)
+    storage.set_trial_state_values(trial_id, state=outcome.state, values=_values(outcome, stored))
 
 
-def _tell_one(study: optuna.Study, backend, outcome: Outcome, stored: optuna.trial.FrozenTrial) -> bool:
+def _tell_one(
+    study: optuna.Study, storage: Storage, outcome: Outcome, stored: optuna.trial.FrozenTrial
+) -> bool:
     """One outcome on its own; False (and one line) if the trial was finished meanwhile."""
     try:
-        _write_outcome(backend, outcome, stored)
+        _write_outcome(storage, outcome, stored)
     except optuna.exceptions.UpdateFinishedTrialError:
-        _say_failed_meanwhile(study, backend, outcome.trial.trial_id)
+        _say_failed_meanwhile(study, storage, outcome.trial.trial_id)
         return False
     return True
 
 
-def _say_failed_meanwhile(study: optuna.Study, backend, trial_id: int) -> None:
-    stored = backend.get_trial(trial_id)
+def _say_failed_meanwhile(study: optuna.Study, storage: Storage, trial_id: int) -> None:
+    stored = storage.get_trial(trial_id)
     reason = stored.user_attrs.get("fail_reason", "")
     log.warning(
         "mbgd: trial %s of %s was failed while this worker ran it%s; its budget is asked again",
@@ -398,33 +327,30 @@ def _say_failed_meanwhile(study: optuna.Study, backend, trial_id: int) -> None:
     )
 
 
-def fail_unfinished(study: optuna.Study, trials: Sequence[AskedTrial]) -> None:
+def fail_unfinished(study: optuna.Study, storage: Storage, trials: Sequence[AskedTrial]) -> None:
     """Fail this process's trials still RUNNING (interrupted between ask and tell); those already told stay as
     told. Besides `trials`, any RUNNING trial of the study this process owns: a stop that lands after the
     storage committed a new trial but before reserve recorded it leaves one that only its owner names."""
     trial_ids = [trial.trial_id for trial in trials]
     mine = {"host": HOST, "pid": os.getpid()}
     with contextlib.suppress(Exception):  # best effort: the storage may be what the stop interrupted
-        running = rdb_backend(study._storage).get_all_trials(
-            study._study_id, deepcopy=False, states=(STATE.RUNNING,)
-        )
-        trial_ids += [t._trial_id for t in running if t.user_attrs.get(WORKER_ATTR) == mine]
+        running = trials_with_ids(storage, study_id_of(storage, study), states=(STATE.RUNNING,))
+        trial_ids += [trial_id for trial_id, t in running if t.user_attrs.get(WORKER_ATTR) == mine]
     for trial_id in dict.fromkeys(trial_ids):
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
-            study._storage.set_trial_state_values(trial_id, state=STATE.FAIL)
+            storage.set_trial_state_values(trial_id, state=STATE.FAIL)
 
 
-def fail_abandoned(storage: optuna.storages.BaseStorage, study_name: str) -> None:
+def fail_abandoned(storage: Storage, study_name: str) -> None:
     """Fail the study's RUNNING trials whose worker is gone, as the next reserve would (the sweep does this
     once its workers have ended, so that a worker stopped mid-write leaves no trial RUNNING).
     No such study: nothing to do."""
-    backend = rdb_backend(storage)
     try:
-        study_id = backend.get_study_id_from_name(study_name)
+        study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
         return
-    with study_lock(storage, study_id):
-        _fail_abandoned(backend, study_id, backend.get_all_trials(study_id, deepcopy=False))
+    with study_locks.held_for(storage, study_id):
+        _fail_abandoned(None, storage, study_id, trials_with_ids(storage, study_id))
 
 
 def _values(outcome: Outcome, stored: optuna.trial.FrozenTrial) -> list[float] | None:
@@ -438,23 +364,18 @@ def _values(outcome: Outcome, stored: optuna.trial.FrozenTrial) -> list[float] |
     return None
 
 
-def has_heartbeats(storage: optuna.storages.BaseStorage) -> bool:
-    backend = rdb_backend(storage)
-    return (
-        isinstance(backend, optuna.storages._heartbeat.BaseHeartbeat)
-        and backend.get_heartbeat_interval() is not None
-    )
+def has_heartbeats(storage: Storage) -> bool:
+    return isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() is not None
 
 
-def record_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+def record_heartbeat(storage: Storage, trial_id: int) -> None:
     if has_heartbeats(storage):
-        rdb_backend(storage).record_heartbeat(trial_id)
+        storage.record_heartbeat(trial_id)
 
 
 @contextlib.contextmanager
-def heartbeats(study: optuna.Study, trial_ids: Sequence[int]) -> Iterator[None]:
+def heartbeats(storage: Storage, trial_ids: Sequence[int]) -> Iterator[None]:
     """Record the trials' heartbeats every HEARTBEAT_INTERVAL_S while the block runs (RDB storages only)."""
-    storage = study._storage
     if not has_heartbeats(storage):
         yield
         return

@@ -45,8 +45,9 @@ def study_settings(config: SweepConfig, batch_size: int) -> dict[str, object]:
     }
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for the URL, or a ConfigError a user can act on.
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna storage for the URL, or a ConfigError a user can act on. The RDB storage itself: each study
+    opened on it puts Optuna's cache before it, and mbgd.studies.protocol reads and writes it directly.
 
     Every URL is an RDB storage (sqlite, PostgreSQL, MySQL) with heartbeats, so a trial whose process died is
     failed and its budget retried. sqlite gets a write-ahead log and a busy timeout (protocol.BUSY_TIMEOUT_S):
@@ -69,7 +70,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         if path is not None:
             sync_at_checkpoints(storage.engine)
         dispose_at_exit(storage.engine)
-        return optuna.storages.get_storage(storage)
+        return storage
     except Exception as error:  # storages raise ValueError, ImportError or SQLAlchemy errors for bad URLs
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"cannot open Optuna storage {redact(url)!r}: {first_line}") from None

@@ -71,6 +71,7 @@ def run_study(
         try:
             done = protocol.reserve(
                 study,
+                storage,
                 config.n_trials,
                 config.population,
                 distribution,
@@ -80,9 +81,9 @@ def run_study(
             if progress:
                 progress(batch_size, done, config.n_trials)
             if trials:
-                records = train_population(config, train_config, data, study, trials, floor)
+                records = train_population(config, train_config, data, study, storage, trials, floor)
         except BaseException:  # interrupted anywhere between ask and tell: nothing of ours stays RUNNING
-            protocol.fail_unfinished(study, trials)
+            protocol.fail_unfinished(study, storage, trials)
             raise
         if not trials:
             if done >= config.n_trials:
@@ -154,6 +155,7 @@ def propose_lrs(
 
 def ask_within_budget(
     study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
     config: SweepConfig,
     wanted: int,
     asked: list[AskedTrial] | None = None,
@@ -169,6 +171,7 @@ def ask_within_budget(
     first = len(trials)
     protocol.reserve(
         study,
+        storage,
         config.n_trials,
         wanted,
         distribution,
@@ -179,7 +182,7 @@ def ask_within_budget(
 
 
 def train_population(
-    config, train_config, data, study, trials: Sequence[AskedTrial], floor
+    config, train_config, data, study, storage, trials: Sequence[AskedTrial], floor
 ) -> list[TrialRecord]:
     """Train the trials' learning rates together, then tell each its value or its pruning (heartbeats on until
     they are told); returns the records of those told (protocol.tell: a trial another worker failed meanwhile
@@ -190,7 +193,7 @@ def train_population(
             config.objective, [optuna.trial.Trial(study, t.trial_id) for t in trials], train_config.epochs
         )
     try:
-        with protocol.heartbeats(study, [t.trial_id for t in trials]):
+        with protocol.heartbeats(storage, [t.trial_id for t in trials]):
             histories = fit_population(
                 train_config,
                 data,
@@ -202,9 +205,9 @@ def train_population(
             for trial, history in zip(trials, histories, strict=True):
                 outcome, record = trial_outcome(config, train_config.epochs, floor, trial, history)
                 outcomes[trial.trial_id] = (outcome, record)
-            told = protocol.tell(study, [outcome for outcome, _ in outcomes.values()])
+            told = protocol.tell(study, storage, [outcome for outcome, _ in outcomes.values()])
     except BaseException:
-        protocol.fail_unfinished(study, trials)
+        protocol.fail_unfinished(study, storage, trials)
         raise
     return [outcomes[outcome.trial.trial_id][1] for outcome in told]
 
