@@ -1,5 +1,6 @@
 """A new sqlite tracking store made from the cached template is the store MLflow itself makes."""
 
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -7,8 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from mbgd.tracking import mlflow_internals as store_template
 from mbgd.tracking import runs as tracking
-from mbgd.tracking import store_template
 
 
 def contents(path: Path) -> dict:
@@ -48,6 +49,9 @@ def test_a_store_from_the_template_is_the_one_mlflow_makes(tmp_path: Path, cache
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{templated / 'mlflow.db'}")
     assert store_template.create_from_template(str(templated / "mlflow.db"))
     assert store_template.template_path().parent == cache
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (templated / "mlflow.db").stat().st_mode & 0o777 == 0o666 & ~umask  # as MLflow's own file
     tracking.client().search_experiments()  # MLflow opens the copy and adds its Default experiment
 
     reference, copy = contents(mlflow_made / "mlflow.db"), contents(templated / "mlflow.db")
@@ -80,3 +84,11 @@ def test_an_unwritable_cache_leaves_the_store_to_mlflow(tmp_path: Path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["not-a-folder"]  # no partial copy left behind
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert [e.name for e in client.search_experiments()] == ["Default"]
+
+
+def test_the_public_path_leaves_a_new_store_to_mlflow(tmp_path: Path, cache: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MBGD_PUBLIC_API", "1")
+    monkeypatch.chdir(tmp_path)
+    assert not store_template.create_from_template(str(tmp_path / "mlflow.db"))
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not cache.exists()

@@ -94,9 +94,7 @@ def assert_same_runs(client: MlflowClient, one_by_one: list[str], together: list
 
 def test_runs_written_together_equal_runs_written_by_mlflows_client(tracking_store: str) -> None:
     client = tracking.client()
-    assert (
-        tracking_rows.sql_store(client._tracking_client.store) is not None
-    )  # else this would compare the client with itself
+    assert tracking_rows.sql_store(client) is not None  # else this would compare the client with itself
     one_by_one, together, runs = write_both_ways(client)
     assert_same_runs(client, one_by_one, together)
     written = as_written(client, together[2])
@@ -144,7 +142,7 @@ def test_runs_written_together_on_postgresql_equal_the_clients(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_postgres_url)
     client = tracking.client()
-    assert tracking_rows.sql_store(client._tracking_client.store) is not None
+    assert tracking_rows.sql_store(client) is not None
     one_by_one, together, _ = write_both_ways(client)
     assert_same_runs(client, one_by_one, together)
 
@@ -155,7 +153,7 @@ def test_a_tracking_server_gets_the_clients_calls(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server_uri)
     client = tracking.client()
-    assert tracking_rows.sql_store(client._tracking_client.store) is None
+    assert tracking_rows.sql_store(client) is None
     experiment_id = tracking.experiment_id_for(client, mlflow_experiment)
     runs = finished_runs(experiment_id, "parent", count=3)
     written = tracking.log_finished_runs(client, runs)
@@ -212,3 +210,15 @@ def test_metrics_on_an_ended_run_are_refused_as_mlflow_refuses_them(tracking_sto
     with pytest.raises(MlflowException) as together:
         tracking.log_values(client, run_id, metrics=metrics_logged_later())
     assert str(together.value) == str(by_client.value)
+
+
+def test_the_public_path_and_an_unverified_mlflow_write_through_the_client(
+    tracking_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = tracking.client()
+    assert tracking_rows.sql_store(client) is not None
+    monkeypatch.setenv("MBGD_PUBLIC_API", "1")
+    assert tracking_rows.sql_store(client) is None
+    monkeypatch.delenv("MBGD_PUBLIC_API")
+    monkeypatch.setattr(tracking_rows.mlflow, "__version__", "3.99.0")
+    assert tracking_rows.sql_store(client) is None

@@ -45,6 +45,7 @@ def tracked_report(
     from mbgd.reports import plots, scan_plots
     from mbgd.reports import scaling_markdown as scaling_report
     from mbgd.runtime.processes import imports_done
+    from mbgd.tracking import artifacts
     from mbgd.tracking import runs as tracking
 
     client = tracking.client()
@@ -97,7 +98,7 @@ def tracked_report(
             output_dir
         )  # from `mbgd scaling --output-dir` with the same folder
         report.write_report(output_dir, markdown, {name: plots.png_bytes(f) for name, f in figures.items()})
-        tracking.log_artifacts(client, report_run.run_id, output_dir, "report")
+        artifacts.log_artifacts(client, report_run.run_id, output_dir, "report")
         tracking.describe(client, report_run.run_id, markdown)
     return ReportOutcome(
         report_run.run_id, report_run.experiment_id, markdown, swept.summary, swept.registered_versions

@@ -162,7 +162,7 @@ def scaling_metrics(result, summary: dict) -> list:
     first seed (step = update)."""
     import math
 
-    from mbgd.tracking import runs as tracking
+    from mbgd.tracking import metric_values
 
     scalars = {"critical_batch_size_theory": summary["critical_batch_size_theory"]}
     if summary["noise_scale_at_target"] is not None:
@@ -175,13 +175,13 @@ def scaling_metrics(result, summary: dict) -> list:
         for point in curve.points:
             updates, _ = point.stat("updates")
             if point.best_value < point.worst_value:
-                metrics += tracking.scalars({f"best_lr/{key}": point.best_lr}, step=point.batch_size)
+                metrics += metric_values.scalars({f"best_lr/{key}": point.best_lr}, step=point.batch_size)
             if math.isfinite(updates):
-                metrics += tracking.scalars({f"updates_to_target/{key}": updates}, step=point.batch_size)
+                metrics += metric_values.scalars({f"updates_to_target/{key}": updates}, step=point.batch_size)
             path = [(step, v) for step, v in enumerate(point.runs[0].noise_scales) if math.isfinite(v)]
             metrics += [
                 m
                 for step, v in path
-                for m in tracking.scalars({f"noise_scale/{key}/b{point.batch_size}": v}, step=step)
+                for m in metric_values.scalars({f"noise_scale/{key}/b{point.batch_size}": v}, step=step)
             ]
-    return [*tracking.scalars(scalars), *metrics]
+    return [*metric_values.scalars(scalars), *metrics]

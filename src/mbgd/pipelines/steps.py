@@ -73,34 +73,35 @@ def log_figures(client, run_id: str, figures: Mapping) -> dict[str, bytes]:
     """Each figure as the run's artifact, by artifact file; returns them as PNG files' bytes (rendered once:
     a command that also writes them to a folder writes these)."""
     from mbgd.reports import plots
-    from mbgd.tracking import runs as tracking
+    from mbgd.tracking import artifacts
 
     pngs = {artifact_file: plots.png_bytes(figure) for artifact_file, figure in figures.items()}
     for artifact_file, png in pngs.items():
-        tracking.log_png(client, run_id, png, artifact_file)
+        artifacts.log_png(client, run_id, png, artifact_file)
     return pngs
 
 
 def log_summary(client, run_id: str, summary: dict, markdown: str, *, name: str) -> None:
     """The summary as <name>.json and its markdown as <name>.md, which is also the run's description."""
+    from mbgd.tracking import artifacts
     from mbgd.tracking import runs as tracking
 
-    tracking.log_dict(client, run_id, summary, f"{name}.json")
-    tracking.log_text(client, run_id, markdown, f"{name}.md")
+    artifacts.log_dict(client, run_id, summary, f"{name}.json")
+    artifacts.log_text(client, run_id, markdown, f"{name}.md")
     tracking.describe(client, run_id, markdown)
 
 
 def log_scans(client, run_id: str, scans, drawn, *, figure_file: str) -> bytes | None:
     """Each scan as lr_scan/<study>.csv, and their figure (`drawn`: draw_scans's Pending) as `figure_file`;
     returns the figure's PNG bytes, None without scans."""
-    from mbgd.tracking import runs as tracking
+    from mbgd.tracking import artifacts
 
     if not scans:
         return None
     for lr_scan in scans:
-        tracking.log_text(client, run_id, lr_scan.to_csv(), f"lr_scan/{lr_scan.study_name}.csv")
+        artifacts.log_text(client, run_id, lr_scan.to_csv(), f"lr_scan/{lr_scan.study_name}.csv")
     png = drawn.result()
-    tracking.log_png(client, run_id, png, figure_file)
+    artifacts.log_png(client, run_id, png, figure_file)
     return png
 
 
@@ -135,14 +136,15 @@ def log_best_model(
     """One best lr's re-training as a child run of `parent`: `params`, the loss curve, w, b and `results` as
     metrics, and the fitted line as its model; returns the model's URI ('' when the training diverged: no
     model)."""
+    from mbgd.tracking import metric_values
     from mbgd.tracking import models as tracking_models
     from mbgd.tracking import runs as tracking
 
     run_tags = {"regime": descent_kind(history.batch_size, data.n), **tags}
     with tracking.run_scope(client, run_name=run_name, parent=parent, tags=run_tags) as run:
         metrics = [
-            *tracking.history_metrics(history, weight_names=data.feature_names),
-            *tracking.scalars(results),
+            *metric_values.history_metrics(history, weight_names=data.feature_names),
+            *metric_values.scalars(results),
         ]
         tracking.log_values(client, run.run_id, params=params, metrics=metrics)
         if history.diverged:

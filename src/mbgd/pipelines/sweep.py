@@ -149,6 +149,7 @@ def tracked_sweep(
     from mbgd.runtime.processes import imports_done
     from mbgd.studies import sweep_summary
     from mbgd.studies.storage import remaining_trials
+    from mbgd.tracking import artifacts, metrics
     from mbgd.tracking import runs as tracking
 
     scans_begun = begin_in_worker(config, data, worker)
@@ -213,7 +214,7 @@ def tracked_sweep(
         log_scans(client, sweep_run.run_id, list(scans.values()), drawn_scans, figure_file="lr_scan.png")
         for study_name, drawn in reversed(drawn_optuna.items()):
             for name, png in drawn.result().items():
-                tracking.log_png(client, sweep_run.run_id, png, f"optuna/{study_name}/{name}.png")
+                artifacts.log_png(client, sweep_run.run_id, png, f"optuna/{study_name}/{name}.png")
         trial_run_ids = all_trial_run_ids()  # the helper wrote the last trial runs meanwhile
         best_runs = {
             r.batch_size: trial_run_ids.get((config.study_name(r.batch_size), r.best_trial_number))
@@ -225,7 +226,7 @@ def tracked_sweep(
         tracking.log_values(
             client,
             sweep_run.run_id,
-            metrics=tracking.scalars(
+            metrics=metrics.scalars(
                 {f"best_lr_b{r.batch_size}": r.best_lr for r in results}
                 | {f"best_value_b{r.batch_size}": r.best_value for r in results}
             ),

@@ -222,6 +222,7 @@ def tracked_train(
 
 def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
     from mbgd.runtime.processes import imports_done
+    from mbgd.tracking import artifacts, metrics
     from mbgd.tracking import models as tracking_models
     from mbgd.tracking import runs as tracking
 
@@ -237,7 +238,7 @@ def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
             client,
             run_id,
             params={**run_params(config.with_batch_size(batch_size), record), **(extra_params or {})},
-            metrics=tracking.history_metrics(history, weight_names=record.feature_names),
+            metrics=metrics.history_metrics(history, weight_names=record.feature_names),
         )
         tracking_models.log_dataset(client, run_id, record)
         if not history.diverged:
@@ -250,7 +251,7 @@ def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
                 target_name=record.target_name,
                 example=record.x[:2].tolist(),
             )
-        tracking.log_png(client, run_id, results.loss_curves[batch_size], "loss_curve.png")
+        artifacts.log_png(client, run_id, results.loss_curves[batch_size], "loss_curve.png")
 
     if parent is None:
         tracking.end_orphaned_runs(client, tracking.experiment_id_for(client, train_run.experiment))
@@ -286,13 +287,13 @@ def log_comparison(client, run_id: str, results: TrainResults, config: TrainConf
 
     The view (`ui_views`) shows the compared runs' `loss` overlaid in one log-scale chart.
     """
+    from mbgd.tracking import artifacts, metrics, ui_views
     from mbgd.tracking import runs as tracking
-    from mbgd.tracking import ui_views
 
     own = config.batch_size
     histories = results.histories
-    tracking.log_png(client, run_id, results.comparison, "comparison.png")
-    metrics = [m for b, h in histories.items() for m in tracking.series(f"compare/loss_b{b}", h.epoch_losses)]
+    artifacts.log_png(client, run_id, results.comparison, "comparison.png")
+    metrics = [m for b, h in histories.items() for m in metrics.series(f"compare/loss_b{b}", h.epoch_losses)]
     tracking.log_values(client, run_id, metrics=metrics)
     others = ", ".join(f"{b} ({descent_kind(b, data.n)})" for b in histories if b != own)
     tracking.describe(

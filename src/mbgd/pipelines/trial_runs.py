@@ -107,6 +107,7 @@ def write(client, run: TrialRun) -> str:
 
 def write_all(client, runs: Sequence[TrialRun]) -> list[str]:
     """Write the runs (a told population's), in one transaction where the store allows; returns their ids."""
+    from mbgd.tracking import metric_values
     from mbgd.tracking import runs as tracking
     from mbgd.tracking.records import FinishedRun
 
@@ -118,7 +119,7 @@ def write_all(client, runs: Sequence[TrialRun]) -> list[str]:
                 name=run.name,
                 tags=run.tags,
                 params=run.params,
-                metrics=[*tracking.series("loss", run.losses), *tracking.scalars(run.results)],
+                metrics=[*metric_values.series("loss", run.losses), *metric_values.scalars(run.results)],
                 status=run.status,
             )
             for run in runs

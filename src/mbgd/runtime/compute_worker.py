@@ -33,16 +33,10 @@ WORKER_FROM_TRIALS = 48  # a command with fewer trials does not start one (it wo
 NICENESS = 10
 RESULTS_PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process
 MAX_CALL_BYTES = 16 << 20  # a call with more data than this runs here (the data would cost more to copy)
-# What the worker imports before its first call, while the command imports its own modules.
-WARM_MODULES = (
-    "torch",
-    "optuna",
-    "mbgd.studies.storage",
-    "mbgd.core.scan",
-    "mbgd.studies.sweep_summary",
-    "mbgd.reports.scan_plots",
-)
-# (mbgd.reports.scan_plots brings mbgd.reports.plots and matplotlib: the worker draws figures too)
+# What the worker imports before its first call, while the command imports its own modules (scan_plots brings
+# matplotlib: the worker draws figures too).
+WARM_MODULES = ("torch", "optuna", "mbgd.studies.storage", "mbgd.core.scan", "mbgd.studies.sweep_summary")
+WARM_MODULES += ("mbgd.reports.scan_plots",)
 
 
 class Pending:

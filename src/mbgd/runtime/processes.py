@@ -113,11 +113,18 @@ def dispose_at_exit(engine) -> None:
     _ENGINES.add(engine)
 
 
+def collect_at_exit() -> None:
+    """This process opened a store whose engines it cannot name (MLflow's public API does not show them): it
+    ends with the interpreter's own collections, which close their connections."""
+    _SET_UP.add("collect at exit")
+
+
 def _dispose_engines_and_freeze() -> None:
     for engine in list(_ENGINES):
         with contextlib.suppress(Exception):  # a server gone by now: its connections are gone too
             engine.dispose()
-    gc.freeze()
+    if "collect at exit" not in _SET_UP:
+        gc.freeze()
 
 
 def raise_interrupted_once(signum: int, frame: Any) -> None:

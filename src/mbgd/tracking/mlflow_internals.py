@@ -1,23 +1,45 @@
-"""Finished runs written many in one transaction, as the rows MLflow's own SQL store writes: the tracking
-layer's one module on MLflow's store internals.
+"""MLflow's private names, all in this one module: its SQL store's tables, written many runs in one
+transaction, and a new sqlite store copied from MLflow's own empty one instead of its migrations.
 
-MLflow's client writes a finished run in three calls (create, log_batch, end), and its SQL store makes each
-of them several sessions and commits: about 12 ms of CPU per run on sqlite, more than a population member
-costs to train, and the bulk of what a sweep's or a scaling's trial runs cost. Here a batch of runs is one
-transaction of plain inserts into the same tables (runs, tags, params, metrics, latest_metrics), with the
-values MLflow's store would write: the same run name tag, artifact location, user, sanitized NaN and
-infinite metrics and latest metric per key (tests/test_tracking_rows.py compares every field with runs
-written through the client). A batch is written whole or not at all, and never seen RUNNING.
+Both are used only on the MLflow versions the tests verify them on (VERIFIED_VERSIONS:
+tests/test_tracking_rows.py compares these rows field for field with runs the client writes, on sqlite and
+PostgreSQL; tests/test_store_template.py the copied store with MLflow's own). On any other version, or with
+MBGD_PUBLIC_API=1 in the environment, `fast_paths()` is False: runs and metrics go through MlflowClient's
+calls and MLflow makes a new store with its migrations, with the same results (tests/test_unchanged_results.py
+runs both paths).
 
-Only MLflow's own SqlAlchemyStore (sqlite, PostgreSQL, MySQL, ...) is written to this way; any other store (a
-tracking server, a workspace-aware subclass) gets the client's three calls per run, as before.
+Runs written together. MLflow's client writes a finished run in three calls (create, log_batch, end), and its
+SQL store makes each of them several sessions and commits: about 12 ms of CPU per run on sqlite, more than a
+population member costs to train, and the bulk of what a sweep's or a scaling's trial runs cost. Here a batch
+of runs is one transaction of plain inserts into the same tables (runs, tags, params, metrics,
+latest_metrics), with the values MLflow's store would write: the same run name tag, artifact location, user,
+sanitized NaN and infinite metrics and latest metric per key. A batch is written whole or not at all, and
+never seen RUNNING. Only MLflow's own SqlAlchemyStore (sqlite, PostgreSQL, MySQL, ...) is written to this way;
+any other store (a tracking server, a workspace-aware subclass) gets the client's calls.
+
+A new store. MLflow makes a new sqlite store by running its whole migration history (about a hundred alembic
+scripts): over a second each time a folder gets its first store, which is what a new user's first `mbgd train`
+waits for. The copy is MLflow's own work: once per MLflow version, MLflow makes a store in a temporary folder,
+whose Default experiment is then removed, and the file is kept in the user's cache folder. Opening a copy,
+MLflow finds its tables at the current revision and adds the Default experiment as it does to a new store
+(with the copy's own artifact location and time), so the store is the one MLflow would have made. Anything
+unusual (an unwritable cache, a file system without hard links, a store that already exists, even empty)
+leaves the store to MLflow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
+from pathlib import Path
 
+import mlflow
 from mlflow.entities import LifecycleStage, Metric, Param, SourceType
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -30,9 +52,18 @@ from sqlalchemy import insert
 from mbgd.runtime.processes import signals_deferred
 from mbgd.tracking.records import FinishedRun
 
+VERIFIED_VERSIONS = ("3.17.2", "3.18.0")
+PUBLIC_API_ENV = "MBGD_PUBLIC_API"  # "1": the public path whatever the version (make bench measures both)
 
-def sql_store(store) -> SqlAlchemyStore | None:
-    """`store` (a client's) when it is MLflow's plain SQL store, else None."""
+
+def fast_paths() -> bool:
+    """Whether this MLflow is one the private paths below were verified on, and they are not turned off."""
+    return os.environ.get(PUBLIC_API_ENV, "") != "1" and mlflow.__version__ in VERIFIED_VERSIONS
+
+
+def sql_store(mlflow_client) -> SqlAlchemyStore | None:
+    """The client's store when it is MLflow's plain SQL store and the fast paths are on, else None."""
+    store = mlflow_client._tracking_client.store if fast_paths() else None
     return store if type(store) is SqlAlchemyStore else None
 
 
@@ -147,3 +178,54 @@ def _metric_rows(store: SqlAlchemyStore, run_id: str, metrics: Sequence[Metric])
 
 def _order(row: Mapping) -> tuple:
     return row["step"], row["timestamp"], row["value"]
+
+
+def cache_folder() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mbgd"
+
+
+def template_path() -> Path:
+    """Where this MLflow version's empty store is kept (made on first use)."""
+    return cache_folder() / f"mlflow-{version('mlflow')}-empty-store.db"
+
+
+def create_from_template(path: str) -> bool:
+    """Create the sqlite store at `path` as a copy of the template, if no file is there; returns whether it
+    did. Another process that creates the store meanwhile wins (the copy appears whole, or not at all)."""
+    if not fast_paths() or not path or path == ":memory:" or os.path.exists(path):
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        template = template_path()
+        if not template.exists():
+            make_template(template)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mbgd-store-", delete=False) as partial:
+            pass
+        try:
+            shutil.copyfile(template, partial.name)
+            os.chmod(partial.name, 0o666 & ~_umask())  # as a file MLflow creates (a temporary file is 0600)
+            os.link(partial.name, path)  # fails if the store exists by now
+        finally:
+            os.unlink(partial.name)
+    except Exception:  # an optimisation only: MLflow makes the store, as it always did
+        return False
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_template(template: Path) -> None:
+    """MLflow's new store, made in a temporary folder beside `template`, without its Default experiment."""
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent, prefix="making-") as folder:
+        database = os.path.join(folder, "mlflow.db")
+        store = SqlAlchemyStore(f"sqlite:///{database}", os.path.join(folder, "mlruns"))
+        store.engine.dispose()
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            connection.execute("DELETE FROM experiments")
+            connection.commit()
+        os.replace(database, template)  # whole, or not at all, for another process making it too

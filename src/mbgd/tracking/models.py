@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, InputTag
+from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 
 if TYPE_CHECKING:
@@ -28,7 +28,15 @@ def log_dataset(mlflow_client: MlflowClient, run_id: str, data: RegressionData |
         dataset = mlflow.data.from_numpy(features, targets=targets, name=data.name)
     else:
         dataset = _csv_dataset(data, features, targets)
-    entity = dataset._to_mlflow_entity()
+    fields = dataset.to_dict()
+    entity = Dataset(
+        name=fields["name"],
+        digest=fields["digest"],
+        source_type=fields["source_type"],
+        source=fields["source"],
+        schema=fields.get("schema"),
+        profile=fields.get("profile"),
+    )
     mlflow_client.log_inputs(
         run_id, [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])]
     )
@@ -118,18 +126,18 @@ def log_model(
 
 
 def check_model_name(name: str) -> None:
-    """Raise ConfigError unless `name` is a registered model name MLflow accepts: checked with the model
-    registry's own rule (not blank, no '/' or ':', no path that normalises to another name) before any run."""
-    from mlflow.utils.validation import _validate_model_name
+    """Raise ConfigError unless `name` is a registered model name MLflow accepts, before any run: the model
+    registry's own rule (not blank, no '/' or ':', no path that normalises to another name), in its words."""
+    from mlflow.utils.validation import bad_path_message, invalid_value, path_not_unique
 
     from mbgd.core.config import ConfigError
 
     if not name.strip():
         raise ConfigError(f"register_model {name!r} is blank: give a model name, or '' for none")
-    try:
-        _validate_model_name(name)
-    except MlflowException as error:
-        raise ConfigError(f"register_model: {error.message}") from None
+    if "/" in name or ":" in name:
+        raise ConfigError(f"register_model: Invalid model name '{name}'. Names cannot contain '/' or ':'.")
+    if path_not_unique(name):
+        raise ConfigError(f"register_model: {invalid_value('name', name, bad_path_message(name))}")
 
 
 def register_model(

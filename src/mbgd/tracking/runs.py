@@ -1,9 +1,9 @@
 """The tracking layer's core: runs and their lifecycle, params, batched metrics, figures, artifacts, inputs.
 
-mbgd calls MLflow only through the tracking layer: this module, tracking_store.py (which store, and whether it
-can be used), store_template.py (a new sqlite store without MLflow's migrations), tracking_rows.py (many
-finished runs in one transaction), tracking_models.py (models and the registry), ui_links.py (links into the
-UI) and ui_views.py (the UI's saved views). Everything goes through an explicit `MlflowClient` and run ids
+mbgd calls MLflow only through the tracking layer: this module, store.py (which store, and whether it can be
+used), mlflow_internals.py (a new sqlite store without MLflow's migrations, many finished runs in one
+transaction), models.py (models and the registry), ui_links.py (links into the UI) and ui_views.py (the UI's
+saved views). Everything goes through an explicit `MlflowClient` and run ids
 (never the fluent API's active run), so it works the same under `mlflow run` (which hands us its run in
 MLFLOW_RUN_ID) and from worker threads.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -34,9 +35,8 @@ from mlflow.utils.mlflow_tags import (
 from mbgd.runtime import liveness
 from mbgd.runtime.errors import Interrupted
 from mbgd.runtime.liveness import HOST
-from mbgd.runtime.processes import dispose_at_exit, signals_deferred
+from mbgd.runtime.processes import collect_at_exit, dispose_at_exit, signals_deferred
 from mbgd.runtime.sqlite_settings import sqlite_path, sync_file_at_checkpoints, use_write_ahead_log
-from mbgd.tracking import store_template
 from mbgd.tracking.records import (
     MAX_ITEMS_PER_CALL,
     MAX_METRICS_PER_CALL,
@@ -47,20 +47,19 @@ from mbgd.tracking.records import (
 from mbgd.tracking.store import tracking_uri
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from mbgd.core.train import History
+    pass
 
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run .` puts runs too
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "mbgd.host", "mbgd.pid", "mbgd.heartbeat"
 RUN_HEARTBEAT_S = 30
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQL store's
 ORPHAN_AFTER_S = 120  # a run of another host with no heartbeat for this long is taken for dead
 
 
 def client() -> MlflowClient:
     """A client on MLFLOW_TRACKING_URI when set, else MLflow's default store (./mlflow.db, ./mlruns).
 
-    A new sqlite store is a copy of MLflow's empty tables (mbgd.tracking.store_template). A sqlite store is
+    A new sqlite store is a copy of MLflow's empty tables (mbgd.tracking.mlflow_internals). A sqlite store is
     switched to a write-ahead log (a setting kept in the file): one disk sync per commit instead of several,
     and readers such as `mbgd ui` no longer block the writers; this process's connections to it sync at
     checkpoints only (mbgd.runtime.sqlite_settings), as the Optuna storage's do.
@@ -68,14 +67,19 @@ def client() -> MlflowClient:
     uri = tracking_uri()
     path = sqlite_path(uri)
     if path is not None:
-        store_template.create_from_template(path)  # a new store without MLflow's migrations
+        from mbgd.tracking import mlflow_internals
+
+        mlflow_internals.create_from_template(path)  # a new store without MLflow's migrations
         use_write_ahead_log(path, timeout_s=60)
         sync_file_at_checkpoints(path)
     mlflow_client = MlflowClient()
     store = _sql_store(mlflow_client)
-    for engine in (store.engine, store.read_engine) if store is not None else ():
-        if engine is not None:
-            dispose_at_exit(engine)
+    if store is not None:
+        for engine in (store.engine, store.read_engine):
+            if engine is not None:
+                dispose_at_exit(engine)
+    elif _on_a_database(mlflow_client):  # the public path names no engine: the interpreter closes them
+        collect_at_exit()
     return mlflow_client
 
 
@@ -185,10 +189,10 @@ def log_finished_runs(mlflow_client: MlflowClient, runs: Sequence[FinishedRun]) 
     another."""
     store = _sql_store(mlflow_client)
     if store is not None:
-        from mbgd.tracking import mlflow_internals as tracking_rows
+        from mbgd.tracking import mlflow_internals
 
         made_by, alive = provenance_tags(), liveness_tags()
-        return tracking_rows.insert_finished_runs(
+        return mlflow_internals.insert_finished_runs(
             store, [replace(run, tags={**made_by, **run.tags, **alive}) for run in runs]
         )
     return [
@@ -205,15 +209,18 @@ def log_finished_runs(mlflow_client: MlflowClient, runs: Sequence[FinishedRun]) 
     ]
 
 
-def _sql_store(mlflow_client: MlflowClient):
-    """The client's store when it is MLflow's plain SQL store (mbgd.tracking.mlflow_internals writes to it),
-    else None."""
-    store = mlflow_client._tracking_client.store
-    if type(store).__module__ != "mlflow.store.tracking.sqlalchemy_store":  # imported only for such a store
-        return None
-    from mbgd.tracking import mlflow_internals as tracking_rows
+def _on_a_database(mlflow_client: MlflowClient) -> bool:
+    return urllib.parse.urlparse(mlflow_client.tracking_uri).scheme.split("+")[0] in DATABASE_SCHEMES
 
-    return tracking_rows.sql_store(store)
+
+def _sql_store(mlflow_client: MlflowClient):
+    """The client's store when it is MLflow's plain SQL store and mbgd.tracking.mlflow_internals may write to
+    it (imported only then: a tracking server's users do not import it), else None."""
+    if not _on_a_database(mlflow_client):
+        return None
+    from mbgd.tracking import mlflow_internals
+
+    return mlflow_internals.sql_store(mlflow_client)
 
 
 def _note_killed(error: BaseException, run_id: str) -> None:
@@ -319,10 +326,10 @@ def log_values(
     if in_rows:
         from sqlalchemy.exc import IntegrityError
 
-        from mbgd.tracking import mlflow_internals as tracking_rows
+        from mbgd.tracking import mlflow_internals
 
         try:
-            tracking_rows.insert_metrics(_sql_store(mlflow_client), run_id, in_rows)
+            mlflow_internals.insert_metrics(_sql_store(mlflow_client), run_id, in_rows)
             calls += 1
         except MlflowException as error:
             if not isinstance(error.__cause__, IntegrityError):
@@ -356,68 +363,6 @@ def params_not_logged_by_mlflow_run(
     mbgd's own spelling of the same value ("0.001", "") is not logged."""
     logged = mlflow_client.get_run(run_id).data.params
     return {key: value for key, value in params.items() if key not in logged}
-
-
-def series(
-    key: str, values: Sequence[float], *, first_step: int = 0, timestamp: int | None = None
-) -> list[Metric]:
-    """A metric history: values at steps first_step, first_step + 1, ..."""
-    timestamp = timestamp if timestamp is not None else int(time.time() * 1000)
-    return [Metric(key, float(v), timestamp, first_step + i) for i, v in enumerate(values)]
-
-
-def scalars(values: Mapping[str, float], *, step: int = 0) -> list[Metric]:
-    timestamp = int(time.time() * 1000)
-    return [Metric(key, float(value), timestamp, step) for key, value in values.items()]
-
-
-def history_metrics(history: History, *, weight_names: Sequence[str]) -> list[Metric]:
-    """`batch_loss` per update, `loss` per epoch and the run's scalar results."""
-    results = {
-        "final_loss": history.final_loss,
-        "train_seconds": history.train_seconds,
-        "diverged": float(history.diverged),
-    }
-    if not history.diverged:
-        if len(history.w) == 1:
-            results["w"] = history.w[0]
-        else:
-            results.update({f"w_{name}": value for name, value in zip(weight_names, history.w, strict=True)})
-        results["b"] = history.b
-    return [
-        *series("batch_loss", history.batch_losses),
-        *series("loss", history.epoch_losses),
-        *scalars(results),
-    ]
-
-
-def log_figure(mlflow_client: MlflowClient, run_id: str, figure: Figure, artifact_file: str) -> None:
-    mlflow_client.log_figure(run_id, figure, artifact_file)
-
-
-def log_png(mlflow_client: MlflowClient, run_id: str, png: bytes, artifact_file: str) -> None:
-    """A figure rendered elsewhere (plots.png_bytes), logged where log_figure would have put it."""
-    import tempfile
-
-    folder, _, name = artifact_file.rpartition("/")
-    with tempfile.TemporaryDirectory(prefix="mbgd-figure-") as local:
-        path = os.path.join(local, name)
-        with open(path, "wb") as file:
-            file.write(png)
-        mlflow_client.log_artifact(run_id, path, folder or None)
-
-
-def log_text(mlflow_client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
-    mlflow_client.log_text(run_id, text, artifact_file)
-
-
-def log_dict(mlflow_client: MlflowClient, run_id: str, dictionary: dict, artifact_file: str) -> None:
-    mlflow_client.log_dict(run_id, dictionary, artifact_file)
-
-
-def log_artifacts(mlflow_client: MlflowClient, run_id: str, folder: str, artifact_path: str) -> None:
-    """Every file of `folder` as the run's artifacts under `artifact_path`."""
-    mlflow_client.log_artifacts(run_id, folder, artifact_path)
 
 
 def search_runs(mlflow_client: MlflowClient, experiment_id: str, filter_string: str, **page) -> list[Run]:
