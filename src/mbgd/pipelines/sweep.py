@@ -149,7 +149,7 @@ def tracked_sweep(
     from mbgd.runtime.processes import imports_done
     from mbgd.studies import sweep_summary
     from mbgd.studies.storage import remaining_trials
-    from mbgd.tracking import artifacts, metrics
+    from mbgd.tracking import artifacts, metric_values
     from mbgd.tracking import runs as tracking
 
     scans_begun = begin_in_worker(config, data, worker)
@@ -226,7 +226,7 @@ def tracked_sweep(
         tracking.log_values(
             client,
             sweep_run.run_id,
-            metrics=metrics.scalars(
+            metrics=metric_values.scalars(
                 {f"best_lr_b{r.batch_size}": r.best_lr for r in results}
                 | {f"best_value_b{r.batch_size}": r.best_value for r in results}
             ),

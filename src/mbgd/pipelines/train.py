@@ -222,7 +222,7 @@ def tracked_train(
 
 def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
     from mbgd.runtime.processes import imports_done
-    from mbgd.tracking import artifacts, metrics
+    from mbgd.tracking import artifacts, metric_values
     from mbgd.tracking import models as tracking_models
     from mbgd.tracking import runs as tracking
 
@@ -238,7 +238,7 @@ def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
             client,
             run_id,
             params={**run_params(config.with_batch_size(batch_size), record), **(extra_params or {})},
-            metrics=metrics.history_metrics(history, weight_names=record.feature_names),
+            metrics=metric_values.history_metrics(history, weight_names=record.feature_names),
         )
         tracking_models.log_dataset(client, run_id, record)
         if not history.diverged:
@@ -287,13 +287,15 @@ def log_comparison(client, run_id: str, results: TrainResults, config: TrainConf
 
     The view (`ui_views`) shows the compared runs' `loss` overlaid in one log-scale chart.
     """
-    from mbgd.tracking import artifacts, metrics, ui_views
+    from mbgd.tracking import artifacts, metric_values, ui_views
     from mbgd.tracking import runs as tracking
 
     own = config.batch_size
     histories = results.histories
     artifacts.log_png(client, run_id, results.comparison, "comparison.png")
-    metrics = [m for b, h in histories.items() for m in metrics.series(f"compare/loss_b{b}", h.epoch_losses)]
+    metrics = [
+        m for b, h in histories.items() for m in metric_values.series(f"compare/loss_b{b}", h.epoch_losses)
+    ]
     tracking.log_values(client, run_id, metrics=metrics)
     others = ", ".join(f"{b} ({descent_kind(b, data.n)})" for b in histories if b != own)
     tracking.describe(
