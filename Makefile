@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 # The project's .venv comes first on PATH so that `mlflow run --env-manager local` runs its commands in it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test test-fast lint layout bench soak clean mutate
+.PHONY: install run test test-fast lint layout constraints bench soak clean mutate
 
-$(BIN)/.installed: pyproject.toml
+# The tested environment: pyproject.toml's ranges, pinned by constraints.txt.
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -29,6 +30,11 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
+
+# constraints.txt anew from what .venv has (after an upgrade within pyproject.toml's ranges); its comment kept.
+constraints: install
+	{ grep '^#' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^mbgd' \
+	  | sed 's/^torch==\([^+]*\)+.*/torch==\1/'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 # README's layout block, from the packages' and modules' docstrings (tests/test_layout.py checks it).
 layout:

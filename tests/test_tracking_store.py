@@ -177,3 +177,47 @@ def test_mlflow_prints_no_view_run_lines_against_a_server(
     assert "batch size     1" in result.stdout  # it ran, with a child run
     assert "View run" not in result.stdout + result.stderr
     assert "View experiment" not in result.stdout + result.stderr
+
+
+def store_at_revision(tracking_store: str, revision: str) -> Path:
+    """The test's store, as if the given MLflow schema revision had migrated it."""
+    import sqlite3
+    from contextlib import closing
+
+    path = Path(tracking_store.removeprefix("sqlite:///"))
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        db.commit()
+    return path
+
+
+def test_a_store_migrated_by_mlflow_3_18_is_one_line_naming_both_versions(tracking_store: str) -> None:
+    from importlib.metadata import version
+
+    check(tracking_store)  # the store this MLflow made: usable
+    store_at_revision(tracking_store, "f4a9b2c7d1e6")  # MLflow 3.18.0's newest migration
+    with pytest.raises(StoreUnavailable) as raised:
+        check(tracking_store)
+    message = str(raised.value)
+    assert (
+        f"migrated by MLflow 3.18 or newer (schema revision f4a9b2c7d1e6), which MLflow {version('mlflow')}"
+        in (message)
+    )
+    assert "run mbgd with mlflow>=3.18, or use another store" in message
+    assert "\n" not in message
+
+
+def test_a_store_at_a_revision_no_mlflow_release_here_knows_is_said_to_be_newer(
+    tracking_store: str, tmp_path: Path
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    path = store_at_revision(tracking_store, "0123456789ab")
+    result = run_mbgd("train", tracking_store, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "it was migrated by a newer MLflow (schema revision 0123456789ab)" in result.stderr
+    with closing(sqlite3.connect(path)) as db:  # left as it was: no run, the revision kept
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0123456789ab",)

@@ -29,9 +29,9 @@ from mbgd.runtime.processes import STOP_SIGNALS, describe_exit, signals_blocked_
 
 # From this many trials on, a command starts the helper: its start costs a second or two of imports (on the
 # other core, while the command imports its own libraries), against about 25 ms per run written here through
-# a tracking server's client, about 1 ms on MLflow's SQL store (tracking_rows), where it was kept because
-# writing in the command instead measured no faster (sweep 8.96-9.36 s against 9.38-10.09 s, scaling 33.1 s
-# against 32.2 s, interleaved, in process against with the helper).
+# a tracking server's client, about 1 ms on MLflow's SQL store (mbgd.tracking.mlflow_internals), where it was
+# kept because writing in the command instead measured no faster (sweep 8.96-9.36 s against 9.38-10.09 s,
+# scaling 33.1 s against 32.2 s, interleaved, in process against with the helper).
 HELPER_FROM_TRIALS = 48
 
 

@@ -1,4 +1,4 @@
-"""The exceptions mbgd raises across layers; light to import, so the command line can name them at
+"""The exceptions raised across the layers; light to import, so the command line can name them at
 start-up."""
 
 from __future__ import annotations

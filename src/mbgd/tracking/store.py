@@ -1,9 +1,9 @@
 """The MLflow tracking store a command writes to, checked once before any work: reachable, or usable.
 
 Without the check, an unreachable tracking server costs MLflow's HTTP retries (about two minutes) after the
-training, and an unusable sqlite path a traceback. Imports neither MLflow nor the HTTP stack's heavier parts:
-commands run it before they start the trial-run helper or import their libraries. Part of the tracking layer
-(with tracking.py, store_template.py, tracking_models.py, ui_links.py and ui_views.py).
+training, and an unusable sqlite path or a store migrated by a newer MLflow a traceback. Imports neither
+MLflow nor the HTTP stack's heavier parts: commands run it before they start the trial-run helper or import
+their libraries.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from mbgd.core.config import redact
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default store
 PROBE_TIMEOUT_S = 5.0  # a server that has not answered by then is taken for unreachable
 DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+# The newest schema revision of MLflow releases newer than the oldest mbgd allows, to name the release that
+# migrated a store this MLflow cannot open (any other unknown revision: "a newer MLflow").
+NEWER_SCHEMA_HEADS = {"f4a9b2c7d1e6": "3.18"}
 
 
 class StoreUnavailable(Exception):
@@ -111,3 +114,37 @@ def _check_sqlite_path(uri: str) -> None:
     target = path if os.path.exists(path) else folder
     if not os.access(target, os.R_OK | os.W_OK):
         raise PermissionError(f"{target} is not writable")
+    if os.path.exists(path):
+        _check_schema_known(path)
+
+
+def _check_schema_known(path: str) -> None:
+    """The store's schema revision is one the installed MLflow has a migration for: a store migrated by a
+    newer MLflow is one this MLflow cannot open (it raises "out-of-date database schema" and suggests an
+    upgrade that fails). Read with sqlite3 and the names of MLflow's migration files, without importing
+    MLflow."""
+    import contextlib
+    import importlib.metadata
+    import importlib.util
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        try:
+            (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone() or ("",)
+        except sqlite3.DatabaseError:  # not a store yet (an empty file), or not MLflow's: MLflow says
+            return
+    spec = importlib.util.find_spec("mlflow")
+    if not revision or spec is None or not spec.submodule_search_locations:
+        return
+    migrations = os.path.join(spec.submodule_search_locations[0], "store", "db_migrations", "versions")
+    if not os.path.isdir(migrations) or any(
+        name.startswith(f"{revision}_") for name in os.listdir(migrations)
+    ):
+        return
+    installed = importlib.metadata.version("mlflow")
+    newer = NEWER_SCHEMA_HEADS.get(revision)
+    made_by = f"MLflow {newer} or newer" if newer else "a newer MLflow"
+    raise ValueError(
+        f"it was migrated by {made_by} (schema revision {revision}), which MLflow {installed} here cannot "
+        f"open; run mbgd with {'mlflow>=' + newer if newer else 'that MLflow'}, or use another store"
+    )

@@ -1,6 +1,5 @@
-"""Links into the MLflow UI that mbgd prints: the runs, one run, the chart view; never with credentials.
-
-Part of the tracking layer (with tracking.py, tracking_store.py, tracking_models.py and ui_views.py). Imports
+"""Links into the MLflow UI as the commands print them: the runs, one run, the chart view; never with
+credentials. Imports
 nothing heavy: the commands print these links at their end.
 """
 

@@ -5,8 +5,6 @@ reads from the store is the experiment's saved views, experiment tags `mlflow.sh
 link opens with `viewStateShareKey=<key>` (the link must add `compareRunsMode=CHART`: a view cannot carry it).
 The state format is the UI's internal one (read from MLflow's TypeScript sources), undocumented: MLflow is
 pinned and a browser test (tests/test_browser.py) checks that the view renders.
-
-Part of the tracking layer (with tracking.py, tracking_store.py, tracking_models.py and ui_links.py).
 """
 
 from __future__ import annotations
