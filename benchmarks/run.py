@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py                # all of them, a few minutes
     .venv/bin/python benchmarks/run.py --only P1,P3   # some
+    .venv/bin/python benchmarks/run.py --only P6,P6-PUBLIC   # P6 on the default path and on the public API
     .venv/bin/python benchmarks/run.py --quick        # smoke run: small workloads, ratios not meaningful
 
 Every MLflow store and Optuna storage lives in a temporary folder, which is also the working directory while
@@ -19,9 +20,14 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from harness import OUTPUT_DIR, PROJECT_ROOT, Context, Result, machine_line
+
+PUBLIC_API_ENV = (
+    "MBGD_PUBLIC_API"  # as mbgd.studies.optuna_internals and mbgd.tracking.mlflow_internals read it
+)
 
 BENCHMARKS = {  # id -> module with run(context) -> list[Result], or module:function
     "P1": "p1_train",
@@ -36,6 +42,11 @@ BENCHMARKS = {  # id -> module with run(context) -> list[Result], or module:func
     "P6": "p5_commands:sweep",
     "P7": "p5_commands:scaling",
 }
+# The same benchmarks with MBGD_PUBLIC_API=1: mbgd on MLflow's and Optuna's public API only (the path any
+# version the adapters were not verified on takes). No goal: the line beside the default path's says what the
+# private fast paths buy.
+PUBLIC = {f"{benchmark_id}-PUBLIC": benchmark_id for benchmark_id in ("P2S", "P5", "P6", "P7")}
+BENCHMARKS.update({public: BENCHMARKS[default] for public, default in PUBLIC.items()})
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -63,6 +74,22 @@ def quiet_libraries() -> None:
         os.environ.pop(name, None)  # a benchmark must not adopt or write into a run of the calling shell
 
 
+def run_benchmark(benchmark_id: str, benchmark, context: Context) -> list[Result]:
+    """The benchmark's results; a -PUBLIC id's with MBGD_PUBLIC_API=1 (inherited by the commands it starts),
+    without a goal, named as such."""
+    if benchmark_id not in PUBLIC:
+        return benchmark(context)
+    os.environ[PUBLIC_API_ENV] = "1"
+    try:
+        results = benchmark(context)
+    finally:
+        os.environ.pop(PUBLIC_API_ENV)
+    return [
+        replace(result, id=f"{result.id} public", name=f"{result.name} (public API only)", goal=None)
+        for result in results
+    ]
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     quiet_libraries()
@@ -79,7 +106,8 @@ def main(argv: list[str]) -> int:
             for benchmark_id in args.ids:
                 print(f"{benchmark_id} ...", flush=True)
                 module, _, function = BENCHMARKS[benchmark_id].partition(":")
-                for result in getattr(importlib.import_module(module), function or "run")(context):
+                benchmark = getattr(importlib.import_module(module), function or "run")
+                for result in run_benchmark(benchmark_id, benchmark, context):
                     results.append(result)
                     print(result.line(quick=args.quick), flush=True)
         finally:
