@@ -80,8 +80,10 @@ def run_benchmark(benchmark_id: str, benchmark, context: Context) -> list[Result
     if benchmark_id not in PUBLIC:
         return benchmark(context)
     os.environ[PUBLIC_API_ENV] = "1"
+    own_folder = context.workdir / benchmark_id.lower()  # its stores apart from the default path's
+    own_folder.mkdir()
     try:
-        results = benchmark(context)
+        results = benchmark(replace(context, workdir=own_folder))
     finally:
         os.environ.pop(PUBLIC_API_ENV)
     return [

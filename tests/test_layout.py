@@ -102,20 +102,35 @@ def test_no_module_over_400_lines() -> None:
 
 
 def private_uses(tree: ast.AST) -> list[str]:
-    """Private names reached on another object (not self or cls) or imported from MLflow, Optuna or
-    SQLAlchemy; os._exit and a named tuple's _replace are public."""
+    """Private names reached on another object (not self or cls; also through getattr, hasattr or setattr
+    with a constant name) or imported from MLflow, Optuna or SQLAlchemy, and their private tables' modules;
+    os._exit and a named tuple's _replace are public."""
     uses = []
+
+    def private(dotted: str) -> bool:
+        return any(part.startswith("_") and not part.startswith("__") for part in dotted.split("."))
+
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+        if isinstance(node, ast.Attribute) and private(node.attr):
             owner = node.value.id if isinstance(node.value, ast.Name) else None
             if owner not in ("self", "cls") and ast.unparse(node) != "os._exit" and node.attr != "_replace":
                 uses.append(f"{node.lineno}: {ast.unparse(node)}")
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in LIBRARIES:
-            names = [node.module, *(alias.name for alias in node.names)]
-            if any(part.startswith("_") for name in names for part in name.split(".")):
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("getattr", "hasattr", "setattr"):
+            name = node.args[1] if len(node.args) > 1 else None
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and private(name.value):
+                uses.append(f"{node.lineno}: {ast.unparse(node.func)}(..., {name.value!r})")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in LIBRARIES:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            if private(node.module) or any(private(name) for name in names):
                 uses.append(f"{node.lineno}: from {node.module} import ...")
-            if ".dbmodels" in node.module or "._rdb" in node.module:
-                uses.append(f"{node.lineno}: {node.module}")
+            if any("dbmodels" in name for name in [node.module, *names]):
+                uses.append(f"{node.lineno}: {node.module}'s table models")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in LIBRARIES and (
+                    private(alias.name) or "dbmodels" in alias.name
+                ):
+                    uses.append(f"{node.lineno}: import {alias.name}")
     return uses
 
 
@@ -131,16 +146,35 @@ def test_private_library_names_only_in_the_adapter_modules() -> None:
 def test_the_private_name_check_finds_what_it_guards() -> None:
     caught = private_uses(
         ast.parse(
-            "study._storage\nfrom optuna.storages._rdb import models\n"
-            "from mlflow.utils.validation import _validate_model_name\nself._x\nos._exit(0)\n"
+            "study._storage\n"
+            "from optuna.storages._rdb import models\n"
+            "from mlflow.utils.validation import _validate_model_name\n"
+            "self._x\n"
+            "os._exit(0)\n"
+            "getattr(storage, '_backend', storage)\n"
+            "import optuna.storages._rdb.models as m\n"
+            "from mlflow.store.tracking import dbmodels\n"
+            "parts._replace(a=1)\n"
         )
     )
     assert sorted(caught) == [
         "1: study._storage",
         "2: from optuna.storages._rdb import ...",
-        "2: optuna.storages._rdb",
         "3: from mlflow.utils.validation import ...",
+        "6: getattr(..., '_backend')",
+        "7: import optuna.storages._rdb.models",
+        "8: mlflow.store.tracking's table models",
     ]
+
+
+def test_no_relative_import_hides_a_layer() -> None:
+    relative = [
+        f"{name}:{node.lineno}"
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    ]
+    assert relative == []
 
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))

@@ -93,7 +93,12 @@ def test_a_sweep_command_ends_with_its_stores_whole_and_no_write_ahead_log_besid
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PATH": str(BIN), "HOME": str(tmp_path)},
+        # MBGD_PUBLIC_API passed on: .ci/newest.sh runs this on the public path too
+        env={
+            "PATH": str(BIN),
+            "HOME": str(tmp_path),
+            "MBGD_PUBLIC_API": os.environ.get("MBGD_PUBLIC_API", ""),
+        },
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.glob("*.db*")) == ["mlflow.db", "optuna.db", "optuna.db.lock"]

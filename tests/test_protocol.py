@@ -622,3 +622,20 @@ def test_a_trial_another_program_finished_meanwhile_leaves_the_rest_of_the_popul
     assert [o.trial.trial_id for o in told] == [trial_ids[1]]
     assert [t.state for t in study.trials] == [STATE.FAIL, STATE.COMPLETE]
     assert "trial 0 of s was failed while this worker ran it" in caplog.text
+
+
+def test_a_storage_or_database_without_a_cross_process_lock_is_an_error_not_a_thread_lock(
+    tmp_path: Path,
+) -> None:
+    from mbgd.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot lock a study across processes on a mssql database"):
+        with study_lock.held_for(storage_on(RecordingEngine("mssql")), 7):
+            pass
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "journal.log"))
+    )
+    with pytest.raises(ConfigError, match="not on JournalStorage"):
+        with study_lock.held_for(journal, 7):
+            pass
+    assert not study_lock.LOCAL_LOCK.locked()

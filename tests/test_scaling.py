@@ -373,3 +373,11 @@ def test_scaling_command_tracks_trials_logs_figures_and_resumes(tracking_store: 
     assert len(study.trials) == 3
     trial_runs = [r for r in client.search_runs(["0"], max_results=500) if "trial" in r.data.params]
     assert len(trial_runs) == 36
+
+
+def test_each_study_s_label_comes_from_the_config_not_from_its_name() -> None:
+    config = ScalingConfig(sweep=replace(ScalingConfig().sweep, batch_sizes=(1, 10), name="my-b2-run"))
+    labels = config.study_labels()
+    assert labels["my-b2-run-fixed-interpolation-b10"] == "fixed-interpolation-"
+    assert labels["my-b2-run-shuffled-noisy-b1"] == "shuffled-noisy-"
+    assert len(labels) == 2 * 2 * 2

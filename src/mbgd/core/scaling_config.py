@@ -69,6 +69,15 @@ class ScalingConfig:
         )
         return replace(self.sweep, train=train, name=f"{self.sweep.name}-{order}-{REGIMES[targets]}")
 
+    def study_labels(self) -> dict[str, str]:
+        """Each study's label in its trial runs' names, "<order>-<regime>-", by study name."""
+        return {
+            self.study_config(order, targets).study_name(batch_size): f"{order}-{REGIMES[targets]}-"
+            for order in self.orders
+            for targets in self.targets
+            for batch_size in self.sweep.batch_sizes
+        }
+
     def as_params(self) -> dict[str, str]:
         """The sweep's params with the command's own `order` and `targets` (as `mlflow run` logs them too)."""
         params = {

@@ -48,10 +48,7 @@ def tracked_scaling(
     )  # refuses mismatched settings before any MLflow run exists
     client = tracking.client()
     imports_done()  # MLflow's store, Optuna's storage, torch and matplotlib (mbgd.runtime.processes)
-    prefix = f"{config.sweep.name}-"
-
-    def label_of(study_name: str) -> str:
-        return study_name.removeprefix(prefix).rsplit("-b", 1)[0] + "-"  # <order>-<regime>-
+    label_of = config.study_labels().__getitem__
 
     with steps.studies_run(
         client,

@@ -199,10 +199,12 @@ def tracked_sweep(
                 draw_scans(list(scans.values()), studies, title=title, worker=computer) if scans else None
             )
             costs = {
-                b: sweep_summary.measure_tuning_cost(config, study, data, scans.get(b), computer)
+                b: sweep_summary.measure_tuning_cost(config, b, study, data, scans.get(b), computer)
                 for b, study in reversed(pairs)
             }
-        analysed = [sweep_summary.analyse_batch_size(config, study, data, scans.get(b)) for b, study in pairs]
+        analysed = [
+            sweep_summary.analyse_batch_size(config, b, study, data, scans.get(b)) for b, study in pairs
+        ]
         best_models = log_sweep_best_models(client, sweep_run, config, data, analysed)
         results = [sweep_summary.with_tuning_cost(r, costs.get(r.batch_size)) for r in analysed]
         summary = sweep_summary.summarize(config, results)

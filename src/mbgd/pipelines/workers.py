@@ -48,11 +48,11 @@ def run_in_workers(config: SweepConfig, storage_url: str, sweep_run: RunRef, *, 
     try:
         # is_alive reaps a process that ended: ask every one, not only up to the first alive (any() would stop
         # there), or a killed worker stays a zombie whose pid still looks alive to the others.
+        # Opened once: each study's cache then re-reads only its unfinished trials at every poll.
+        watched = {b: studies.open_study(config, b, storage) for b in config.batch_sizes} if progress else {}
         while any([process.is_alive() for process in processes]):
-            if progress:
-                for batch_size in config.batch_sizes:
-                    study = studies.open_study(config, batch_size, storage)
-                    progress(batch_size, studies.finished_count(study), config.n_trials)
+            for batch_size, study in watched.items():
+                progress(batch_size, studies.finished_count(study), config.n_trials)
             time.sleep(POLL_S)
     finally:
         stop(processes)

@@ -114,8 +114,9 @@ def dispose_at_exit(engine) -> None:
 
 
 def collect_at_exit() -> None:
-    """This process opened a store whose engines it cannot name (MLflow's public API does not show them): it
-    ends with the interpreter's own collections, which close their connections."""
+    """This process opened a store whose engines it cannot name (MLflow's public API does not show them): at
+    exit everything is collected, frozen objects included, which closes their connections (a sqlite store
+    keeps no write-ahead log beside it)."""
     _SET_UP.add("collect at exit")
 
 
@@ -123,7 +124,10 @@ def _dispose_engines_and_freeze() -> None:
     for engine in list(_ENGINES):
         with contextlib.suppress(Exception):  # a server gone by now: its connections are gone too
             engine.dispose()
-    if "collect at exit" not in _SET_UP:
+    if "collect at exit" in _SET_UP:  # what imports_done froze too: the unnamed engines are among it
+        gc.unfreeze()
+        gc.collect()
+    else:
         gc.freeze()
 
 

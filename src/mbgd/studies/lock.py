@@ -3,8 +3,9 @@ block ends or the process dies (mbgd.studies.protocol takes it around every chan
 
 On a sqlite file an flock on a file beside the database (sqlite's own locks are fcntl locks on the database
 file, which flock leaves alone), on PostgreSQL a transaction-level advisory lock, on MySQL GET_LOCK; a storage
-without a database (in memory) is one process's, and a thread lock does; on any other database mbgd
-takes no lock, and says so.
+without a database (in memory) is one process's, and a thread lock does; on any other database (or a
+storage without one, such as a journal file) it is an error: mbgd takes no lock it cannot hold across
+processes.
 """
 
 from __future__ import annotations

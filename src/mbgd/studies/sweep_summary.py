@@ -126,7 +126,9 @@ class BatchSizeResult:
         }
 
 
-def measure_tuning_cost(config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan, worker=None):
+def measure_tuning_cost(
+    config: SweepConfig, batch_size: int, study: optuna.Study, data: RegressionData, lr_scan, worker=None
+):
     """How many TPE trials without the scan reach 5% of the batch size's optimum (scan.tpe_trials_to_within),
     handed to `worker` (mbgd.runtime.compute_worker: most of a sweep's analysis, measured while the rest goes
     on); returns its Pending, None when not measured (tuning_cost_seeds 0). Without a worker it runs here."""
@@ -141,14 +143,10 @@ def measure_tuning_cost(config: SweepConfig, study: optuna.Study, data: Regressi
         scan.tpe_trials_to_within,
         config,
         data,
-        study_batch_size(study),
+        batch_size,
         optimum,
         seeds=config.tuning_cost_seeds,
     )
-
-
-def study_batch_size(study: optuna.Study) -> int:
-    return int(study.study_name.rsplit("-b", 1)[1])
 
 
 def tuning_optimum(study: optuna.Study, lr_scan=None) -> float:
@@ -158,11 +156,10 @@ def tuning_optimum(study: optuna.Study, lr_scan=None) -> float:
 
 
 def analyse_batch_size(
-    config: SweepConfig, study: optuna.Study, data: RegressionData, lr_scan=None
+    config: SweepConfig, batch_size: int, study: optuna.Study, data: RegressionData, lr_scan=None
 ) -> BatchSizeResult:
     """Best trial, its seeds, the fixed-lr seeds in both precisions, the epoch-map theory and the scan's
     best; how many TPE trials without the scan reach 5% of the optimum comes after (with_tuning_cost)."""
-    batch_size = study_batch_size(study)
     best = study.best_trial
     best_lr = float(best.params["lr"])
     other_dtype = "float64" if config.train.dtype == "float32" else "float32"

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
@@ -45,9 +44,6 @@ from mbgd.tracking.records import (
     RunRef,
 )
 from mbgd.tracking.store import tracking_uri
-
-if TYPE_CHECKING:
-    pass
 
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run .` puts runs too
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "mbgd.host", "mbgd.pid", "mbgd.heartbeat"

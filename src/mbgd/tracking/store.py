@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from mbgd.core.config import redact
@@ -128,11 +129,13 @@ def _check_schema_known(path: str) -> None:
     import importlib.util
     import sqlite3
 
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        try:
+    # Read-only and immutable: no lock taken, no -wal or -shm file made beside a store in write-ahead mode.
+    uri = f"{Path(path).absolute().as_uri()}?mode=ro&immutable=1"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone() or ("",)
-        except sqlite3.DatabaseError:  # not a store yet (an empty file), or not MLflow's: MLflow says
-            return
+    except sqlite3.Error:  # not a store yet (an empty file), not MLflow's, or not a file: MLflow says
+        return
     spec = importlib.util.find_spec("mlflow")
     if not revision or spec is None or not spec.submodule_search_locations:
         return
