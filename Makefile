@@ -45,7 +45,7 @@ bench: install
 
 # Mutation testing of the numeric core and the protocol against the fast tests ([tool.mutmut] in pyproject.toml);
 # not part of `make test`. Ends with one line: the share of mutants killed. MUTANTS narrows it (mutmut's name globs).
-MUTANTS ?= mbgd.core.train.* mbgd.core.data.* mbgd.core.scan.* mbgd.core.theory.* mbgd.core.noise_scale.* mbgd.core.objectives.* mbgd.core.config.x_redact* mbgd.studies.protocol.* mbgd.runtime.liveness.*
+MUTANTS ?= mbgd.core.train.* mbgd.core.data.* mbgd.core.scan.* mbgd.core.theory.* mbgd.core.noise_scale.* mbgd.core.objectives.* mbgd.core.config.x_redact* mbgd.studies.protocol.* mbgd.studies.optuna_internals.* mbgd.runtime.liveness.*
 mutate: install
 	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)') > mutants.log 2>&1 || (tail -20 mutants.log; exit 1)
 	$(BIN)/python tools/mutation_score.py $(foreach m,$(MUTANTS),'$(m)')

@@ -1,4 +1,5 @@
-"""A fitted line, y = x · w + b, as an MLflow pyfunc model "from code" (tracking_models.log_model saves it).
+"""A fitted line, y = x · w + b, as an MLflow pyfunc model "from code" (mbgd.tracking.models.log_model saves
+it).
 
 MLflow copies this file into the model's folder and runs it when the model is loaded; the weights, the bias
 and the feature names come from the model's config. So a logged model needs only MLflow, numpy and pandas to

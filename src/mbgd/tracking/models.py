@@ -83,8 +83,8 @@ def log_model(
     The model (mbgd/tracking/line_model.py, "from code") takes a DataFrame with the feature names as columns.
     It has an explicit signature, an input example (`example`'s rows, else 0 and 1 for every feature) and
     pinned pip requirements, so MLflow infers nothing. The folder is saved here and logged as run artifacts,
-    not through
-    `mlflow.pyfunc.log_model`, whose LoggedModel entity costs three times as long (about 45 ms against 15).
+    not through `mlflow.pyfunc.log_model`, whose LoggedModel entity costs three times as long (about 45 ms
+    against 15).
     """
     import logging
     import tempfile
