@@ -132,7 +132,7 @@ def test_a_signal_during_a_hand_over_is_handled_after_it() -> None:
 
 SWEEP_PROCESS = """
 import os, signal, sys, time
-from mbgd.pipelines.trial_runs import TrialRunWriter
+from mbgd.pipelines.trial_run_writer import TrialRunWriter
 sys.path.insert(0, {tests!r})
 from test_trial_runs import trial_runs
 

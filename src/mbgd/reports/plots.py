@@ -291,7 +291,7 @@ def optuna_pngs(study_name: str, trials) -> dict[str, bytes]:
 
 def png_bytes(figure: Figure) -> bytes:
     """The figure as a PNG file's bytes, saved as MLflow's log_figure saves it (for a process that logs it
-    elsewhere: tracking.log_png)."""
+    elsewhere: mbgd.tracking.artifacts.log_png)."""
     import io
 
     buffer = io.BytesIO()
