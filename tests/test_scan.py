@@ -337,3 +337,21 @@ def test_scan_records_the_first_touch_divergence_and_worst_value_of_every_lr() -
 def test_a_grid_of_one_is_the_geometric_middle_and_of_two_the_ends() -> None:
     assert lr_grid(0.01, 1.0, 1) == [pytest.approx(0.1, rel=1e-15)]
     assert lr_grid(0.01, 1.0, 2) == [0.01, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("objective", "just_within", "just_outside"),
+    [("final", 1.0499, 1.0501), ("auc", 1.0 + math.log10(1.0499), 1.0 + math.log10(1.0501))],
+)
+def test_the_tuning_cost_counts_trials_to_within_5_percent_of_the_optimum(
+    objective: str, just_within: float, just_outside: float
+) -> None:
+    """trials_to_5pct's threshold: a trial 5.01% worse than the optimum is not within, 4.99% is (auc compares
+    geometric-mean losses: its values are mean log10 losses)."""
+    search = object.__new__(scans.TpeSearch)  # its counting alone: values set by hand, nothing trained
+    search.config = SweepConfig(objective=objective)
+    search.values = [[1.3, just_outside, just_within, 0.9], [just_outside, 1.2]]
+    search.studies = [None, None]  # counts() asks each seed
+    assert search.first_within(0, 1.0) == 3
+    assert search.first_within(1, 1.0) is None
+    assert search.counts(1.0) == [3, None]

@@ -382,3 +382,19 @@ def test_the_sqlite_tracking_store_syncs_at_checkpoints_and_other_files_keep_the
     tracking.client()
     assert synchronous(tmp_path / "mlflow.db") == 1  # NORMAL: with a write-ahead log, a sync per checkpoint
     assert synchronous(tmp_path / "other.db") == 2  # FULL, sqlite's default: not the store, not touched
+
+
+@pytest.mark.parametrize("target_name", ["y", "price"])
+def test_a_logged_model_s_signature_names_the_features_and_the_target(
+    tracking_store: str, target_name
+) -> None:
+    from mbgd.tracking import models
+
+    client = MlflowClient(tracking_store)
+    run_id = client.create_run("0").info.run_id
+    uri = models.log_model(client, run_id, [2.0, -1.0], 0.5, ("x", "z"), target_name=target_name)
+    signature = mlflow.models.get_model_info(uri).signature
+    assert signature.inputs.input_names() == ["x", "z"]
+    assert signature.outputs.input_names() == [target_name]
+    predicted = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame([[1.0, 3.0]], columns=["x", "z"]))
+    assert [float(v) for v in predicted] == [2.0 * 1.0 - 1.0 * 3.0 + 0.5]
