@@ -88,7 +88,8 @@ def test_a_sweep_command_ends_with_its_stores_whole_and_no_write_ahead_log_besid
     # without closing theirs: the command's are the last)
     small = ["--batch-sizes", "1,10", "--n-trials", "48", "--population", "8", "--scan", "8", "--seeds", "2"]
     result = subprocess.run(
-        [str(BIN / "mbgd"), "sweep", *small, "--tuning-cost-seeds", "2"],
+        # with the model registry too: its store's connections are closed at exit as the tracking store's
+        [str(BIN / "mbgd"), "sweep", *small, "--tuning-cost-seeds", "2", "--register-model", "mbgd-line"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -104,5 +105,7 @@ def test_a_sweep_command_ends_with_its_stores_whole_and_no_write_ahead_log_besid
     assert sorted(p.name for p in tmp_path.glob("*.db*")) == ["mlflow.db", "optuna.db", "optuna.db.lock"]
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         statuses = db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()
+        versions = db.execute("SELECT name, version FROM model_versions ORDER BY version").fetchall()
     db.close()
     assert statuses == [("FINISHED", 2 * 48 + 1 + 2)]  # the trials, the sweep's run, the two best models
+    assert versions == [("mbgd-line", 1), ("mbgd-line", 2)]  # in mlflow.db itself, not left in a -wal

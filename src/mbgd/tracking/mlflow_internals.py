@@ -61,6 +61,17 @@ def fast_paths() -> bool:
     return os.environ.get(PUBLIC_API_ENV, "") != "1" and mlflow.__version__ in VERIFIED_VERSIONS
 
 
+def registry_engines(mlflow_client) -> list | None:
+    """The SQLAlchemy engines of the client's model registry store, to dispose at exit ([] for a registry
+    without any); None where the fast paths are off (MLflow's public API does not show them)."""
+    if not fast_paths():
+        return None
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistrySqlStore
+
+    store = mlflow_client._get_registry_client().store
+    return [store.engine] if isinstance(store, RegistrySqlStore) else []
+
+
 def sql_store(mlflow_client) -> SqlAlchemyStore | None:
     """The client's store when it is MLflow's plain SQL store and the fast paths are on, else None."""
     store = mlflow_client._tracking_client.store if fast_paths() else None

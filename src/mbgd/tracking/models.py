@@ -154,4 +154,20 @@ def register_model(
             raise
     run_id, path = RunsArtifactRepository.parse_runs_uri(model_uri)
     source = f"{mlflow_client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
-    return mlflow_client.create_model_version(name, source, run_id=run_id, tags=dict(tags or {}))
+    version = mlflow_client.create_model_version(name, source, run_id=run_id, tags=dict(tags or {}))
+    close_registry_at_exit(mlflow_client)
+    return version
+
+
+def close_registry_at_exit(mlflow_client: MlflowClient) -> None:
+    """The registry store's connections closed when the process ends, as the tracking store's are: otherwise
+    a sqlite store keeps everything since its last checkpoint in its write-ahead log (a copy of mlflow.db
+    alone would lose the sweep)."""
+    from mbgd.runtime.processes import collect_at_exit, dispose_at_exit
+    from mbgd.tracking import mlflow_internals
+
+    engines = mlflow_internals.registry_engines(mlflow_client)
+    if engines is None:
+        collect_at_exit()
+    for engine in engines or ():
+        dispose_at_exit(engine)
