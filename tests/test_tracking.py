@@ -398,3 +398,28 @@ def test_a_logged_model_s_signature_names_the_features_and_the_target(
     assert signature.outputs.input_names() == [target_name]
     predicted = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame([[1.0, 3.0]], columns=["x", "z"]))
     assert [float(v) for v in predicted] == [2.0 * 1.0 - 1.0 * 3.0 + 0.5]
+
+
+def test_each_loss_is_stamped_with_when_its_epoch_ended() -> None:
+    from mbgd.core.history import History
+    from mbgd.tracking.metric_values import history_metrics
+
+    history = History(lr=0.1, batch_size=2, updates_per_epoch=2, samples_per_epoch=4)
+    history.epoch_losses, history.epoch_seconds = [4.0, 2.0, 1.0], [0.0, 0.5, 1.25]
+    history.batch_losses = [3.0, 2.5, 1.5, 1.2]  # two updates in each of the two epochs
+    history.started_at, history.w, history.b = 1_000.0, [1.0], 0.5
+    stamped = {(m.key, m.step): m.timestamp for m in history_metrics(history, weight_names=["x"])}
+    assert [stamped["loss", i] for i in range(3)] == [1_000_000, 1_000_500, 1_001_250]
+    assert [stamped["batch_loss", i] for i in range(4)] == [1_000_500, 1_000_500, 1_001_250, 1_001_250]
+
+
+def test_a_trained_run_s_losses_are_stamped_within_its_training(tracking_store: str) -> None:
+    invoke("train", "--epochs", "5", "--compare-with", "")
+    client = MlflowClient(tracking_store)
+    (run,) = client.search_runs(["0"])
+    stamps = [
+        m.timestamp for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+    ]
+    assert len(stamps) == 6
+    assert stamps == sorted(stamps)
+    assert run.info.start_time - 5_000 <= stamps[0] <= stamps[-1] <= run.info.end_time

@@ -36,6 +36,7 @@ class History:
     update_losses: list[float] = field(default_factory=list)
     update_params: list[list[float]] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)  # wall clock at each epoch_losses point
+    started_at: float = math.nan  # when training began (time.time()): where epoch_seconds count from
     w: list[float] = field(default_factory=list)
     b: float = math.nan
     diverged: bool = False

@@ -197,6 +197,8 @@ def _fit(
     cache = own is None and not config.shuffle and len(loader) <= _CACHED_BATCHES
     batches = list(loader) if cache else None
     start = time.perf_counter()
+    for history in histories:
+        history.started_at = time.time()
 
     for epoch in range(config.epochs + 1):
         rows = members.tolist()

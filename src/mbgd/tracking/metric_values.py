@@ -3,6 +3,7 @@ nothing logged here."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -26,8 +27,18 @@ def scalars(values: Mapping[str, float], *, step: int = 0) -> list[Metric]:
     return [Metric(key, float(value), timestamp, step) for key, value in values.items()]
 
 
+def epoch_timestamps(history: History) -> list[int] | None:
+    """When each `loss` point was recorded (ms since the Unix epoch): training's start plus its epoch_seconds;
+    None for a history that does not know when it started."""
+    if math.isnan(history.started_at) or len(history.epoch_seconds) != len(history.epoch_losses):
+        return None
+    return [int((history.started_at + seconds) * 1000) for seconds in history.epoch_seconds]
+
+
 def history_metrics(history: History, *, weight_names: Sequence[str]) -> list[Metric]:
-    """`batch_loss` per update, `loss` per epoch and the run's scalar results."""
+    """`batch_loss` per update, `loss` per epoch and the run's scalar results. Each loss is stamped with when
+    its epoch ended (an update's with its epoch's end), so that MLflow's time axes show the training; the
+    scalars with when they are logged."""
     results = {
         "final_loss": history.final_loss,
         "train_seconds": history.train_seconds,
@@ -39,8 +50,20 @@ def history_metrics(history: History, *, weight_names: Sequence[str]) -> list[Me
         else:
             results.update({f"w_{name}": value for name, value in zip(weight_names, history.w, strict=True)})
         results["b"] = history.b
-    return [
-        *series("batch_loss", history.batch_losses),
-        *series("loss", history.epoch_losses),
-        *scalars(results),
-    ]
+    ends = epoch_timestamps(history)
+    if ends is None:
+        losses = [*series("batch_loss", history.batch_losses), *series("loss", history.epoch_losses)]
+    else:
+        per_epoch = max(history.updates_per_epoch, 1)
+        last = len(ends) - 1
+        losses = [
+            *(
+                Metric("batch_loss", float(v), ends[min(i // per_epoch + 1, last)], i)
+                for i, v in enumerate(history.batch_losses)
+            ),
+            *(
+                Metric("loss", float(v), end, i)
+                for i, (v, end) in enumerate(zip(history.epoch_losses, ends, strict=True))
+            ),
+        ]
+    return [*losses, *scalars(results)]
