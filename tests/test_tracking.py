@@ -306,6 +306,27 @@ def test_register_model_makes_one_version_per_batch_size_tagged_with_what_made_i
         assert len(mlflow.pyfunc.load_model(uri).predict(INPUTS)) == 3
 
 
+def test_registered_versions_carry_aliases_and_a_rerun_moves_them_instead_of_adding_versions(
+    tracking_store: str,
+) -> None:
+    invoke("sweep", *TINY_SWEEP, "--name", "reg", "--register-model", "line")
+    client = MlflowClient(tracking_store)
+    versions = {v.tags["batch_size"]: v.version for v in client.search_model_versions("name = 'line'")}
+    assert {b: client.get_model_version_by_alias("line", f"b{b}").version for b in versions} == versions
+    sweep = runs_by_name(tracking_store)["sweep-reg"].data.metrics
+    lowest = min(versions, key=lambda b: sweep[f"best_value_b{b}"])
+    assert client.get_model_version_by_alias("line", "best").version == versions[lowest]
+    model = client.get_registered_model("line")
+    assert f"@best, the batch size whose tuned objective is lowest (b{lowest})" in model.description
+    assert len(mlflow.pyfunc.load_model("models:/line@b2").predict(INPUTS)) == 3
+
+    result = invoke("sweep", *TINY_SWEEP, "--name", "reg", "--register-model", "line")  # the same sweep again
+    assert "registered line version" in result.output
+    again = {v.tags["batch_size"]: v.version for v in client.search_model_versions("name = 'line'")}
+    assert again == versions  # no version beside the same model
+    assert client.get_model_version_by_alias("line", "b1").version == versions["1"]
+
+
 @pytest.mark.parametrize("command", ["sweep", "report"])
 @pytest.mark.parametrize("name", ["a/b", "x:y", " ", "../up"])
 def test_a_bad_register_model_name_is_a_one_line_usage_error_before_any_run(

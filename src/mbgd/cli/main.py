@@ -112,7 +112,7 @@ def echo_rankings(config: SweepConfig, outcome: Any, register_model: str) -> Non
         best_lr = summary["by_batch_size"][str(batch_size)]["best_lr"]
         click.echo(
             f"registered {register_model} version {version}: batch size {batch_size}, lr {best_lr:.4g} "
-            f"(models:/{register_model}/{version})"
+            f"(models:/{register_model}/{version}, models:/{register_model}@b{batch_size})"
         )
 
 

@@ -176,8 +176,9 @@ register_model_option = options_from(
     (
         "--register-model",
         str,
-        "Register each batch size's best-lr model as a new version of this MLflow registered model, "
-        "tagged with its batch size, lr, seed, objective and study ('' for none). [default: '']",
+        "Register each batch size's best-lr model as a version of this MLflow registered model, tagged with "
+        "its batch size, lr, seed, objective and study, with the alias b<B> (and best) ('' for none). "
+        "[default: '']",
         {"default": ""},
     )
 )

@@ -268,14 +268,14 @@ def log_sweep_best_models(client, sweep_run, config, data: RegressionData, resul
 
 
 def register_best_models(client, name: str, config, results, models: dict[int, str]) -> dict[int, str]:
-    """Each best model as a new version of the registered model `name`, tagged with what made it; returns the
-    versions by batch size."""
+    """Each best model as a version of the registered model `name`, tagged with what made it, with the alias
+    `b<B>`; `best` on the batch size whose tuned objective is lowest. Returns the versions by batch size."""
     from mbgd.tracking import models as tracking_models
 
+    registered = [r for r in results if r.batch_size in models]
+    best = min(registered, key=lambda r: r.best_value, default=None)
     versions = {}
-    for r in results:
-        if r.batch_size not in models:
-            continue
+    for r in registered:
         tags = {
             "batch_size": str(r.batch_size),
             "lr": repr(r.best_lr),
@@ -283,9 +283,21 @@ def register_best_models(client, name: str, config, results, models: dict[int, s
             "objective": config.objective,
             "study_name": config.study_name(r.batch_size),
         }
+        aliases = [f"b{r.batch_size}", *(["best"] if r is best else [])]
         versions[r.batch_size] = str(
-            tracking_models.register_model(client, models[r.batch_size], name, tags=tags).version
+            tracking_models.register_model(
+                client, models[r.batch_size], name, tags=tags, aliases=aliases
+            ).version
         )
+    if registered:
+        aliases = ", ".join(f"@b{r.batch_size}" for r in registered)
+        description = (
+            f"The line y = x·w + b that mbgd's sweep {config.name!r} fitted at each batch size's tuned lr "
+            f"(objective {config.objective}, seed {config.train.seed}). Aliases: one per batch size "
+            f"({aliases}); @best, the batch size whose tuned objective is lowest (b{best.batch_size}). "
+            f"Load one with mlflow.pyfunc.load_model('models:/{name}@best')."
+        )
+        tracking_models.describe_registered_model(client, name, description)
     return versions
 
 

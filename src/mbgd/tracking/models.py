@@ -141,10 +141,18 @@ def check_model_name(name: str) -> None:
 
 
 def register_model(
-    mlflow_client: MlflowClient, model_uri: str, name: str, *, tags: Mapping[str, str] | None = None
+    mlflow_client: MlflowClient,
+    model_uri: str,
+    name: str,
+    *,
+    tags: Mapping[str, str] | None = None,
+    aliases: Sequence[str] = (),
 ):
-    """A new version of the registered model `name` (created if missing, by whichever process gets there
-    first) from a runs:/<run_id>/<path> model; returns the ModelVersion."""
+    """A version of the registered model `name` (created if missing, by whichever process gets there first)
+    from a runs:/<run_id>/<path> model, with `aliases` moved to it; returns the ModelVersion.
+
+    A version whose tags are exactly `tags` already (the same model, registered again: a sweep's rerun) is
+    reused rather than another made beside it."""
     from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 
     try:
@@ -152,11 +160,22 @@ def register_model(
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    run_id, path = RunsArtifactRepository.parse_runs_uri(model_uri)
-    source = f"{mlflow_client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
-    version = mlflow_client.create_model_version(name, source, run_id=run_id, tags=dict(tags or {}))
+    tags = dict(tags or {})
+    same = [v for v in mlflow_client.search_model_versions(f"name = '{name}'") if tags and v.tags == tags]
+    if same:
+        version = min(same, key=lambda v: int(v.version))
+    else:
+        run_id, path = RunsArtifactRepository.parse_runs_uri(model_uri)
+        source = f"{mlflow_client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
+        version = mlflow_client.create_model_version(name, source, run_id=run_id, tags=tags)
+    for alias in aliases:
+        mlflow_client.set_registered_model_alias(name, alias, version.version)
     close_registry_at_exit(mlflow_client)
     return version
+
+
+def describe_registered_model(mlflow_client: MlflowClient, name: str, description: str) -> None:
+    mlflow_client.update_registered_model(name, description=description)
 
 
 def close_registry_at_exit(mlflow_client: MlflowClient) -> None:
