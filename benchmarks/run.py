@@ -38,6 +38,7 @@ BENCHMARKS = {  # id -> module with run(context) -> list[Result], or module:func
     "S1": "s1_epoch_time",
     "M1": "m1_memory",
     "PR": "pr_pruning",
+    "LM": "lm_logged_model",
     "P5": "p5_commands:train",
     "P6": "p5_commands:sweep",
     "P7": "p5_commands:scaling",

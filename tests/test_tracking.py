@@ -191,14 +191,35 @@ def test_a_diverged_run_logs_no_model(tracking_store: str) -> None:
     invoke("train", "--lr", "1000", "--epochs", "3", "--compare-with", "")
     (run,) = runs_by_name(tracking_store).values()
     assert run.data.metrics["diverged"] == 1
-    assert "model" not in {a.path for a in MlflowClient(tracking_store).list_artifacts(run.info.run_id)}
+    assert logged_models_of(run.info.run_id) == []
+
+
+def logged_models_of(run_id: str) -> list:
+    """The LoggedModels whose source is the run, found as an MLflow user would."""
+    return mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
+
+
+def test_a_run_s_model_is_a_logged_model_with_the_run_s_params_and_results(tracking_store: str) -> None:
+    invoke("train", "--epochs", "2", "--compare-with", "")
+    (run,) = runs_by_name(tracking_store).values()
+    (model,) = logged_models_of(run.info.run_id)
+    assert (model.name, str(model.status)) == ("model", "READY")
+    assert model.params == run.data.params
+    linked = {m.key: m.value for m in model.metrics}
+    assert linked == {k: run.data.metrics[k] for k in ("final_loss", "train_seconds", "diverged", "w", "b")}
+    assert all(m.run_id == run.info.run_id for m in model.metrics)
+    assert [
+        o.model_id for o in MlflowClient(tracking_store).get_run(run.info.run_id).outputs.model_outputs
+    ] == [model.model_id]
+    assert mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model").model_id == model.model_id
+    assert mlflow.models.get_model_info(f"models:/{model.model_id}").run_id == run.info.run_id
 
 
 def test_registered_versions_come_from_the_run_and_load(tracking_store: str) -> None:
     client = tracking.client()
     run_id = client.create_run("0").info.run_id
     model_uri = tracking_models.log_model(client, run_id, [2.0], -1.0, ["x"])
-    assert model_uri == f"runs:/{run_id}/model"
+    assert model_uri == f"models:/{logged_models_of(run_id)[0].model_id}"
     first = tracking_models.register_model(client, model_uri, "line", tags={"batch_size": "20"})
     second = tracking_models.register_model(client, model_uri, "line")
     assert (str(first.version), str(second.version)) == ("1", "2")
@@ -262,6 +283,10 @@ def test_sweep_logs_each_batch_sizes_best_lr_model_that_predicts_like_an_indepen
     runs = runs_by_name(tracking_store)
     sweep_run = runs["sweep-models"]
     assert len(runs) == 1 + 2 * 2 + 2  # the sweep, its trials, a best-b<B> run per batch size
+    listed = mlflow.search_logged_models(
+        output_format="list"
+    )  # the experiment's models, as a user lists them
+    assert sorted(m.source_run_id for m in listed) == sorted(runs[f"best-b{b}"].info.run_id for b in (1, 2))
     for batch_size in (1, 2):
         best = runs[f"best-b{batch_size}"]
         assert best.data.tags["mlflow.parentRunId"] == sweep_run.info.run_id
@@ -270,7 +295,7 @@ def test_sweep_logs_each_batch_sizes_best_lr_model_that_predicts_like_an_indepen
         assert lr == sweep_run.data.metrics[f"best_lr_b{batch_size}"]
         assert (best.data.params["batch_size"], best.data.params["seed"]) == (str(batch_size), "42")
         model_uri = sweep_run.data.tags[f"best_model_b{batch_size}"]
-        assert model_uri == f"runs:/{best.info.run_id}/model"
+        assert model_uri == f"models:/{logged_models_of(best.info.run_id)[0].model_id}"
         expected = independently_fitted_prediction(batch_size=batch_size, lr=lr, epochs=2)
         assert list(mlflow.pyfunc.load_model(model_uri).predict(INPUTS)) == pytest.approx(
             expected, rel=1e-12, abs=1e-12
@@ -291,6 +316,7 @@ def test_register_model_makes_one_version_per_batch_size_tagged_with_what_made_i
     for batch_size, model_version in versions.items():
         best = runs[f"best-b{batch_size}"]
         assert model_version.run_id == best.info.run_id
+        assert model_version.source == f"models:/{logged_models_of(best.info.run_id)[0].model_id}"
         assert model_version.tags == {
             "batch_size": batch_size,
             "lr": best.data.params["lr"],
@@ -376,7 +402,7 @@ def test_scaling_logs_each_best_lr_model_that_predicts_like_an_independent_fit(t
                 lr = float(best.data.params["lr"])
                 assert lr == best_lrs[batch_size]
                 model_uri = parent.data.tags[f"best_model/{key}/b{batch_size}"]
-                assert model_uri == f"runs:/{best.info.run_id}/model"
+                assert model_uri == f"models:/{logged_models_of(best.info.run_id)[0].model_id}"
                 expected = independently_fitted_prediction(
                     batch_size=batch_size,
                     lr=lr,

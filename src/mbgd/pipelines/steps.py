@@ -157,4 +157,6 @@ def log_best_model(
             data.feature_names,
             target_name=data.target_name,
             example=data.x[:2].tolist(),
+            params=params,
+            metrics=metric_values.model_metrics(metrics),
         )

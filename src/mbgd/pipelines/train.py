@@ -234,12 +234,9 @@ def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
 
     def log_batch_size(run_id: str, batch_size: int, extra_params: dict[str, str] | None = None) -> None:
         history = results.histories[batch_size]
-        tracking.log_values(
-            client,
-            run_id,
-            params={**run_params(config.with_batch_size(batch_size), record), **(extra_params or {})},
-            metrics=metric_values.history_metrics(history, weight_names=record.feature_names),
-        )
+        params = {**run_params(config.with_batch_size(batch_size), record), **(extra_params or {})}
+        metrics = metric_values.history_metrics(history, weight_names=record.feature_names)
+        tracking.log_values(client, run_id, params=params, metrics=metrics)
         tracking_models.log_dataset(client, run_id, record)
         if not history.diverged:
             tracking_models.log_model(
@@ -250,6 +247,8 @@ def _log_train(train_run: TrainRun, compute: Any, parent) -> TrainOutcome:
                 record.feature_names,
                 target_name=record.target_name,
                 example=record.x[:2].tolist(),
+                params=params,
+                metrics=metric_values.model_metrics(metrics),
             )
         artifacts.log_png(client, run_id, results.loss_curves[batch_size], "loss_curve.png")
 

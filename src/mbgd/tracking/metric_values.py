@@ -67,3 +67,8 @@ def history_metrics(history: History, *, weight_names: Sequence[str]) -> list[Me
             ),
         ]
     return [*losses, *scalars(results)]
+
+
+def model_metrics(metrics: Sequence[Metric]) -> list[Metric]:
+    """The points of a run's metrics that describe its model: its scalar results, not the loss curves."""
+    return [m for m in metrics if m.key not in ("batch_loss", "loss")]
