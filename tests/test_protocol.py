@@ -4,6 +4,7 @@ failed under its worker is retried without a crash, budgets stay exact, and a to
 import contextlib
 import datetime
 import logging
+import math
 import os
 import sqlite3
 import subprocess
@@ -639,3 +640,28 @@ def test_a_storage_or_database_without_a_cross_process_lock_is_an_error_not_a_th
         with study_lock.held_for(journal, 7):
             pass
     assert not study_lock.LOCAL_LOCK.locked()
+
+
+def test_finished_trials_added_in_one_transaction_are_what_study_add_trials_makes(database_url: str) -> None:
+    backend = open_storage(database_url)
+    together = optuna.create_study(study_name="together", storage=backend)
+    alone = optuna.create_study(study_name="alone", storage=backend)
+    for study in (together, alone):  # numbers go on from a trial
+        backend.set_trial_state_values(backend.create_new_trial(study._study_id), STATE.FAIL)
+    lr = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
+
+    def templates() -> list[optuna.trial.FrozenTrial]:
+        return [
+            optuna.trial.create_trial(
+                params={"lr": value}, distributions={"lr": lr}, value=loss, user_attrs={"diverged": diverged}
+            )
+            for value, loss, diverged in ((1e-4, 2.5, False), (0.1, 0.25, False), (1.0, math.inf, True))
+        ]
+
+    protocol.add_finished_trials(backend, together, templates())
+    alone.add_trials(templates())
+    made = [comparable(t) for t in together.trials[1:]]
+    assert made == [comparable(t) for t in alone.trials[1:]]
+    assert [t[0] for t in made] == [1, 2, 3]
+    assert [t[6] for t in made] == [[2.5], [0.25], [math.inf]]
+    assert together.best_trial.params == {"lr": 0.1}

@@ -345,6 +345,17 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     neighbours = [r[0] for r in scan_rows]
     i = neighbours.index(row["scan_best_lr"])
     assert all(neighbours[i - 1] <= t.params["lr"] <= neighbours[i + 1] for t in study.trials)
+    # The scan as Optuna sees it: a companion study, a COMPLETE trial per scanned lr, over the whole range.
+    companion = optuna.load_study(study_name="tiny-b1-scan", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert study.user_attrs["mbgd_refinement"]["scan_study"] == "tiny-b1-scan"
+    assert companion.user_attrs["scan_of"] == "tiny-b1"
+    assert [t.number for t in companion.trials] == list(range(512))
+    assert {t.state for t in companion.trials} == {optuna.trial.TrialState.COMPLETE}
+    assert [[t.params["lr"], t.value, bool(t.user_attrs["diverged"])] for t in companion.trials] == [
+        [r[0], r[1], bool(r[3])] for r in scan_rows
+    ]
+    (distribution,) = {str(t.distributions["lr"]) for t in companion.trials}
+    assert distribution == str(optuna.distributions.FloatDistribution(1e-4, 1.0, log=True))
     # auc: geometric means
     assert row["tuned_regret"] == pytest.approx(10 ** (row["best_value"] - best_scan) - 1)
     assert row["tuned_regret"] <= 0
@@ -361,3 +372,9 @@ def test_sweep_command_tracks_every_trial_and_logs_figures_and_summaries(
     )
     trial_runs = [r for r in client.search_runs(["0"], max_results=100) if "trial" in r.data.params]
     assert len(trial_runs) == 8
+    assert (
+        len(
+            optuna.load_study(study_name="tiny-b1-scan", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
+        )
+        == 512
+    )

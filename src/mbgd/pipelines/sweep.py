@@ -70,7 +70,7 @@ def scan_studies(config, data: RegressionData, storage, scans_begun=None) -> dic
     for batch_size in config.batch_sizes:
         begun = (scans_begun or {}).get(batch_size)
         scans[batch_size] = begun.result() if begun else scan.run_scan(config, data, batch_size)
-        sweep.prepare_refinement(open_study(config, batch_size, storage), scans[batch_size])
+        sweep.prepare_refinement(open_study(config, batch_size, storage), storage, scans[batch_size])
     return scans
 
 

@@ -1,5 +1,5 @@
 """Optuna's private names, all in this one module: a trial's storage id, the trials whose heartbeat is stale,
-and a population's trials made and told in one transaction of the RDB storage's own rows.
+and a population's trials (or a scan's) made and told in one transaction of the RDB storage's own rows.
 
 They are used only on the Optuna versions the tests verify them on (VERIFIED_VERSIONS: tests/test_protocol.py
 compares the rows written here with the storage's own calls' on sqlite and PostgreSQL). On any other version,
@@ -56,17 +56,18 @@ class TrialWrite:
     user_attrs: Mapping[str, object]
 
 
-def create_running_trials(
+def create_trials(
     storage: optuna.storages.RDBStorage,
     study_id: int,
     templates: Sequence[optuna.trial.FrozenTrial],
     *,
     heartbeats: bool,
 ) -> list[int]:
-    """Make the RUNNING trials of `templates` in one transaction, with the rows the storage's own
-    create_new_trial writes: the trials (numbered after the trials before them, as it numbers them, under the
-    same lock of the study's row), their params (the distribution checked against the study's, as it checks
-    each), attributes and, with `heartbeats`, their first heartbeats. Its own step costs a flush and four
+    """Make the trials of `templates` (RUNNING ones, or finished ones with their values) in one transaction,
+    with the rows the storage's own create_new_trial writes: the trials (numbered after the trials before
+    them, as it numbers them, under the same lock of the study's row), their params (the distribution checked
+    against the study's, as it checks each), attributes, values and, with `heartbeats`, their first
+    heartbeats. Its own step costs a flush and four
     queries per trial, most of what asking a population cost. Returns their ids in the order numbered."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
@@ -116,6 +117,14 @@ def create_running_trials(
                     model(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
                     for key, value in attrs.items()
                 )
+            session.add_all(
+                models.TrialValueModel(
+                    trial_id=trial.trial_id, objective=objective, value=stored, value_type=value_type
+                )
+                for objective, (stored, value_type) in enumerate(
+                    map(models.TrialValueModel.value_to_stored_repr, template.values or ())
+                )
+            )
         if heartbeats:
             session.add_all(models.TrialHeartbeatModel(trial_id=trial.trial_id) for trial in trials)
         trial_ids = [trial.trial_id for trial in trials]

@@ -299,7 +299,9 @@ def measure_scaling(
             lr_scan = None
             if study_config.scan:
                 lr_scan = scans[((order, targets), batch_size)].result()
-                sweep.prepare_refinement(studies.open_study(study_config, batch_size, storage), lr_scan)
+                sweep.prepare_refinement(
+                    studies.open_study(study_config, batch_size, storage), storage, lr_scan
+                )
                 if on_scan:
                     on_scan(lr_scan)
             study = sweep.run_study(study_config, data, batch_size, storage, on_trials=on_trials)

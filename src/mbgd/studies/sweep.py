@@ -114,10 +114,11 @@ def trial_distribution(study: optuna.Study, config: SweepConfig) -> optuna.distr
     return optuna.distributions.FloatDistribution(refinement["lr_min"], refinement["lr_max"], log=True)
 
 
-def prepare_refinement(study: optuna.Study, lr_scan) -> None:
+def prepare_refinement(study: optuna.Study, storage: optuna.storages.BaseStorage, lr_scan) -> None:
     """Make a new study refine its scan (mbgd.core.scan.LrScan): record the narrowed range the trials sample
-    (between the best scan point's neighbours) and enqueue the best scan lr as the first trial. A study that
-    already has trials or a range keeps them (a resumed study goes on as it began)."""
+    (between the best scan point's neighbours), enqueue the best scan lr as the first trial, and record the
+    scan as the companion study `<study>-scan` (scan_study). A study that already has trials or a range keeps
+    them (a resumed study goes on as it began)."""
     if study.user_attrs.get(REFINEMENT_ATTR) is not None or study.get_trials(deepcopy=False):
         return
     low, high = lr_scan.refinement_range()
@@ -129,9 +130,48 @@ def prepare_refinement(study: optuna.Study, lr_scan) -> None:
             "scan_points": len(lr_scan.lrs),
             "scan_best_lr": lr_scan.best_lr,
             "scan_best_value": lr_scan.best_value,
+            "scan_study": scan_study(study, storage, lr_scan).study_name,
         },
     )
     study.enqueue_trial({"lr": lr_scan.best_lr})
+
+
+SCAN_STUDY_SUFFIX = "-scan"
+
+
+def scan_study(study: optuna.Study, storage: optuna.storages.BaseStorage, lr_scan) -> optuna.Study:
+    """The scan as a study of its own beside `study`, `<study>-scan`: one COMPLETE trial per scanned lr (its
+    objective as the value; `diverged` and, for updates_to, `first_touch` as user attrs) over the scan's whole
+    lr range, so that optuna-dashboard and optuna.visualization show the landscape the refinement's narrow
+    range is cut from. `--n-trials` counts only the refining study's trials. Made once: a companion that has
+    trials is left as it is."""
+    companion = optuna.create_study(
+        study_name=study.study_name + SCAN_STUDY_SUFFIX,
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+    )
+    if companion.get_trials(deepcopy=False):
+        return companion
+    companion.set_user_attr("scan_of", study.study_name)
+    companion.set_user_attr("objective", lr_scan.objective)
+    distribution = optuna.distributions.FloatDistribution(min(lr_scan.lrs), max(lr_scan.lrs), log=True)
+    templates = [
+        optuna.trial.create_trial(
+            params={"lr": lr},
+            distributions={"lr": distribution},
+            value=value,
+            user_attrs={
+                "diverged": diverged,
+                **({"first_touch": touch} if lr_scan.objective == "updates_to" else {}),
+            },
+        )
+        for lr, value, touch, diverged in zip(
+            lr_scan.lrs, lr_scan.values, lr_scan.first_touch, lr_scan.diverged, strict=True
+        )
+    ]
+    protocol.add_finished_trials(storage, companion, templates)
+    return companion
 
 
 def propose_lrs(
