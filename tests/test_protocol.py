@@ -22,7 +22,7 @@ from mbgd.core.data import load_data
 from mbgd.studies import lock as study_lock
 from mbgd.studies import optuna_internals, protocol, sweep
 from mbgd.studies.storage import open_storage, open_study
-from mbgd.studies.sweep import lr_distribution, run_study
+from mbgd.studies.sweep import add_finished_trials, lr_distribution, run_study
 
 TUTORIAL = TrainConfig()
 DATA = load_data(TUTORIAL.data, TUTORIAL.seed)
@@ -658,7 +658,7 @@ def test_finished_trials_added_in_one_transaction_are_what_study_add_trials_make
             for value, loss, diverged in ((1e-4, 2.5, False), (0.1, 0.25, False), (1.0, math.inf, True))
         ]
 
-    protocol.add_finished_trials(backend, together, templates())
+    add_finished_trials(backend, together, templates())
     alone.add_trials(templates())
     made = [comparable(t) for t in together.trials[1:]]
     assert made == [comparable(t) for t in alone.trials[1:]]

@@ -265,22 +265,6 @@ def create_running_trials(
     return trial_ids
 
 
-def add_finished_trials(
-    storage: Storage, study: optuna.Study, templates: Sequence[optuna.trial.FrozenTrial]
-) -> None:
-    """Add finished trials (`optuna.trial.create_trial`'s) to the study, as `study.add_trials` would: on a
-    database, where mbgd.studies.optuna_internals is verified, in one transaction (Optuna's own calls cost
-    about 10 ms a trial on sqlite, five seconds for a 512-point scan); elsewhere through add_trials."""
-    if (
-        isinstance(storage, optuna.storages.RDBStorage)
-        and optuna_internals.fast_paths()
-        and not any(t.intermediate_values for t in templates)
-    ):
-        optuna_internals.create_trials(storage, study_id_of(storage, study), templates, heartbeats=False)
-    else:
-        study.add_trials(templates)
-
-
 def tell(study: optuna.Study, storage: Storage, outcomes: Sequence[Outcome]) -> list[Outcome]:
     """Tell each trial its outcome under the study's lock, if it is still RUNNING; returns those told.
 

@@ -299,8 +299,12 @@ def measure_scaling(
             lr_scan = None
             if study_config.scan:
                 lr_scan = scans[((order, targets), batch_size)].result()
+                # no companion scan studies: forty of them would add a fifth to the command's time
                 sweep.prepare_refinement(
-                    studies.open_study(study_config, batch_size, storage), storage, lr_scan
+                    studies.open_study(study_config, batch_size, storage),
+                    storage,
+                    lr_scan,
+                    with_scan_study=False,
                 )
                 if on_scan:
                     on_scan(lr_scan)

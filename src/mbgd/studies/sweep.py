@@ -19,7 +19,7 @@ from mbgd.core.config import SweepConfig
 from mbgd.core.data import RegressionData
 from mbgd.core.objectives import intermediate_value, objective_floor, objective_value
 from mbgd.core.train import History, fit_population
-from mbgd.studies import protocol
+from mbgd.studies import optuna_internals, protocol
 from mbgd.studies.protocol import AskedTrial
 from mbgd.studies.pruning import pruning_hook
 from mbgd.studies.storage import open_study
@@ -114,11 +114,13 @@ def trial_distribution(study: optuna.Study, config: SweepConfig) -> optuna.distr
     return optuna.distributions.FloatDistribution(refinement["lr_min"], refinement["lr_max"], log=True)
 
 
-def prepare_refinement(study: optuna.Study, storage: optuna.storages.BaseStorage, lr_scan) -> None:
+def prepare_refinement(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, lr_scan, *, with_scan_study: bool = True
+) -> None:
     """Make a new study refine its scan (mbgd.core.scan.LrScan): record the narrowed range the trials sample
-    (between the best scan point's neighbours), enqueue the best scan lr as the first trial, and record the
-    scan as the companion study `<study>-scan` (scan_study). A study that already has trials or a range keeps
-    them (a resumed study goes on as it began)."""
+    (between the best scan point's neighbours), enqueue the best scan lr as the first trial and, with
+    `with_scan_study`, record the scan as the companion study `<study>-scan` (scan_study). A study that
+    already has trials or a range keeps them (a resumed study goes on as it began)."""
     if study.user_attrs.get(REFINEMENT_ATTR) is not None or study.get_trials(deepcopy=False):
         return
     low, high = lr_scan.refinement_range()
@@ -130,7 +132,7 @@ def prepare_refinement(study: optuna.Study, storage: optuna.storages.BaseStorage
             "scan_points": len(lr_scan.lrs),
             "scan_best_lr": lr_scan.best_lr,
             "scan_best_value": lr_scan.best_value,
-            "scan_study": scan_study(study, storage, lr_scan).study_name,
+            **({"scan_study": scan_study(study, storage, lr_scan).study_name} if with_scan_study else {}),
         },
     )
     study.enqueue_trial({"lr": lr_scan.best_lr})
@@ -170,8 +172,26 @@ def scan_study(study: optuna.Study, storage: optuna.storages.BaseStorage, lr_sca
             lr_scan.lrs, lr_scan.values, lr_scan.first_touch, lr_scan.diverged, strict=True
         )
     ]
-    protocol.add_finished_trials(storage, companion, templates)
+    add_finished_trials(storage, companion, templates)
     return companion
+
+
+def add_finished_trials(
+    storage: optuna.storages.BaseStorage, study: optuna.Study, templates: Sequence[optuna.trial.FrozenTrial]
+) -> None:
+    """Add finished trials (`optuna.trial.create_trial`'s) to the study, as `study.add_trials` would: on a
+    database, where mbgd.studies.optuna_internals is verified, in one transaction (Optuna's own calls cost
+    about 10 ms a trial on sqlite, five seconds for a 512-point scan); elsewhere through add_trials."""
+    if (
+        isinstance(storage, optuna.storages.RDBStorage)
+        and optuna_internals.fast_paths()
+        and not any(t.intermediate_values for t in templates)
+    ):
+        optuna_internals.create_trials(
+            storage, protocol.study_id_of(storage, study), templates, heartbeats=False
+        )
+    else:
+        study.add_trials(templates)
 
 
 def propose_lrs(
