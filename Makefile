@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The project's .venv comes first on PATH so that `mlflow run --env-manager local` runs its commands in it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test test-fast lint layout constraints bench soak clean mutate
+.PHONY: install run test test-fast lint layout constraints bench soak clean mutate tutorial
 
 # The tested environment: pyproject.toml's ranges, pinned by constraints.txt.
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -39,6 +39,11 @@ constraints: install
 # README's layout block, from the packages' and modules' docstrings (tests/test_layout.py checks it).
 layout:
 	$(PYTHON) tools/layout.py --write
+
+# docs/tutorial.ipynb executed anew in a kernel of .venv's Python and written back with its outputs
+# (tests/test_tutorial.py executes it too, and checks them).
+tutorial: install
+	$(BIN)/python tools/tutorial.py --write
 
 bench: install
 	$(BIN)/python benchmarks/run.py
