@@ -197,6 +197,10 @@ def test_a_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_store: st
     trial_filter = "params.study_name = 'fill-b10' and params.trial != ''"  # not the best-b10 run beside them
     by_trial = {int(r.data.params["trial"]): r for r in client.search_runs(["0"], trial_filter)}
     lost = by_trial[2]
+    told = optuna.load_study(study_name="fill-b10", storage="sqlite:///optuna.db").trials
+    assert {t.number: t.user_attrs["mlflow_run_id"] for t in told} == {
+        n: r.info.run_id for n, r in by_trial.items()
+    }
     client.delete_run(lost.info.run_id)
 
     result = CliRunner().invoke(main, args)
@@ -206,7 +210,9 @@ def test_a_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_store: st
     assert {r.info.status for r in found} == {"FINISHED"}
     (refilled,) = [r for r in found if r.data.params["trial"] == "2"]
     sweeps = {r.info.run_name: r for r in client.search_runs(["0"], "attributes.run_name = 'sweep-fill'")}
-    assert refilled.info.run_id != lost.info.run_id
+    assert (
+        refilled.info.run_id != lost.info.run_id
+    )  # the id trial 2 points at is the deleted run's, kept by MLflow
     assert refilled.info.run_name == lost.info.run_name
     assert refilled.data.params == lost.data.params
     assert refilled.data.metrics == lost.data.metrics
@@ -241,9 +247,99 @@ def test_a_scaling_rerun_writes_the_run_of_a_told_trial_that_has_none(tracking_s
     found = client.search_runs(["0"], trial_filter, max_results=100)
     assert sorted(int(r.data.params["trial"]) for r in found) == [0, 1, 2]
     (refilled,) = [r for r in found if r.data.params["trial"] == "1"]
-    assert refilled.info.run_id != lost.info.run_id
+    assert (
+        refilled.info.run_id != lost.info.run_id
+    )  # the id trial 2 points at is the deleted run's, kept by MLflow
     assert refilled.info.run_name == lost.info.run_name
     assert lost.info.run_name.startswith("fixed-interpolation-b10-trial1-")
     assert refilled.data.params == lost.data.params
     assert refilled.data.metrics == lost.data.metrics
     assert refilled.info.status == "FINISHED"
+
+
+TINY_SWEEP = "sweep --batch-sizes 1,10 --n-trials 4 --population 2 --seeds 1 --epochs 3 --scan 16".split()
+
+
+def trials_and_their_runs(client: MlflowClient) -> list[tuple]:
+    """(study, trial number, the trial's mlflow_run_id, its run's study_name and trial params, parent)."""
+    import optuna
+
+    rows = []
+    for batch_size in (1, 10):
+        study = optuna.load_study(study_name=f"runs-b{batch_size}", storage="sqlite:///optuna.db")
+        for trial in study.trials:
+            run = client.get_run(trial.user_attrs["mlflow_run_id"])
+            rows.append(
+                (
+                    study.study_name,
+                    trial.number,
+                    run.data.params["study_name"],
+                    int(run.data.params["trial"]),
+                    run.info.lifecycle_stage,
+                    run.data.tags[MLFLOW_PARENT_RUN_ID],
+                )
+            )
+    return rows
+
+
+@pytest.mark.parametrize("public", [False, True], ids=["fast-path", "public-api"])
+def test_each_trial_points_at_its_mlflow_run(tracking_store: str, monkeypatch, public: bool) -> None:
+    from click.testing import CliRunner
+
+    from mbgd.cli.main import main
+
+    if public:  # MLflow chooses the ids: the runs are written before their trials are told
+        monkeypatch.setenv("MBGD_PUBLIC_API", "1")
+    result = CliRunner().invoke(main, [*TINY_SWEEP, "--tuning-cost-seeds", "0", "--name", "runs"])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_store)
+    (sweep,) = client.search_runs(["0"], "attributes.run_name = 'sweep-runs'")
+    rows = trials_and_their_runs(client)
+    assert rows == [(s, n, s, n, "active", sweep.info.run_id) for s, n, *_ in rows]
+    assert len(rows) == 8
+    trial_runs = client.search_runs(["0"], "params.trial != ''", max_results=100)
+    assert len(trial_runs) == 8  # and no other: none written twice
+
+
+def test_a_trial_whose_run_was_never_handed_over_gets_it_back_filled_under_the_id_it_points_at(
+    tracking_store: str, monkeypatch
+) -> None:
+    from click.testing import CliRunner
+
+    from mbgd.cli.main import main
+    from mbgd.pipelines import trial_run_writer
+
+    # as if the process writing them had died: no trial run is written until the sweep back-fills them
+    monkeypatch.setattr(trial_run_writer.TrialRunWriter, "submit", lambda self, runs: None)
+    result = CliRunner().invoke(main, [*TINY_SWEEP, "--tuning-cost-seeds", "0", "--name", "runs"])
+    assert result.exit_code == 0, result.output
+    rows = trials_and_their_runs(MlflowClient(tracking_store))
+    assert len(rows) == 8
+    assert all(row[0] == row[2] and row[1] == row[3] and row[4] == "active" for row in rows)
+
+
+def test_on_the_public_api_a_run_written_before_the_tell_of_a_trial_not_told_is_deleted(
+    parent, monkeypatch
+) -> None:
+    from mbgd.core.history import History
+    from mbgd.pipelines.trial_runs import OnTrialRuns
+    from mbgd.studies.sweep import TrialRecord
+    from mbgd.tracking.records import RunRef
+
+    monkeypatch.setenv("MBGD_PUBLIC_API", "1")
+    client, experiment_id, parent_id = parent
+    handed_over = []
+    on_trials = OnTrialRuns(
+        handed_over.extend, RunRef(parent_id, experiment_id), client, n=100, dtype="float32"
+    )
+    records = [
+        TrialRecord(
+            n, 0.1, 1.0, "COMPLETE", History(lr=0.1, batch_size=1, updates_per_epoch=1, samples_per_epoch=1)
+        )
+        for n in (0, 1)
+    ]
+    ids = on_trials.run_ids(1, "s-b1", records)
+    assert [client.get_run(i).data.params["trial"] for i in ids] == ["0", "1"]
+    on_trials(1, "s-b1", records[1:])  # trial 0 was failed by another worker meanwhile: not told
+    assert handed_over == []  # written already
+    assert [client.get_run(i).info.lifecycle_stage for i in ids] == ["deleted", "active"]

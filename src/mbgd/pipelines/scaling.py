@@ -61,8 +61,13 @@ def tracked_scaling(
         trials=remaining,
         writer=writer,
     ) as (scaling_run, writer):
-        on_trials = trial_runs.on_told_trials(
-            writer.submit, scaling_run, n=data.n, dtype=config.sweep.train.dtype, label_of=label_of
+        on_trials = trial_runs.OnTrialRuns(
+            writer.submit,
+            scaling_run,
+            writer.client(),
+            n=data.n,
+            dtype=config.sweep.train.dtype,
+            label_of=label_of,
         )
         drawn_scans = []  # each (order, regime)'s scan figure, drawn by the worker once its studies are done
 

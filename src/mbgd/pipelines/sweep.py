@@ -110,7 +110,9 @@ def run_studies(
         studies = [open_study(config, b, storage) for b in config.batch_sizes]
         return scans, studies, lambda: backfill(studies, {})
 
-    on_trials = trial_runs.on_told_trials(writer.submit, sweep_run, n=data.n, dtype=config.train.dtype)
+    on_trials = trial_runs.OnTrialRuns(
+        writer.submit, sweep_run, writer.client(), n=data.n, dtype=config.train.dtype
+    )
     studies = [
         sweep.run_study(config, data, batch_size, storage, on_trials=on_trials, progress=progress)
         for batch_size in config.batch_sizes

@@ -13,7 +13,7 @@ Imports neither MLflow nor torch at the top: the helper process imports this mod
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 # as in mlflow.utils.mlflow_tags; named here so as not to import MLflow
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
@@ -33,6 +33,9 @@ class TrialRun:
     losses: list[float]  # the `loss` series, one per epoch
     results: dict[str, float]  # scalar metrics
     status: str  # what the run ends as: FINISHED, KILLED (pruned) or FAILED
+    run_id: str = (
+        ""  # the id its trial points at (OnTrialRuns.run_ids), written with it where the store takes one
+    )
 
     @property
     def key(self) -> tuple[str, int]:
@@ -74,30 +77,58 @@ def from_told_trial(
             "diverged": float(record.history.diverged),
         },
         status=TRIAL_RUN_STATUS[record.state],
+        run_id=record.run_id,
     )
 
 
-def on_told_trials(
-    hand_over: Callable[[list[TrialRun]], object],
-    parent,
-    *,
-    n: int,
-    dtype: str,
-    label_of: Callable[[str], str] = lambda study_name: "",
-) -> Callable:
-    """A study's `on_trials` callback: the runs of each population of told trials, as children of `parent`,
-    handed to `hand_over` (a writer's submit); `label_of` gives a study's label (from_told_trial)."""
+@dataclass
+class OnTrialRuns:
+    """A study's `on_trials` callback (mbgd.studies.sweep.OnTrials): the runs of each population of told
+    trials, as children of `parent`, handed to `hand_over` (a writer's submit); `label_of` gives a study's
+    label (from_told_trial).
 
-    def on_trials(batch_size: int, study_name: str, records) -> None:
-        label = label_of(study_name)
-        hand_over(
-            [
-                from_told_trial(parent, batch_size, study_name, r, n=n, dtype=dtype, label=label)
-                for r in records
-            ]
-        )
+    Before the tell, `run_ids` names each trial's run, so that the trial points at it (its user attr
+    mlflow_run_id): ids chosen now where the store takes them (the run is written later, by the writer or a
+    back-fill, with that id); elsewhere MLflow chooses the id when the run is made, so the population's runs
+    are written here and now, and those of trials that were then not told (another worker failed them
+    meanwhile) deleted once the tell is done."""
 
-    return on_trials
+    hand_over: Callable[[list[TrialRun]], object]
+    parent: object
+    client: object
+    n: int
+    dtype: str
+    label_of: Callable[[str], str] = lambda study_name: ""
+    _written_before_tell: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def runs(self, batch_size: int, study_name: str, records) -> list[TrialRun]:
+        label = self.label_of(study_name)
+        return [
+            from_told_trial(self.parent, batch_size, study_name, r, n=self.n, dtype=self.dtype, label=label)
+            for r in records
+        ]
+
+    def run_ids(self, batch_size: int, study_name: str, records) -> list[str]:
+        from mbgd.tracking import runs as tracking
+
+        chosen = tracking.new_run_ids(self.client, len(records))
+        if chosen is not None:
+            return chosen
+        runs = self.runs(batch_size, study_name, records)
+        written = write_all(self.client, runs)
+        self._written_before_tell = dict(zip((run.key for run in runs), written, strict=True))
+        return written
+
+    def __call__(self, batch_size: int, study_name: str, records) -> None:
+        runs = self.runs(batch_size, study_name, records)
+        written, self._written_before_tell = self._written_before_tell, {}
+        if not written:
+            self.hand_over(runs)
+            return
+        told = {run.key for run in runs}
+        for key, run_id in written.items():
+            if key not in told:  # written, but another worker failed its trial meanwhile
+                self.client.delete_run(run_id)
 
 
 def write(client, run: TrialRun) -> str:
@@ -121,6 +152,7 @@ def write_all(client, runs: Sequence[TrialRun]) -> list[str]:
                 params=run.params,
                 metrics=[*metric_values.series("loss", run.losses), *metric_values.scalars(run.results)],
                 status=run.status,
+                run_id=run.run_id,
             )
             for run in runs
         ],
@@ -129,7 +161,10 @@ def write_all(client, runs: Sequence[TrialRun]) -> list[str]:
 
 def write_once(client, run: TrialRun) -> str:
     """Write the run unless a process that died wrote it already: a finished run of this trial under the same
-    parent is kept; one it left unfinished (killed between create and end) is deleted and written anew."""
+    parent is kept; one it left unfinished (killed between create and end) is deleted and written anew. It
+    gets the id its trial points at unless a deleted run has it (a finished trial's attrs cannot change)."""
+    from mlflow.entities import ViewType
+
     from mbgd.tracking import runs as tracking
 
     parent = run.tags[MLFLOW_PARENT_RUN_ID]
@@ -148,7 +183,13 @@ def write_once(client, run: TrialRun) -> str:
             kept = existing.info.run_id
         else:
             tracking.delete_run(client, existing, end_running=True)
-    return kept or write(client, run)
+    if kept:
+        return kept
+    if run.run_id and tracking.search_runs(
+        client, run.experiment_id, f"attributes.run_id = '{run.run_id}'", run_view_type=ViewType.ALL
+    ):  # the id its trial points at is a deleted run's (kept by MLflow): a new one
+        run = replace(run, run_id="")
+    return write(client, run)
 
 
 def runs_by_trial(client, experiment_id: str, study_name: str) -> dict[int, list]:
@@ -207,7 +248,7 @@ def backfill_studies(
     """Write, as children of `parent` (the command's run), the run of every finished trial that has none in
     the experiment (its process was killed between telling the trial and writing the run: a worker, or an
     earlier sweep or scaling), rebuilt from what the trial stored when told (sweep.stored_record); `studies`
-    are (batch size, study) pairs, `label_of` as in on_told_trials; returns their ids by (study name,
+    are (batch size, study) pairs, `label_of` as in OnTrialRuns; returns their ids by (study name,
     trial). The trials in `known` (by (study name, trial): runs this process wrote) have theirs: a study with
     no other finished trial is not searched."""
     from mbgd.studies import protocol, sweep

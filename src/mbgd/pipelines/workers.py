@@ -118,8 +118,12 @@ def worker_main(config: SweepConfig, storage_url: str, sweep_run: RunRef, index:
         client = tracking.client()
         imports_done()
 
-        on_trials = trial_runs.on_told_trials(
-            lambda runs: trial_runs.write_all(client, runs), sweep_run, n=data.n, dtype=config.train.dtype
+        on_trials = trial_runs.OnTrialRuns(
+            lambda runs: trial_runs.write_all(client, runs),
+            sweep_run,
+            client,
+            n=data.n,
+            dtype=config.train.dtype,
         )
         for batch_size in config.batch_sizes:
             sweep.run_study(config, data, batch_size, storage, on_trials=on_trials)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 
@@ -26,6 +26,7 @@ from mbgd.studies.storage import open_study
 
 WAIT_POLL_S = 1.0  # how often a worker with nothing to ask checks whether other workers' trials ended
 REFINEMENT_ATTR = "mbgd_refinement"  # the lr range a scanned study's trials sample, and the scan's best
+RUN_ID_ATTR = "mlflow_run_id"  # a told trial's user attr: the id of its MLflow run
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,13 @@ class TrialRecord:
     value: float
     state: str
     history: History
+    run_id: str = ""  # its MLflow run's, when the on_trials callback named one before the tell
 
 
-OnTrials = Callable[[int, str, list[TrialRecord]], None]  # (batch size, study name, records)
+# (batch size, study name, records), called with each population's told trials. A callback with a `run_ids`
+# method (same arguments, called before the tell with every record of the population) names their MLflow runs
+# first: each trial is told with its run's id as the user attr RUN_ID_ATTR.
+OnTrials = Callable[[int, str, list[TrialRecord]], None]
 FINISHED_STATE_NAMES = {state.name for state in protocol.FINISHED_STATES}
 
 
@@ -81,7 +86,16 @@ def run_study(
             if progress:
                 progress(batch_size, done, config.n_trials)
             if trials:
-                records = train_population(config, train_config, data, study, storage, trials, floor)
+                records = train_population(
+                    config,
+                    train_config,
+                    data,
+                    study,
+                    storage,
+                    trials,
+                    floor,
+                    run_ids=getattr(on_trials, "run_ids", None),
+                )
         except BaseException:  # interrupted anywhere between ask and tell: nothing of ours stays RUNNING
             protocol.fail_unfinished(study, storage, trials)
             raise
@@ -242,11 +256,11 @@ def ask_within_budget(
 
 
 def train_population(
-    config, train_config, data, study, storage, trials: Sequence[AskedTrial], floor
+    config, train_config, data, study, storage, trials: Sequence[AskedTrial], floor, *, run_ids=None
 ) -> list[TrialRecord]:
     """Train the trials' learning rates together, then tell each its value or its pruning (heartbeats on until
-    they are told); returns the records of those told (protocol.tell: a trial another worker failed meanwhile
-    is not)."""
+    they are told), with its MLflow run's id when `run_ids` (OnTrials) names them; returns the records of
+    those told (protocol.tell: a trial another worker failed meanwhile is not)."""
     on_epoch = None
     if config.pruner != "none":  # reports and pruning decisions go through Optuna's Trial
         on_epoch = pruning_hook(
@@ -265,6 +279,11 @@ def train_population(
             for trial, history in zip(trials, histories, strict=True):
                 outcome, record = trial_outcome(config, train_config.epochs, floor, trial, history)
                 outcomes[trial.trial_id] = (outcome, record)
+            if run_ids:
+                named = run_ids(train_config.batch_size, study.study_name, [r for _, r in outcomes.values()])
+                for (trial_id, (outcome, record)), run_id in zip(list(outcomes.items()), named, strict=True):
+                    outcome.user_attrs[RUN_ID_ATTR] = run_id
+                    outcomes[trial_id] = (outcome, replace(record, run_id=run_id))
             told = protocol.tell(study, storage, [outcome for outcome, _ in outcomes.values()])
     except BaseException:
         protocol.fail_unfinished(study, storage, trials)
@@ -312,4 +331,5 @@ def stored_record(trial: optuna.trial.FrozenTrial, batch_size: int) -> TrialReco
         diverged=bool(trial.user_attrs.get("diverged", False)),
     )
     value = trial.value if trial.value is not None else math.nan
-    return TrialRecord(trial.number, lr, float(value), trial.state.name, history)
+    run_id = str(trial.user_attrs.get(RUN_ID_ATTR, ""))
+    return TrialRecord(trial.number, lr, float(value), trial.state.name, history, run_id)

@@ -94,7 +94,7 @@ def insert_finished_runs(store: SqlAlchemyStore, runs: Sequence[FinishedRun]) ->
     }
     run_ids = []
     for i, run in enumerate(runs):
-        run_id = uuid.uuid4().hex
+        run_id = run.run_id or uuid.uuid4().hex
         run_ids.append(run_id)
         tags = {**run.tags, MLFLOW_RUN_NAME: run.name}
         metrics, params, _ = _validate_batch_log_data(  # as log_batch validates (create_run does not)

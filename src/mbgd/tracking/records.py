@@ -29,6 +29,9 @@ class FinishedRun:
     params: Mapping[str, object]
     metrics: Sequence[Metric]
     status: str  # FINISHED, KILLED or FAILED
+    run_id: str = (
+        ""  # the id to write it with (tracking.runs.new_run_id), where the store takes one; "": MLflow's
+    )
 
 
 @dataclass(frozen=True)

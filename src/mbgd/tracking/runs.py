@@ -3,9 +3,9 @@
 mbgd calls MLflow only through the tracking layer: this module, store.py (which store, and whether it can be
 used), mlflow_internals.py (a new sqlite store without MLflow's migrations, many finished runs in one
 transaction), models.py (models and the registry), ui_links.py (links into the UI) and ui_views.py (the UI's
-saved views). Everything goes through an explicit `MlflowClient` and run ids
-(never the fluent API's active run), so it works the same under `mlflow run` (which hands us its run in
-MLFLOW_RUN_ID) and from worker threads.
+saved views). Everything goes through an explicit `MlflowClient` and run ids (never the fluent API's active
+run), so it works the same under `mlflow run` (which hands us its run in MLFLOW_RUN_ID) and from worker
+threads.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import functools
 import os
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -181,8 +182,8 @@ def log_finished_run(
 def log_finished_runs(mlflow_client: MlflowClient, runs: Sequence[FinishedRun]) -> list[str]:
     """Several runs complete when made, as log_finished_run makes each; returns their ids, in order. On
     MLflow's SQL store, all of them in one transaction (mbgd.tracking.mlflow_internals: about a fifteenth of
-    the CPU of three client calls per run), written whole or not at all; on any other store, one after
-    another."""
+    the CPU of three client calls per run), written whole or not at all, each with its `run_id` if it has one
+    (new_run_ids); on any other store, one after another, with the ids MLflow gives them."""
     store = _sql_store(mlflow_client)
     if store is not None:
         from mbgd.tracking import mlflow_internals
@@ -203,6 +204,13 @@ def log_finished_runs(mlflow_client: MlflowClient, runs: Sequence[FinishedRun]) 
         )
         for run in runs
     ]
+
+
+def new_run_ids(mlflow_client: MlflowClient, count: int) -> list[str] | None:
+    """Ids (uuid4 hex, as MLflow's) chosen now for `count` runs log_finished_runs writes later; None where
+    MLflow chooses a run's id (a tracking server, or the public API: mbgd.tracking.mlflow_internals)."""
+    chosen = _sql_store(mlflow_client) is not None
+    return [uuid.uuid4().hex for _ in range(count)] if chosen else None
 
 
 def _on_a_database(mlflow_client: MlflowClient) -> bool:
@@ -362,7 +370,7 @@ def params_not_logged_by_mlflow_run(
 
 
 def search_runs(mlflow_client: MlflowClient, experiment_id: str, filter_string: str, **page) -> list[Run]:
-    """One page of the experiment's runs that match `filter_string` (`page`: max_results, page_token)."""
+    """One page of the experiment's runs matching `filter_string` (`page`: max_results, page_token, ...)."""
     return mlflow_client.search_runs([experiment_id], filter_string=filter_string, **page)
 
 
