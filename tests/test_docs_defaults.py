@@ -100,7 +100,8 @@ def test_scaling_epochs_orders_regimes_and_lr_range_defaults_in_research_md() ->
 def test_mlflow_md_main_entry_point_defaults_are_mlprojects_and_mbgd_trains() -> None:
     assert (
         "`main` takes `batch_size` (20), `lr` (0.1), `epochs` (20), `seed` (42), `dtype` (float32), "
-        '`compare_with` ("1,10,20") and `data` ("" = the synthetic line)' in MLFLOW
+        '`compare_with` ("1,10,20"), `data` ("" = the synthetic line), `optimizer` (sgd), `momentum` (0.9), '
+        "`schedule` (constant) and `ema` (0.0)" in MLFLOW
     )
     main = {name: spec["default"] for name, spec in MLPROJECT["main"]["parameters"].items()}
     assert main == {
@@ -111,9 +112,14 @@ def test_mlflow_md_main_entry_point_defaults_are_mlprojects_and_mbgd_trains() ->
         "dtype": "float32",
         "compare_with": "1,10,20",
         "data": "",
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "schedule": "constant",
+        "ema": 0.0,
     }
     train = TrainConfig()
     assert (train.batch_size, train.lr, train.epochs, train.seed, train.dtype) == (20, 0.1, 20, 42, "float32")
+    assert (train.optimizer, train.momentum, train.schedule, train.ema) == ("sgd", 0.9, "constant", 0.0)
     assert set(MLPROJECT) == {"main", "sweep", "report", "scaling"}
     assert "`MLproject`'s entry points are `main`, `sweep`, `report` and `scaling`." in MLFLOW
 

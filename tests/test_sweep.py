@@ -168,6 +168,31 @@ def test_resuming_under_other_settings_is_refused(tmp_path: Path) -> None:
         run_study(changed, DATA, 10, open_storage(changed.storage))
 
 
+def test_a_study_made_with_another_optimizer_is_not_resumed_by_plain_sgd_and_says_what_differs(
+    tmp_path: Path,
+) -> None:
+    three_epochs = small_sweep(tmp_path).train
+    momentum = small_sweep(tmp_path, train=replace(three_epochs, optimizer="momentum", momentum=0.5))
+    run_study(momentum, DATA, 10, open_storage(momentum.storage))
+    plain = small_sweep(tmp_path)
+    with pytest.raises(ConfigError, match=r"exists with other settings \(momentum, optimizer\)"):
+        run_study(plain, DATA, 10, open_storage(plain.storage))
+
+
+def test_a_plain_sgd_study_records_no_optimizer_setting_so_studies_made_before_the_axes_resume(
+    tmp_path: Path,
+) -> None:
+    config = small_sweep(tmp_path)
+    study = run_study(config, DATA, 10, open_storage(config.storage))
+    settings = study.user_attrs["mbgd_settings"]
+    assert "optimizer" not in settings
+    assert "schedule" not in settings
+    adam_training = replace(config.train, optimizer="adam", schedule="linear")
+    adam = small_sweep(tmp_path, train=adam_training, name="adam")
+    adam_settings = run_study(adam, DATA, 10, open_storage(adam.storage)).user_attrs["mbgd_settings"]
+    assert (adam_settings["optimizer"], adam_settings["schedule"]) == ("adam", "linear")
+
+
 def test_population_proposals_equal_asking_and_suggesting_on_the_study(tmp_path: Path) -> None:
     lr = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
 

@@ -11,7 +11,9 @@ import click
 from mbgd.core.config import (
     DTYPES,
     OBJECTIVES,
+    OPTIMIZERS,
     PRUNERS,
+    SCHEDULES,
     TARGETS,
     DataSpec,
     SweepConfig,
@@ -92,6 +94,28 @@ training_options = options_from(
     ),
     ("--init-w", float, f"Initial weight(s). {_default(TrainConfig, 'init_w')}"),
     ("--init-b", float, f"Initial bias. {_default(TrainConfig, 'init_b')}"),
+    (
+        "--optimizer",
+        click.Choice(OPTIMIZERS),
+        "Update rule: sgd (the tutorial's w -= lr * grad), momentum (heavy ball), adam. [default: sgd]",
+    ),
+    (
+        "--momentum",
+        float,
+        f"Heavy-ball coefficient of --optimizer momentum. {_default(TrainConfig, 'momentum')}",
+    ),
+    (
+        "--schedule",
+        click.Choice(SCHEDULES),
+        "The lr over the run: constant (the tutorial's), or linear decay to 0 over its updates. "
+        "[default: constant]",
+    ),
+    (
+        "--ema",
+        float,
+        "Evaluate and keep the exponential moving average of the iterates with this decay, e.g. 0.99 "
+        f"(0: the last iterate). {_default(TrainConfig, 'ema')}",
+    ),
     ("--data csv", str, "CSV file with a header row to train on instead of the synthetic line."),
     ("--features", str, "CSV feature columns, comma-separated. [default: all but the target]"),
     ("--target", str, "CSV target column. [default: the last column]"),

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = ("float32", "float64")
+OPTIMIZERS = ("sgd", "momentum", "adam")  # mbgd.core.optimizers
+SCHEDULES = ("constant", "linear")
 TARGETS = ("clean", "noisy")
 MAX_POINTS = 10**7
 
@@ -71,6 +73,13 @@ class TrainConfig:
     drop_last: bool = False
     init_w: float = -10.0
     init_b: float = -20.0
+    # The update rule (mbgd.core.optimizers): the tutorial's plain SGD, heavy-ball momentum, or Adam; at a
+    # constant lr or one decaying linearly to zero over the run's updates; `ema` > 0 evaluates and keeps the
+    # exponential moving average of the iterates with that decay instead of the last iterate.
+    optimizer: str = "sgd"
+    momentum: float = 0.9  # the heavy-ball coefficient (optimizer "momentum" only)
+    schedule: str = "constant"
+    ema: float = 0.0
     data: DataSpec = field(default_factory=DataSpec)
 
     def __post_init__(self) -> None:
@@ -80,13 +89,33 @@ class TrainConfig:
         require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("init_w", "init_b"):
             require(math.isfinite(getattr(self, name)), f"{name} must be finite, got {getattr(self, name)}")
+        require(
+            self.optimizer in OPTIMIZERS,
+            f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}",
+        )
+        require(
+            self.schedule in SCHEDULES,
+            f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
+        )
+        require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        require(0 <= self.ema < 1, f"ema must be in [0, 1) (0: no averaging), got {self.ema}")
 
     def with_batch_size(self, batch_size: int) -> TrainConfig:
         return replace(self, batch_size=batch_size)
 
+    def _unused(self) -> set[str]:
+        """The fields that change nothing here: the data spec (flattened instead), momentum without the
+        momentum rule, ema when off."""
+        return (
+            {"data"}
+            | ({"momentum"} if self.optimizer != "momentum" else set())
+            | ({"ema"} if not self.ema else set())
+        )
+
     def as_params(self) -> dict[str, str]:
-        """Every value, data spec included, flattened to the preset/CLI names, as MLflow params."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}
+        """Every value that matters, data spec included, flattened to the preset/CLI names, as MLflow
+        params."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._unused()}
         values.update(asdict(self.data))
         return {key: _param_text(value) for key, value in values.items()}
 

@@ -18,6 +18,7 @@ import torch
 from mbgd.core.config import ConfigError, TrainConfig
 from mbgd.core.data import RegressionData, RegressionDataset, make_loader
 from mbgd.core.history import History
+from mbgd.core.optimizers import PopulationOptimizer
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Above this many (model, sample) pairs the full-dataset loss is summed in chunks to bound memory.
@@ -185,9 +186,9 @@ def _fit(
     # Rows of w, b and lr belong to the models still training; `members` maps each row to its History.
     # Stopped and diverged models are dropped from the tensors, so a pruned population costs less.
     members = torch.arange(k)
-    lr = torch.tensor(list(lrs), dtype=dtype)
     w = torch.full((k, d), config.init_w, dtype=dtype)
     b = torch.full((k,), config.init_b, dtype=dtype)
+    optimizer = PopulationOptimizer(config, lrs, w, b, total_updates=config.epochs * len(loader))
     # The batch losses of the current epoch, one row per update (one preallocated tensor: at 10^7 points a
     # list of per-update tensors would hold some 10^4 small tensors, about 4 MB).
     batch_losses: torch.Tensor | None = None
@@ -202,14 +203,15 @@ def _fit(
 
     for epoch in range(config.epochs + 1):
         rows = members.tolist()
+        ew, eb = optimizer.evaluated(w, b)
         if own is None:
-            eval_loss = full_dataset_loss(w, b, data.x, data.y_eval)
+            eval_loss = full_dataset_loss(ew, eb, data.x, data.y_eval)
             same_targets = data.y_train is data.y_eval
-            train_loss = eval_loss if same_targets else full_dataset_loss(w, b, data.x, data.y_train)
+            train_loss = eval_loss if same_targets else full_dataset_loss(ew, eb, data.x, data.y_train)
         else:
-            eval_loss = own.losses(w, b, data.x, own.y_eval, rows)
+            eval_loss = own.losses(ew, eb, data.x, own.y_eval, rows)
             same_targets = own.evaluated_on_training_targets
-            train_loss = eval_loss if same_targets else own.losses(w, b, data.x, own.y_train, rows)
+            train_loss = eval_loss if same_targets else own.losses(ew, eb, data.x, own.y_train, rows)
         elapsed = time.perf_counter() - start
         if batch_losses is not None:
             _append_batch_losses(histories, rows, batch_losses)
@@ -239,12 +241,13 @@ def _fit(
                 stopped = stop[members] & finite
                 for row in stopped.nonzero().flatten().tolist():
                     histories[rows[row]].stopped_epoch = epoch
-                    _record_parameters(histories[rows[row]], w[row], b[row])
+                    _record_parameters(histories[rows[row]], ew[row], eb[row])
                 keep = keep & ~stopped
         if epoch == config.epochs or not keep.any():
             break
         if not keep.all():
-            members, lr, w, b = members[keep], lr[keep], w[keep], b[keep]
+            members, w, b = members[keep], w[keep], b[keep]
+            optimizer.keep(keep)
         if record_batch_loss:
             batch_losses = torch.empty((len(loader), len(members)), dtype=dtype)
         if own is not None:
@@ -256,14 +259,15 @@ def _fit(
             if batch_losses is not None:
                 batch_losses[update] = (residual**2).mean(dim=1)
             grad_w, grad_b = mse_gradient(residual, xb)
-            w -= lr[:, None] * grad_w
-            b -= lr * grad_b
+            optimizer.step(w, b, grad_w, grad_b)
             if record_updates:
-                update_params.append(torch.cat([w, b[:, None]], dim=1))
+                ew, eb = optimizer.evaluated(w, b)
+                update_params.append(torch.cat([ew, eb[:, None]], dim=1))
 
+    ew, eb = optimizer.evaluated(w, b)
     for row, member in enumerate(members.tolist()):
         if not histories[member].diverged and histories[member].stopped_epoch is None:
-            _record_parameters(histories[member], w[row], b[row])
+            _record_parameters(histories[member], ew[row], eb[row])
     return histories
 
 

@@ -33,13 +33,18 @@ def default_storage() -> str:
     return prefix + "optuna.db"
 
 
+# Settings a study made before the optimizer axes existed does not record, at the values it trained with.
+SETTINGS_BEFORE_OPTIMIZERS = {"optimizer": "sgd", "schedule": "constant"}
+
+
 def study_settings(config: SweepConfig, batch_size: int) -> dict[str, object]:
     """What a study's values depend on: resuming it under other settings would mix incomparable trials."""
+    train = config.train.with_batch_size(batch_size).as_params()
     return {
         "objective": config.objective,
         "lr_min": config.lr_min,
         "lr_max": config.lr_max,
-        **config.train.with_batch_size(batch_size).as_params(),
+        **{k: v for k, v in train.items() if SETTINGS_BEFORE_OPTIMIZERS.get(k) != v},
         "lr": "tuned",
         **({"target_ratio": config.target_ratio} if config.objective == "updates_to" else {}),
     }
@@ -91,7 +96,9 @@ def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.Ba
     if existing is None:
         study.set_user_attr(SETTINGS_ATTR, settings)
     elif existing != settings:
-        changed = sorted(key for key in settings if existing.get(key) != settings[key])
+        changed = sorted(
+            key for key in settings.keys() | existing.keys() if existing.get(key) != settings.get(key)
+        )
         raise ConfigError(
             f"study {study.study_name} exists with other settings ({', '.join(changed)}); "
             "use another --name or the same settings"
