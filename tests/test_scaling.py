@@ -16,7 +16,7 @@ from checks import TUTORIAL, TUTORIAL_DATA, runs_after
 from mbgd.cli.main import main
 from mbgd.core import theory
 from mbgd.core.config import ConfigError, SweepConfig
-from mbgd.core.data import load_data
+from mbgd.core.data import RegressionData, load_data
 from mbgd.core.objectives import (
     ended_diverged,
     first_touch_updates,
@@ -215,13 +215,35 @@ def test_knee_fit_recovers_e_min_over_s_min() -> None:
     assert faster.critical_batch_size == math.inf
 
 
-def test_lr_range_left_to_theory_is_half_sgd_step_to_twice_the_full_batch_limit() -> None:
-    # x = [-1, 1]: beta = 4, lambda_1 = 2 -> [1/8, 2].
+def two_points(y: list[float]):
+    """x = [-1, 1]: beta = 4, lambda_1 = 2."""
     x = torch.tensor([-1.0, 1.0])
-    resolved = scaling.resolve_lr_range(ScalingConfig(), x)
+    y = torch.tensor(y)
+    return RegressionData(x[:, None], y, y, ("x",), "y", "two points", "test")
+
+
+def test_lr_range_left_to_theory_is_half_sgd_step_to_twice_the_full_batch_limit() -> None:
+    data = two_points([0.0, 0.0])  # -> [1/8, 2]
+    resolved = scaling.resolve_lr_range(ScalingConfig(), data)
     assert (resolved.sweep.lr_min, resolved.sweep.lr_max) == pytest.approx((0.125, 2.0))
-    given = scaling.resolve_lr_range(build_scaling_config({"lr_min": 0.01}), x)
+    given = scaling.resolve_lr_range(build_scaling_config({"lr_min": 0.01}), data)
     assert (given.sweep.lr_min, given.sweep.lr_max) == pytest.approx((0.01, 2.0))
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        # heavy ball 0.5: the low end times 1 - 0.5, the high end times 1 + 0.5
+        ({"optimizer": "momentum", "momentum": 0.5}, (0.0625, 3.0)),
+        ({"schedule": "linear"}, (0.0625, 2.0)),  # a linear decay halves the low end
+        # y = 2x + 1 from w = -10, b = -20: b is the farthest, d = 21; 30 epochs of 2 updates at batch size 1
+        ({"optimizer": "adam"}, (21 / (2 * 30 * 2), 42.0)),
+    ],
+)
+def test_lr_range_left_to_theory_follows_the_update_rule(settings: dict, expected: tuple) -> None:
+    config = build_scaling_config(settings)
+    resolved = scaling.resolve_lr_range(config, two_points([-1.0, 3.0]))
+    assert (resolved.sweep.lr_min, resolved.sweep.lr_max) == pytest.approx(expected)
 
 
 def test_each_order_and_regime_has_its_own_studies_and_target_ratio_in_the_settings() -> None:

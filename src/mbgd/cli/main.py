@@ -247,7 +247,7 @@ def scaling(
         from mbgd.studies import scaling as scaling_study
 
         data = load_data(config.sweep.train.data, config.sweep.train.seed)
-        config = scaling_study.resolve_lr_range(config, data.x)
+        config = scaling_study.resolve_lr_range(config, data)
         click.echo(
             f"{studies} studies of {config.sweep.n_trials} trials, "
             f"lr in [{config.sweep.lr_min:.3g}, {config.sweep.lr_max:.3g}]"

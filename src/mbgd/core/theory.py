@@ -316,9 +316,13 @@ def full_batch_max_stable_lr(x: Tensor) -> float:
     return 2.0 / float(torch.linalg.eigvalsh(full_hessian(x))[-1])
 
 
+def least_squares_fit(x: Tensor, y: Tensor) -> Tensor:
+    """The (w, b) of the least-squares line through (x, y), as one float64 vector (w_1, ..., w_d, b)."""
+    y = torch.as_tensor(y).to(_DTYPE).reshape(-1, 1)
+    return torch.linalg.lstsq(augmented(x), y).solution.flatten()
+
+
 def least_squares_loss(x: Tensor, y: Tensor) -> float:
     """The smallest MSE any y = w.x + b reaches on (x, y): the least-squares fit's (0 when y is on a line)."""
-    a = augmented(x)
-    y = torch.as_tensor(y).to(_DTYPE).reshape(-1, 1)
-    solution = torch.linalg.lstsq(a, y).solution
-    return float(((a @ solution - y) ** 2).mean())
+    residual = augmented(x) @ least_squares_fit(x, y) - torch.as_tensor(y).to(_DTYPE).reshape(-1)
+    return float((residual**2).mean())

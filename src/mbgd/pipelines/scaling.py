@@ -41,7 +41,7 @@ def tracked_scaling(
     from mbgd.studies.storage import open_study
     from mbgd.tracking import runs as tracking
 
-    config = scaling.resolve_lr_range(config, data.x)
+    config = scaling.resolve_lr_range(config, data)
     storage_url, storage = steps.open_study_storage(config.sweep)
     remaining = scaling.open_studies(
         config, storage

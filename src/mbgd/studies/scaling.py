@@ -146,15 +146,29 @@ class ScalingTheory:
     contraction: dict[int, float]  # g*(m) per batch size: the bound on the per-update contraction
 
 
-def resolve_lr_range(config: ScalingConfig, x: torch.Tensor) -> ScalingConfig:
-    """The config with the lr bounds it leaves to theory set for the data: [1 / (2 beta), 4 / lambda_1]."""
+def resolve_lr_range(config: ScalingConfig, data: RegressionData) -> ScalingConfig:
+    """The config with the lr bounds it leaves to theory set for the data and the update rule.
+
+    sgd: [eta*(1) / 2, 2 (2 / lambda_1)] = [1 / (2 beta), 4 / lambda_1]. momentum mu: the low end times
+    (1 - mu), as heavy ball's steady step is lr / (1 - mu), the high end times (1 + mu), as full-batch heavy
+    ball is stable up to 2 (1 + mu) / lambda_1. adam: [d / (2 E n), 2 d], d the largest distance of a
+    parameter from its start to the least-squares fit: an Adam step moves each parameter by about lr, so 2 d
+    overshoots in one step and d / (2 E n) needs twice batch size 1's budget of E epochs of n updates. A
+    linear decay halves the low end (its mean step is half its first)."""
     if not config.lr_from_theory:
         return config
-    bounds = {
-        "lr_min": float(noise_scale.optimal_lr_interpolation(x, 1)) / 2,
-        "lr_max": 2 * theory.full_batch_max_stable_lr(x),
-    }
-    chosen = {key: bounds[key] for key in config.lr_from_theory}
+    train = config.sweep.train
+    if train.optimizer == "adam":
+        start = torch.tensor([*([train.init_w] * data.n_features), train.init_b], dtype=torch.float64)
+        distance = float((start - theory.least_squares_fit(data.x, data.y_train)).abs().max())
+        low, high = distance / (2 * train.epochs * data.n), 2 * distance
+    else:
+        mu = train.momentum if train.optimizer == "momentum" else 0.0
+        low = float(noise_scale.optimal_lr_interpolation(data.x, 1)) / 2 * (1 - mu)
+        high = 2 * theory.full_batch_max_stable_lr(data.x) * (1 + mu)
+    if train.schedule == "linear":
+        low /= 2
+    chosen = {key: {"lr_min": low, "lr_max": high}[key] for key in config.lr_from_theory}
     return replace(config, sweep=replace(config.sweep, **chosen), lr_from_theory=())
 
 
@@ -276,7 +290,7 @@ def measure_scaling(
     from mbgd.runtime.compute_worker import or_here
 
     base_data = load_data(config.sweep.train.data, config.sweep.train.seed)
-    config = resolve_lr_range(config, base_data.x)
+    config = resolve_lr_range(config, base_data)
     worker = or_here(worker)
     grid = {
         (order, targets): config.study_config(order, targets)
