@@ -403,3 +403,62 @@ def test_each_study_s_label_comes_from_the_config_not_from_its_name() -> None:
     assert labels["my-b2-run-fixed-interpolation-b10"] == "fixed-interpolation-"
     assert labels["my-b2-run-shuffled-noisy-b1"] == "shuffled-noisy-"
     assert len(labels) == 2 * 2 * 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "predicted"),
+    [
+        ({"optimizer": "momentum", "momentum": 0.5, "schedule": "linear"}, True),
+        ({"optimizer": "adam"}, False),
+    ],
+)
+def test_scaling_json_carries_the_rule_and_the_noisy_quadratic_model_s_prediction_where_it_is_exact(
+    tmp_path: Path, settings: dict, predicted: bool
+) -> None:
+    from mbgd.core import nqm
+
+    config = build_scaling_config(
+        {
+            "batch_sizes": "20,100",
+            "order": "shuffled",
+            "targets": "noisy",
+            "n_trials": 2,
+            "population": 2,
+            "seeds": 2,
+            "scan": 16,
+            "storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+            **settings,
+        }
+    )
+    result = scaling.measure_scaling(config, open_storage(config.sweep.storage))
+    summary = scaling_summary.summarize(result)
+    assert (summary["optimizer"], summary["schedule"]) == (
+        settings["optimizer"],
+        settings.get("schedule", "constant"),
+    )
+    assert summary["momentum"] == settings.get("momentum")
+    (curve,) = result.curves
+    if not predicted:  # Adam's update is not linear in the gradient: no exact model
+        assert summary["prediction"] is None
+        assert all(p.predicted is None for p in curve.points)
+        assert summary["by_batch_size"]["20"]["shuffled"]["noisy"]["predicted_updates"] is None
+        return
+    assert summary["prediction"] == "noisy quadratic model"
+    study_train = curve.study_config.train  # the noisy targets
+    data = scaling.training_view(load_data(study_train.data, study_train.seed))
+    expected = nqm.predict_scaling(
+        curve.study_config.train,
+        data,
+        (20, 100),
+        (result.config.sweep.lr_min, result.config.sweep.lr_max),
+        1e-4,
+    )
+    assert {p.batch_size: p.predicted for p in curve.points} == expected
+    for batch_size in ("20", "100"):
+        row = summary["by_batch_size"][batch_size]["shuffled"]["noisy"]
+        assert row["predicted_updates"] == expected[int(batch_size)].updates
+        assert row["predicted_updates"] is not None  # linear decay: the model reaches the target at both
+        if row["updates_to_target"] is not None:
+            assert row["measured_over_predicted"] == pytest.approx(
+                row["updates_to_target"] / row["predicted_updates"]
+            )

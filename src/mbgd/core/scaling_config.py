@@ -5,9 +5,12 @@ defaults (and why), and the frozen ScalingConfig built once from them, a preset 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mbgd.core.config import TARGETS, SweepConfig, build_sweep_config, require
+
+if TYPE_CHECKING:
+    from mbgd.core.data import RegressionData
 
 ORDERS = ("fixed", "shuffled")  # the tutorial's batch order (x = -5 upward), and reshuffled every epoch
 BOTH = "both"
@@ -40,7 +43,7 @@ class ScalingConfig:
     sweep: SweepConfig = field(default_factory=lambda: build_sweep_config(SCALING_DEFAULTS))
     orders: tuple[str, ...] = ORDERS
     targets: tuple[str, ...] = TARGETS
-    # The lr bounds not given, set from the data once it is loaded (mbgd.studies.scaling.resolve_lr_range):
+    # The lr bounds not given, set from the data once it is loaded (resolve_lr_range):
     # from half of SGD's theoretical best step 1/beta to twice full-batch descent's stability limit
     # 2/lambda_1. The tuned lrs lie in a decade or so there; the sweep's four decades would leave half the
     # trials diverging or crawling.
@@ -110,3 +113,33 @@ def build_scaling_config(values: dict[str, Any]) -> ScalingConfig:
         targets=TARGETS if targets == BOTH else (targets,),
         lr_from_theory=lr_from_theory,
     )
+
+
+def resolve_lr_range(config: ScalingConfig, data: RegressionData) -> ScalingConfig:
+    """The config with the lr bounds it leaves to theory set for the data and the update rule.
+
+    sgd: [eta*(1) / 2, 2 (2 / lambda_1)] = [1 / (2 beta), 4 / lambda_1]. momentum mu: the low end times
+    (1 - mu), as heavy ball's steady step is lr / (1 - mu), the high end times (1 + mu), as full-batch heavy
+    ball is stable up to 2 (1 + mu) / lambda_1. adam: [d / (2 E n), 2 d], d the largest distance of a
+    parameter from its start to the least-squares fit: an Adam step moves each parameter by about lr, so 2 d
+    overshoots in one step and d / (2 E n) needs twice batch size 1's budget of E epochs of n updates. A
+    linear decay halves the low end (its mean step is half its first)."""
+    if not config.lr_from_theory:
+        return config
+    import torch  # not at the top: the command line reads this module before it imports torch
+
+    from mbgd.core import noise_scale, theory
+
+    train = config.sweep.train
+    if train.optimizer == "adam":
+        start = torch.tensor([*([train.init_w] * data.n_features), train.init_b], dtype=torch.float64)
+        distance = float((start - theory.least_squares_fit(data.x, data.y_train)).abs().max())
+        low, high = distance / (2 * train.epochs * data.n), 2 * distance
+    else:
+        mu = train.momentum if train.optimizer == "momentum" else 0.0
+        low = float(noise_scale.optimal_lr_interpolation(data.x, 1)) / 2 * (1 - mu)
+        high = 2 * theory.full_batch_max_stable_lr(data.x) * (1 + mu)
+    if train.schedule == "linear":
+        low /= 2
+    chosen = {key: {"lr_min": low, "lr_max": high}[key] for key in config.lr_from_theory}
+    return replace(config, sweep=replace(config.sweep, **chosen), lr_from_theory=())

@@ -65,6 +65,42 @@ def perfect_scaling_up_to(summary: dict, order: str, regime: str) -> tuple[int, 
     return rows[-1][0], None
 
 
+def _rule(summary: dict) -> str:
+    """The update rule the studies trained with (older scaling.json files: plain SGD at a constant lr)."""
+    optimizer = summary.get("optimizer", "sgd")
+    rule = {
+        "sgd": "plain SGD",
+        "momentum": f"heavy ball (momentum {summary.get('momentum')})",
+        "adam": "Adam",
+    }
+    text = f"{rule[optimizer]}, {summary.get('schedule', 'constant')} lr"
+    return text + (f", EMA of the iterates (decay {summary['ema']:g})" if summary.get("ema") else "")
+
+
+def _prediction_table(summary: dict, regime: str) -> list[str]:
+    """The noisy quadratic model's fewest expected updates per batch size beside the measured ones."""
+    if not summary.get("prediction"):
+        return []
+    orders, rows = summary["orders"], summary["by_batch_size"]
+    header = "| batch size | model: best lr | model: updates |" + "".join(
+        f" {_ORDER_NAMES[o]}: measured / model |" for o in orders
+    )
+    lines = [
+        f"The noisy quadratic model ({regime}): the expected loss of SGD or heavy ball with batches drawn "
+        "with replacement, exact for this quadratic (mbgd.core.nqm), counted as the measurement counts, "
+        "fewest updates over the lr range (the mean of many runs: one run fluctuates around it):",
+        "",
+        header,
+        "|---:|---:|---:|" + "---:|" * len(orders),
+    ]
+    for batch_size, by_order in rows.items():
+        first = by_order[orders[0]][regime]
+        cells = [batch_size, _value(first["predicted_lr"], 4), _value(first["predicted_updates"])]
+        cells += [_value(by_order[o][regime]["measured_over_predicted"]) for o in orders]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
     """The Scaling section: definitions, one table per regime, and findings read off scaling.json."""
     orders, regimes, rows = summary["orders"], summary["regimes"], summary["by_batch_size"]
@@ -84,7 +120,8 @@ def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
         f"targets (interpolation), within {summary['noisy_target_tolerance']:.0%} of the least-squares "
         f"optimum's loss on the noisy ones. Each best lr is re-trained over seeds {seeds[0]}..{seeds[-1]} "
         f"(mean ± sd over those that reach the target within {summary['epochs']} epochs; {summary['dtype']}, "
-        f"{summary['data']}). `scan` is the scan's best count and the tuned result's regret against it.",
+        f"{summary['data']}; {_rule(summary)}). `scan` is the scan's best count and the tuned result's "
+        "regret against it.",
         "",
         f"Predictions: the interpolation theory (Ma, Bassily & Belkin 2018) gives m* = β/λ₁ = "
         f"{summary['beta']:.4g}/{summary['lambda_1']:.4g} = **{m_star:.3g}** and the step η*(m) = m/(β + "
@@ -120,6 +157,7 @@ def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
                 ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _prediction_table(summary, regime)
     lines += ["Findings:", ""]
     for regime in regimes:
         knees = "; ".join(f"{_ORDER_NAMES[o]}: {_knee_sentence(summary, o, regime)}" for o in orders)

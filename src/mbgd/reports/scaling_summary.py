@@ -10,7 +10,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from mbgd.core import objectives
+from mbgd.core import nqm, objectives
 from mbgd.core.scaling_config import REGIMES
 from mbgd.studies.scaling import ORDER_KEYS, ScalingCurve, ScalingPoint, ScalingResult
 from mbgd.studies.sweep_summary import fitted_exponent
@@ -57,6 +57,19 @@ def scan_summary(point: ScalingPoint) -> dict:
     }
 
 
+def prediction_summary(point: ScalingPoint, measured_updates: float | None) -> dict:
+    """The noisy quadratic model's fewest updates and its lr, and measured / predicted (None where the model
+    does not apply, predicts no lr reaching the target, or no seed reached it)."""
+    predicted = point.predicted
+    updates = predicted.updates if predicted is not None else None
+    ratio = measured_updates / updates if measured_updates is not None and updates else None
+    return {
+        "predicted_updates": updates,
+        "predicted_lr": predicted.lr if updates is not None else None,
+        "measured_over_predicted": ratio,
+    }
+
+
 def summarize(result: ScalingResult) -> dict:
     """scaling.json's content."""
     config, scaling = result.config, result.theory
@@ -87,6 +100,7 @@ def summarize(result: ScalingResult) -> dict:
                 mean, sd = point.stat(name)
                 row[key], row[f"{key}_sd"] = _number(mean), _number(sd)
             row.update(scan_summary(point))
+            row.update(prediction_summary(point, row["updates_to_target"]))
             row["seeds_reached"] = point.reached
             row["target_loss"] = statistics.fmean(run.target for run in point.runs)
             row["noise_scale_at_target"] = _number(point.noise_scale_at_target)
@@ -104,6 +118,12 @@ def summarize(result: ScalingResult) -> dict:
         "noisy_target_tolerance": objectives.FLOOR_TOLERANCE,
         "epochs": config.sweep.train.epochs,
         "dtype": config.sweep.train.dtype,
+        "optimizer": config.sweep.train.optimizer,
+        "momentum": config.sweep.train.momentum if config.sweep.train.optimizer == "momentum" else None,
+        "schedule": config.sweep.train.schedule,
+        "ema": config.sweep.train.ema,
+        # where it is exact: SGD and heavy ball, batches drawn with replacement, without averaging
+        "prediction": "noisy quadratic model" if nqm.predicts(config.sweep.train) else None,
         "n_trials": config.sweep.n_trials,
         "scan": config.sweep.scan,
         "lr_range": [config.sweep.lr_min, config.sweep.lr_max],

@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 import optuna
 import torch
 
-from mbgd.core import noise_scale, objectives, theory
+from mbgd.core import noise_scale, nqm, objectives, theory
 from mbgd.core.config import SweepConfig, TrainConfig
 from mbgd.core.data import RegressionData, load_data
-from mbgd.core.scaling_config import REGIMES, ScalingConfig
+from mbgd.core.nqm import Prediction
+from mbgd.core.scaling_config import REGIMES, ScalingConfig, resolve_lr_range
 from mbgd.core.scan import LrScan, relative_regret, run_scan
 from mbgd.core.train import DTYPES, History, fit_each, full_dataset_loss
 from mbgd.studies import storage as studies
@@ -65,6 +66,7 @@ class ScalingPoint:
     runs: list[SeedRun]
     lr_scan: LrScan | None = None  # the study's dense scan (None with --scan 0)
     worst_value: float = math.inf  # what a trial scores that never reaches the target within the budget
+    predicted: Prediction | None = None  # the noisy quadratic model's (mbgd.core.nqm); None: not exact here
 
     @property
     def tuned_regret(self) -> float:
@@ -144,32 +146,6 @@ class ScalingTheory:
     lambda_1: float  # the full-data Hessian's largest eigenvalue
     eta_star: dict[int, float]  # eta*(m) per batch size of the grid
     contraction: dict[int, float]  # g*(m) per batch size: the bound on the per-update contraction
-
-
-def resolve_lr_range(config: ScalingConfig, data: RegressionData) -> ScalingConfig:
-    """The config with the lr bounds it leaves to theory set for the data and the update rule.
-
-    sgd: [eta*(1) / 2, 2 (2 / lambda_1)] = [1 / (2 beta), 4 / lambda_1]. momentum mu: the low end times
-    (1 - mu), as heavy ball's steady step is lr / (1 - mu), the high end times (1 + mu), as full-batch heavy
-    ball is stable up to 2 (1 + mu) / lambda_1. adam: [d / (2 E n), 2 d], d the largest distance of a
-    parameter from its start to the least-squares fit: an Adam step moves each parameter by about lr, so 2 d
-    overshoots in one step and d / (2 E n) needs twice batch size 1's budget of E epochs of n updates. A
-    linear decay halves the low end (its mean step is half its first)."""
-    if not config.lr_from_theory:
-        return config
-    train = config.sweep.train
-    if train.optimizer == "adam":
-        start = torch.tensor([*([train.init_w] * data.n_features), train.init_b], dtype=torch.float64)
-        distance = float((start - theory.least_squares_fit(data.x, data.y_train)).abs().max())
-        low, high = distance / (2 * train.epochs * data.n), 2 * distance
-    else:
-        mu = train.momentum if train.optimizer == "momentum" else 0.0
-        low = float(noise_scale.optimal_lr_interpolation(data.x, 1)) / 2 * (1 - mu)
-        high = 2 * theory.full_batch_max_stable_lr(data.x) * (1 + mu)
-    if train.schedule == "linear":
-        low /= 2
-    chosen = {key: {"lr_min": low, "lr_max": high}[key] for key in config.lr_from_theory}
-    return replace(config, sweep=replace(config.sweep, **chosen), lr_from_theory=())
 
 
 def training_view(data: RegressionData) -> RegressionData:
@@ -304,6 +280,22 @@ def measure_scaling(
         if study_config.scan
         for batch_size in study_config.batch_sizes
     }
+    # taken once every study is done (the worker computes them after the scans); the model draws batches
+    # with replacement, so one prediction per regime serves both orders
+    by_regime = {
+        targets: (key, c) for key, c in grid.items() for targets in [key[1]] if nqm.predicts(c.train)
+    }
+    predictions = {
+        targets: worker.submit(
+            nqm.predict_scaling,
+            c.train,
+            datasets[key],
+            c.batch_sizes,
+            (c.lr_min, c.lr_max),
+            c.target_ratio,
+        )
+        for targets, (key, c) in by_regime.items()
+    }
     curves = []
     for (order, targets), study_config in grid.items():
         data = datasets[(order, targets)]
@@ -344,6 +336,13 @@ def measure_scaling(
         curves.append(ScalingCurve(order, targets, study_config, points, fit))
         if on_curve:
             on_curve(curves[-1])
+    predicted = {targets: future.result() for targets, future in predictions.items()}
+    curves = [
+        replace(c, points=[replace(p, predicted=predicted[c.targets][p.batch_size]) for p in c.points])
+        if c.targets in predicted
+        else c
+        for c in curves
+    ]
     return ScalingResult(config, base_data, scaling_theory(base_data.x, config.sweep.batch_sizes), curves)
 
 
