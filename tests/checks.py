@@ -1,6 +1,15 @@
-"""Checks several test modules make in the same words, and the small configs they share."""
+"""Checks several test modules make in the same words, and the small configs, commands and stand-in servers
+they share."""
 
+import http.server
+import os
+import socket
+import sqlite3
 import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +20,7 @@ from mbgd.core.config import SweepConfig, TrainConfig
 from mbgd.core.data import load_data
 from mbgd.core.train import History
 
+GUARD_S = 60  # a guard against a hang only: a command that cannot use its store fails at once
 TUTORIAL = TrainConfig()
 TUTORIAL_DATA = load_data(TUTORIAL.data, TUTORIAL.seed)  # the tutorial's 100 points
 
@@ -85,3 +95,56 @@ def storage_of(study):
     mbgd.studies.protocol is handed beside the study; tests may read Optuna's private names)."""
     storage = study._storage
     return getattr(storage, "_backend", storage)
+
+
+def run_mbgd(command: str, tracking_uri: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """The `mbgd` console script on the tracking store `tracking_uri`, run in `cwd`; may fail."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    env.pop("MLFLOW_RUN_ID", None)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "mbgd"), command, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GUARD_S,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def http_server(status: int) -> Iterator[str]:
+    """A local HTTP server that answers every GET with `status` (and every POST 501); yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def store_at_revision(tracking_store: str, revision: str) -> Path:
+    """The test's store, as if the given MLflow schema revision had migrated it."""
+    path = Path(tracking_store.removeprefix("sqlite:///"))
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        db.commit()
+    return path

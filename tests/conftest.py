@@ -1,6 +1,8 @@
+import importlib.machinery
 import shutil
 import sqlite3
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,15 @@ def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store_
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def optuna_dashboard(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """A stand-in for optuna-dashboard (the extra `mbgd[dashboard]`, which the tests do not install), so that
+    `mbgd dashboard` runs; returns the (host, port) pairs it was asked to serve on."""
+    served = []
+    fake = types.ModuleType("optuna_dashboard")
+    fake.__spec__ = importlib.machinery.ModuleSpec("optuna_dashboard", None)
+    fake.run_server = lambda storage, host, port: served.append((host, port))
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", fake)
+    return served

@@ -1,10 +1,6 @@
 """Passwords never reach MLflow params, tags, errors or printed output: every path that writes a storage or
 tracking URL out, checked without any server (README, "Many workers, many machines")."""
 
-import importlib.machinery
-import sys
-import types
-
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
@@ -83,6 +79,7 @@ def test_the_sweeps_storage_param_carries_no_password(tracking_store: str, tmp_p
     secret_url = f"postgresql+psycopg2://mbgd:{SECRET}@dbhost/optuna"
     real_open = studies.open_storage
     monkeypatch.setattr(studies, "open_storage", lambda url: real_open(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    monkeypatch.setattr("mbgd.tracking.store.check", lambda url, store: None)  # no server to probe either
     logged = []
     real_log_values = tracking.log_values
 
@@ -116,14 +113,10 @@ def test_mbgd_ui_on_a_server_names_it_without_credentials(monkeypatch: pytest.Mo
 
 
 def test_mbgd_dashboard_prints_its_storage_without_the_password(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
+    monkeypatch: pytest.MonkeyPatch, optuna_dashboard: list
 ) -> None:
-    served = []
-    fake = types.ModuleType("optuna_dashboard")
-    fake.__spec__ = importlib.machinery.ModuleSpec("optuna_dashboard", None)
-    fake.run_server = lambda storage, host, port: served.append((host, port))
-    monkeypatch.setitem(sys.modules, "optuna_dashboard", fake)
     monkeypatch.setattr(studies, "open_storage", lambda url: object())
+    monkeypatch.setattr("mbgd.cli.servers.check", lambda url, store: None)  # no server to probe either
     storage = f"postgresql+psycopg2://mbgd:{SECRET}@dbhost/optuna"
     result = CliRunner().invoke(cli.main, ["dashboard", "--storage", storage])
     assert result.exit_code == 0, result.output
@@ -131,7 +124,7 @@ def test_mbgd_dashboard_prints_its_storage_without_the_password(
         result.output
         == "optuna-dashboard on postgresql+psycopg2://mbgd:***@dbhost/optuna: http://127.0.0.1:8080/\n"
     )
-    assert served == [("127.0.0.1", 8080)]
+    assert optuna_dashboard == [("127.0.0.1", 8080)]
 
 
 @pytest.mark.parametrize(

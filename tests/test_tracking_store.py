@@ -1,15 +1,11 @@
 """The tracking store is checked once, before any work: an unreachable or unusable store is a one-line
 error."""
 
-import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -17,34 +13,13 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from checks import run_ok
+from checks import GUARD_S, free_port, http_server, run_mbgd, run_ok, store_at_revision
 from mbgd.cli.exits import user_errors
 from mbgd.tracking import runs as tracking
 from mbgd.tracking.store import StoreUnavailable, check
 
 BIN = Path(sys.executable).parent
 COMMANDS = ["train", "sweep", "scaling", "report"]
-GUARD_S = 60  # a guard against a hang only: a refused connection fails at once
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_mbgd(command: str, tracking_uri: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    env.pop("MLFLOW_RUN_ID", None)
-    return subprocess.run(
-        [str(BIN / "mbgd"), command],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=GUARD_S,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -67,31 +42,10 @@ def test_an_unusable_sqlite_path_is_one_line_and_exit_1(command: str, tmp_path: 
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines() == [
         "Error: cannot use the MLflow tracking store sqlite:////proc/nope/mlflow.db (MLFLOW_TRACKING_URI): "
-        "[Errno 2] No such file or directory: '/proc/nope'"
+        "[Errno 2] No such file or directory: '/proc/nope'; check the path, or set MLFLOW_TRACKING_URI to "
+        "another store"
     ]
     assert list(tmp_path.iterdir()) == []
-
-
-@contextmanager
-def http_server(status: int) -> Iterator[str]:
-    """A local HTTP server that answers every GET with `status`; yields its URL."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(status)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("status", [200, 401, 403])
@@ -179,18 +133,6 @@ def test_mlflow_prints_no_view_run_lines_against_a_server(
     assert "View experiment" not in result.stdout + result.stderr
 
 
-def store_at_revision(tracking_store: str, revision: str) -> Path:
-    """The test's store, as if the given MLflow schema revision had migrated it."""
-    import sqlite3
-    from contextlib import closing
-
-    path = Path(tracking_store.removeprefix("sqlite:///"))
-    with closing(sqlite3.connect(path)) as db:
-        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
-        db.commit()
-    return path
-
-
 def test_a_store_migrated_by_mlflow_3_18_is_one_line_naming_both_versions(tracking_store: str) -> None:
     from importlib.metadata import version
 
@@ -203,7 +145,7 @@ def test_a_store_migrated_by_mlflow_3_18_is_one_line_naming_both_versions(tracki
         f"migrated by MLflow 3.18 or newer (schema revision f4a9b2c7d1e6), which MLflow {version('mlflow')}"
         in (message)
     )
-    assert "run mbgd with mlflow>=3.18, or use another store" in message
+    assert "run mbgd with mlflow>=3.18, or set MLFLOW_TRACKING_URI to another store" in message
     assert "\n" not in message
 
 

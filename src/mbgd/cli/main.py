@@ -30,7 +30,7 @@ from mbgd.core.config import SweepConfig, build_sweep_config, build_train_run
 from mbgd.pipelines.trial_run_writer import open_writer
 from mbgd.runtime.compute_worker import WORKER_FROM_TRIALS, open_worker
 from mbgd.runtime.processes import end_without_collecting, hold_collection_while_importing, one_torch_thread
-from mbgd.tracking.store import require_tracking_store, tracking_uri
+from mbgd.tracking.store import require_model_registry, require_tracking_store, tracking_uri
 
 
 def echo_run_link(outcome: Any) -> None:
@@ -94,11 +94,13 @@ def train(preset: str | None, **options: Any) -> None:
 
 
 def check_register_model(name: str) -> None:
-    """A bad --register-model name stops the command before any run (a ConfigError: a usage error)."""
+    """A bad --register-model name stops the command before any run (a ConfigError: a usage error), and so
+    does a model registry that cannot be used (StoreUnavailable)."""
     if name:
         from mbgd.tracking.models import check_model_name
 
         check_model_name(name)
+        require_model_registry()
 
 
 def echo_rankings(config: SweepConfig, outcome: Any, register_model: str) -> None:

@@ -14,7 +14,7 @@ from mbgd.cli.exits import user_errors
 from mbgd.cli.options import STORAGE, options_from
 from mbgd.runtime.errors import Interrupted, sigterm_interrupts
 from mbgd.runtime.processes import imports_done
-from mbgd.tracking.store import tracking_uri
+from mbgd.tracking.store import OPTUNA_STORAGE, check, tracking_uri
 
 
 @click.command()
@@ -34,6 +34,7 @@ from mbgd.tracking.store import tracking_uri
     ),
     ("--open open_browser", None, "Open the runs link in a browser once the UI is up.", {"is_flag": True}),
 )
+@user_errors
 def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
     """Start the MLflow UI on the project's tracking store and print links to the runs and their charts."""
     import subprocess
@@ -46,6 +47,7 @@ def ui(host: str, port: int, experiment: str, open_browser: bool) -> None:
 
     if store.startswith("http"):
         raise click.UsageError(f"MLFLOW_TRACKING_URI is a server already: open {ui_base(store)} in a browser")
+    check(store)
     from mbgd.tracking.ui_views import latest_comparison_view_key
 
     os.environ["MLFLOW_TRACKING_URI"] = store
@@ -143,6 +145,7 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
     from mbgd.studies.storage import default_storage, open_storage
 
     url = storage or default_storage()
+    check(url, OPTUNA_STORAGE)
     opened = open_storage(url)
     from optuna_dashboard import run_server
 

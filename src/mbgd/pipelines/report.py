@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from mbgd.core.config import TrainRun
 from mbgd.core.data import RegressionData
 from mbgd.core.train import History, fit
-from mbgd.pipelines.steps import SCAN_TITLE
+from mbgd.pipelines.steps import SCAN_TITLE, study_storage_url
 from mbgd.pipelines.sweep import sweep_figures, tracked_sweep
 from mbgd.pipelines.train import tracked_train
 
@@ -48,6 +48,7 @@ def tracked_report(
     from mbgd.tracking import artifacts
     from mbgd.tracking import runs as tracking
 
+    study_storage_url(config)  # a storage that cannot be used stops the report before the tutorial's runs
     client = tracking.client()
     imports_done()  # MLflow, torch and matplotlib (mbgd.runtime.processes)
     with tracking.run_scope(

@@ -17,11 +17,22 @@ from mbgd.core.history import History, descent_kind
 SCAN_TITLE = "{objective} vs learning rate: the dense scan and the Optuna trials that refined it"
 
 
-def open_study_storage(sweep_config) -> tuple[str, object]:
-    """The studies' storage URL (the sweep's, else mbgd's default) and the storage opened on it."""
-    from mbgd.studies.storage import default_storage, open_storage
+def study_storage_url(sweep_config) -> str:
+    """The studies' storage URL (the sweep's, else mbgd's default), checked: one that cannot be reached or
+    used stops the command before any run (mbgd.tracking.store.StoreUnavailable)."""
+    from mbgd.studies.storage import default_storage
+    from mbgd.tracking.store import OPTUNA_STORAGE, check
 
     storage_url = sweep_config.storage or default_storage()
+    check(storage_url, OPTUNA_STORAGE)
+    return storage_url
+
+
+def open_study_storage(sweep_config) -> tuple[str, object]:
+    """The studies' storage URL (study_storage_url) and the storage opened on it."""
+    from mbgd.studies.storage import open_storage
+
+    storage_url = study_storage_url(sweep_config)
     return storage_url, open_storage(storage_url)
 
 

@@ -203,7 +203,8 @@ def _helper_main(runs_in, confirmations_out) -> None:
                 for run, run_id in zip(runs, write_all(client, runs), strict=True)
             ]
         except Exception as error:  # the sweep's process takes over and meets the error itself
-            say(f"mbgd: the trial-run writer process stopped: {error}")
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            say(f"mbgd: the trial-run writer process stopped: {first_line}")
             sys.exit(1)
         with suppress(OSError):  # the sweep's process is gone: keep writing what is in the pipe
             confirmations_out.send(confirmed)
