@@ -125,3 +125,20 @@ def test_params_name_the_rule_and_only_the_settings_it_uses() -> None:
     assert "ema" not in TrainConfig().as_params()
     params = TrainConfig(optimizer="momentum", momentum=0.5, ema=0.9).as_params()
     assert (params["optimizer"], params["momentum"], params["ema"]) == ("momentum", "0.5", "0.9")
+
+
+@pytest.mark.parametrize("case", ["momentum", "adam-linear", "momentum-linear-ema"])
+def test_a_member_that_diverges_leaves_the_others_state_aligned(case: str) -> None:
+    """The diverged member is dropped from the tensors after its first epoch: every other member's optimizer
+    state (buffers, moments, average) must be dropped in step, or the survivors train on a neighbour's."""
+    config = TrainConfig(batch_size=10, epochs=4, dtype="float64", **CASES[case])
+    exploding = 1e200  # the loss overflows float64 in its first epoch
+    lrs = [LRS[0], exploding, *LRS[1:]]
+    members = fit_population(config, load_data(config.data, config.seed), lrs)
+    assert [m.diverged for m in members] == [False, True, False, False]
+    for lr, member in zip(lrs, members, strict=True):
+        if lr == exploding:
+            continue
+        losses, w, b = torch_optim_alone(config, lr)
+        assert member.epoch_losses == pytest.approx(losses, rel=1e-10)
+        assert (member.w, member.b) == (pytest.approx(w, rel=1e-10), pytest.approx(b, rel=1e-10))

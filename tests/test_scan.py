@@ -26,16 +26,18 @@ def exhaustive_updates_to_target(
     target_ratio: float,
     dtype: torch.dtype = torch.float32,
     details: list | None = None,
+    momentum: float = 0.0,
 ) -> torch.Tensor:
     """Updates from which the full-dataset loss stays at or below the target to the end, for every lr at once:
     the tutorial's fixed order and noise-free targets, written as a plain loop independent of mbgd's
-    training."""
+    training; with `momentum`, heavy ball as torch.optim.SGD steps it (buf = momentum * buf + grad)."""
     x32 = torch.arange(-5, 5, 0.1, dtype=torch.float32)[:100]
     x, y = x32.to(dtype), (-5 * x32).to(dtype)  # the tutorial's float32 data, cast
     k = lrs.shape[0]
     lr = lrs.to(dtype)
     w = torch.full((k,), -10.0, dtype=dtype)
     b = torch.full((k,), -20.0, dtype=dtype)
+    buf_w, buf_b = torch.zeros_like(w), torch.zeros_like(b)
 
     def loss() -> torch.Tensor:
         return ((w[:, None] * x[None, :] + b[:, None] - y[None, :]) ** 2).mean(dim=1)
@@ -51,7 +53,8 @@ def exhaustive_updates_to_target(
             residual = w[:, None] * xb[None, :] + b[:, None] - yb[None, :]
             grad_w = 2 * (residual * xb[None, :]).mean(dim=1)
             grad_b = 2 * residual.mean(dim=1)
-            w, b = w - lr * grad_w, b - lr * grad_b
+            buf_w, buf_b = momentum * buf_w + grad_w, momentum * buf_b + grad_b
+            w, b = w - lr * buf_w, b - lr * buf_b
             step += 1
             current = loss()
             above = ~(current <= target)  # nan counts as above
@@ -153,6 +156,38 @@ def test_scaling_finds_the_exhaustive_optimum_of_batch_sizes_1_2_3(
         assert row["scan_best_updates"] >= row["updates_to_target"] - 1e-9
         assert row["tuned_regret"] <= 0.05
         assert row["first_touch_updates"] <= row["updates_to_target"]
+
+
+@pytest.mark.slow
+def test_scaling_with_heavy_ball_finds_the_exhaustive_optimum_of_batch_sizes_1_10_20(
+    tracking_store: str, tmp_path: Path
+) -> None:
+    lr_min, lr_max = 0.0005, 0.1
+    lrs = torch.logspace(math.log10(lr_min), math.log10(lr_max), 4096, dtype=torch.float64)
+    args = [
+        *(
+            "scaling",
+            "--optimizer",
+            "momentum",
+            "--momentum",
+            "0.9",
+            "--order",
+            "fixed",
+            "--targets",
+            "clean",
+        ),
+        *("--batch-sizes", "1,10,20", "--seeds", "1", "--lr-min", str(lr_min), "--lr-max", str(lr_max)),
+        *("--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--output-dir", str(tmp_path / "out")),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "scaling.json").read_text())
+    assert (summary["optimizer"], summary["momentum"]) == ("momentum", 0.9)
+    for batch_size in (1, 10, 20):
+        exhaustive = float(exhaustive_updates_to_target(batch_size, lrs, 30, 1e-4, momentum=0.9).min())
+        assert exhaustive < 30 * math.ceil(100 / batch_size)  # the target is reached: a real optimum
+        row = summary["by_batch_size"][str(batch_size)]["fixed_order"]["interpolation"]
+        assert row["updates_to_target"] == pytest.approx(exhaustive, rel=0.05), (batch_size, row)
 
 
 def independent_tpe_counts(batch_size: int, seeds: int, max_trials: int, optimum: float) -> list[int | None]:

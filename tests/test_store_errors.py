@@ -242,3 +242,23 @@ def test_an_optuna_storage_that_breaks_during_the_command_is_one_line_and_its_ru
     statuses = runs_by_status(tracking_store)
     assert statuses.get("FAILED"), statuses
     assert "RUNNING" not in statuses
+
+
+def test_an_error_of_mbgd_s_own_making_is_not_blamed_on_the_store(tracking_store: str) -> None:
+    """A param logged again with another value is refused by MLflow (INVALID_PARAMETER_VALUE): a bug of the
+    caller's, which keeps its traceback rather than read as a failing store; a full temporary folder
+    neither."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    from mbgd.cli.exits import store_failure
+
+    client = tracking.client()
+    run_id = client.create_run("0").info.run_id
+    tracking.log_values(client, run_id, params={"lr": "0.1"}, metrics=[])
+    with pytest.raises(MlflowException, match="Changing param values is not allowed") as refused:
+        tracking.log_values(client, run_id, params={"lr": "0.2"}, metrics=[])
+    assert store_failure(refused.value, "") is None
+    full = OSError(28, "No space left on device", str(Path(tempfile.gettempdir()) / "mbgd-figure-x"))
+    assert store_failure(full, "") is None

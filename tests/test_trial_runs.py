@@ -343,3 +343,42 @@ def test_on_the_public_api_a_run_written_before_the_tell_of_a_trial_not_told_is_
     on_trials(1, "s-b1", records[1:])  # trial 0 was failed by another worker meanwhile: not told
     assert handed_over == []  # written already
     assert [client.get_run(i).info.lifecycle_stage for i in ids] == ["deleted", "active"]
+
+
+def test_on_the_public_api_runs_written_for_a_population_whose_tell_never_came_are_deleted(
+    parent, monkeypatch, tmp_path: Path
+) -> None:
+    import optuna
+
+    from checks import small_sweep
+    from mbgd.core.data import load_data
+    from mbgd.pipelines.trial_runs import OnTrialRuns
+    from mbgd.studies import protocol
+    from mbgd.studies.storage import open_storage
+    from mbgd.studies.sweep import run_study
+    from mbgd.tracking.records import RunRef
+
+    monkeypatch.setenv("MBGD_PUBLIC_API", "1")
+    client, experiment_id, parent_id = parent
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C between writing the runs and telling their trials
+
+    monkeypatch.setattr(protocol, "tell", stopped)
+    config = small_sweep(tmp_path)
+    on_trials = OnTrialRuns(
+        lambda runs: None, RunRef(parent_id, experiment_id), client, n=100, dtype="float32"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_study(
+            config,
+            load_data(config.train.data, config.train.seed),
+            10,
+            open_storage(config.storage),
+            on_trials=on_trials,
+        )
+    written = client.search_runs([experiment_id], "params.trial != ''", run_view_type=3)  # active or deleted
+    assert len(written) == config.population  # they were written before the tell...
+    assert {r.info.lifecycle_stage for r in written} == {"deleted"}  # ...and deleted when it did not come
+    study = optuna.load_study(study_name="mbgd-sweep-b10", storage=config.storage)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.FAIL}

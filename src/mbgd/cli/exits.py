@@ -80,6 +80,8 @@ def store_failure(error: Exception, storage: str) -> str | None:
     while frame is not None:
         modules.append(frame.tb_frame.f_globals.get("__name__", ""))
         frame = frame.tb_next
+    if _not_the_store(error, modules):
+        return None
     library = _library(modules)
     if library is None:
         return None
@@ -115,6 +117,25 @@ def _library(modules: list[str]) -> str | None:
         if module.startswith("mbgd.") and module != _NEITHER:
             return None
     return None
+
+
+# MLflow's answer to a request the caller got wrong (a param logged again with another value): mbgd's bug, not
+# the store's failure, so it keeps its traceback
+CALLER_ERROR_CODES = {"INVALID_PARAMETER_VALUE"}
+
+
+def _not_the_store(error: Exception, modules: list[str]) -> bool:
+    """A caller's error MLflow refused, or a temporary file of mbgd's or MLflow's (a full /tmp) that no
+    artifact store was writing."""
+    import tempfile
+
+    if getattr(error, "error_code", None) in CALLER_ERROR_CODES:
+        return True
+    filename = getattr(error, "filename", None)
+    if not isinstance(error, OSError) or not filename:
+        return False
+    temporary = os.fsdecode(filename).startswith(tempfile.gettempdir() + os.sep)
+    return temporary and not any(m.startswith("mlflow.store.artifact") for m in modules)
 
 
 def _store_error_types() -> tuple[type, ...]:

@@ -13,6 +13,7 @@ Imports neither MLflow nor torch at the top: the helper process imports this mod
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 
 # as in mlflow.utils.mlflow_tags; named here so as not to import MLflow
@@ -118,6 +119,14 @@ class OnTrialRuns:
         written = write_all(self.client, runs)
         self._written_before_tell = dict(zip((run.key for run in runs), written, strict=True))
         return written
+
+    def untold(self) -> None:
+        """The population ended without a tell (interrupted, or the storage failed): the runs written for it
+        are deleted, as far as the store still takes it."""
+        written, self._written_before_tell = self._written_before_tell, {}
+        for run_id in written.values():
+            with suppress(Exception):
+                self.client.delete_run(run_id)
 
     def __call__(self, batch_size: int, study_name: str, records) -> None:
         runs = self.runs(batch_size, study_name, records)

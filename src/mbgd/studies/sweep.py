@@ -43,7 +43,8 @@ class TrialRecord:
 
 # (batch size, study name, records), called with each population's told trials. A callback with a `run_ids`
 # method (same arguments, called before the tell with every record of the population) names their MLflow runs
-# first: each trial is told with its run's id as the user attr RUN_ID_ATTR.
+# first: each trial is told with its run's id as the user attr RUN_ID_ATTR; its `untold()`, if it has one, is
+# called when the population ends without a tell.
 OnTrials = Callable[[int, str, list[TrialRecord]], None]
 FINISHED_STATE_NAMES = {state.name for state in protocol.FINISHED_STATES}
 
@@ -98,6 +99,8 @@ def run_study(
                 )
         except BaseException:  # interrupted anywhere between ask and tell: nothing of ours stays RUNNING
             protocol.fail_unfinished(study, storage, trials)
+            if hasattr(on_trials, "untold"):  # runs it wrote for trials that were then not told
+                on_trials.untold()
             raise
         if not trials:
             if done >= config.n_trials:
@@ -160,14 +163,16 @@ def scan_study(study: optuna.Study, storage: optuna.storages.BaseStorage, lr_sca
     objective as the value; `diverged` and, for updates_to, `first_touch` as user attrs) over the scan's whole
     lr range, so that optuna-dashboard and optuna.visualization show the landscape the refinement's narrow
     range is cut from. `--n-trials` counts only the refining study's trials. Made once: a companion that has
-    trials is left as it is."""
+    every scanned lr is left as it is (one that has some gets the others)."""
     companion = optuna.create_study(
         study_name=study.study_name + SCAN_STUDY_SUFFIX,
         storage=storage,
         direction="minimize",
         load_if_exists=True,
     )
-    if companion.get_trials(deepcopy=False):
+    # an interrupted slow path (add_trials, one by one) left some: the rest are added
+    recorded = {t.params.get("lr") for t in companion.get_trials(deepcopy=False)}
+    if len(recorded) >= len(lr_scan.lrs):
         return companion
     companion.set_user_attr("scan_of", study.study_name)
     companion.set_user_attr("objective", lr_scan.objective)
@@ -185,6 +190,7 @@ def scan_study(study: optuna.Study, storage: optuna.storages.BaseStorage, lr_sca
         for lr, value, touch, diverged in zip(
             lr_scan.lrs, lr_scan.values, lr_scan.first_touch, lr_scan.diverged, strict=True
         )
+        if lr not in recorded
     ]
     add_finished_trials(storage, companion, templates)
     return companion

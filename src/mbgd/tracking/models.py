@@ -6,6 +6,7 @@ model, and registered model versions.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
@@ -141,7 +142,10 @@ def log_model(
             )
             mlflow_client.log_model_artifacts(model.model_id, str(path))
     except BaseException:
-        mlflow_client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        with suppress(
+            Exception
+        ):  # the store that failed may refuse this too: the first error is the one to see
+            mlflow_client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
         raise
     finally:
         pyfunc_logger.setLevel(level)
