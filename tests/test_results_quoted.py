@@ -469,3 +469,49 @@ def test_the_shuffled_and_tuned_lr_details_research_md_gives_are_scaling_jsons()
     assert round(fixed_lr[25], 3) == 0.175
     assert (round(min(shuffled_rest), 2), round(max(shuffled_rest), 2)) == (0.10, 0.11)
     assert "0.07–0.11 in the fixed order (batch size 25: 0.175), 0.10–0.11 shuffled" in text
+
+
+# --- docs/research.md's update rules: results/rules/<rule>.json (tools/rules_runs.sh) -------------------
+
+
+def rule_row(rule: str, batch_size: int, regime: str, order: str = "shuffled") -> dict:
+    summary = json.loads((ROOT / "results" / "rules" / f"{rule}.json").read_text())
+    return summary["by_batch_size"][str(batch_size)][order][regime]
+
+
+def test_research_md_holds_the_rules_table_made_from_the_committed_runs() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rules_table", ROOT / "tools" / "rules_table.py")
+    rules_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules_table)
+    assert rules_table.BEGIN + rules_table.table(rules_table.load()) + rules_table.END in RESEARCH
+
+
+@pytest.mark.parametrize(
+    ("quoted", "rule", "batch_size", "regime"),
+    [
+        ("1,776 updates", "sgd-linear", 1, "noisy"),
+        ("166 against 37 at batch size 1", "momentum", 1, "interpolation"),
+        ("97 against 204 at 10", "momentum", 10, "noisy"),
+        ("783 and 561 updates", "sgd-ema", 1, "noisy"),
+        ("(91 against 37 at batch size 1)", "adam", 1, "interpolation"),
+    ],
+)
+def test_the_verdicts_quote_the_committed_runs(quoted: str, rule: str, batch_size: int, regime: str) -> None:
+    assert quoted in RESEARCH
+    first = int(re.search(r"\d[\d,]*", quoted).group().replace(",", ""))
+    assert round(rule_row(rule, batch_size, regime)["updates_to_target"]) == first
+    against = re.search(r"against (\d+)", quoted)
+    if against:  # the same batch size under plain SGD
+        assert round(rule_row("sgd", batch_size, regime)["updates_to_target"]) == int(against.group(1))
+
+
+def test_a_decaying_lr_reaches_the_noisy_target_at_every_batch_size_in_both_orders_on_every_seed() -> None:
+    summary = json.loads((ROOT / "results" / "rules" / "sgd-linear.json").read_text())
+    seeds = len(summary["seeds"])
+    for batch_size in summary["batch_sizes"]:
+        for order in ("fixed_order", "shuffled"):
+            assert rule_row("sgd-linear", batch_size, "noisy", order)["seeds_reached"] == seeds
+    assert rule_row("sgd", 1, "noisy")["updates_to_target"] is None  # at a constant lr it never does
+    assert rule_row("sgd", 3, "noisy")["updates_to_target"] is None
