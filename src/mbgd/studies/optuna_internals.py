@@ -71,7 +71,7 @@ def create_trials(
     queries per trial, most of what asking a population cost. Returns their ids in the order numbered."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy import func
+    from sqlalchemy import func, insert
 
     with _create_scoped_session(storage.scoped_session) as session:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
@@ -99,34 +99,51 @@ def create_trials(
             trial.number = trials_before + i
         for name in {name for template in templates for name in template.params}:
             _check_distributions(session, models, study_id, name, templates)
+        # the trials' own rows in one statement per table (a scan's 512 trials as ORM objects took 0.3 s)
+        as_json = {}  # distribution_to_json once per distribution
+        rows: dict[type, list[dict]] = {
+            models.TrialParamModel: [],
+            models.TrialUserAttributeModel: [],
+            models.TrialSystemAttributeModel: [],
+            models.TrialValueModel: [],
+            models.TrialHeartbeatModel: [],
+        }
         for trial, template in zip(trials, templates, strict=True):
-            session.add_all(
-                models.TrialParamModel(
-                    trial_id=trial.trial_id,
-                    param_name=name,
-                    param_value=template.distributions[name].to_internal_repr(value),
-                    distribution_json=optuna.distributions.distribution_to_json(template.distributions[name]),
+            for name, value in template.params.items():
+                distribution = template.distributions[name]
+                if id(distribution) not in as_json:
+                    as_json[id(distribution)] = optuna.distributions.distribution_to_json(distribution)
+                rows[models.TrialParamModel].append(
+                    {
+                        "trial_id": trial.trial_id,
+                        "param_name": name,
+                        "param_value": distribution.to_internal_repr(value),
+                        "distribution_json": as_json[id(distribution)],
+                    }
                 )
-                for name, value in template.params.items()
-            )
             for model, attrs in (
                 (models.TrialUserAttributeModel, template.user_attrs),
                 (models.TrialSystemAttributeModel, template.system_attrs),
             ):
-                session.add_all(
-                    model(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
+                rows[model] += [
+                    {"trial_id": trial.trial_id, "key": key, "value_json": json.dumps(value)}
                     for key, value in attrs.items()
+                ]
+            for objective, value in enumerate(template.values or ()):
+                stored, value_type = models.TrialValueModel.value_to_stored_repr(value)
+                rows[models.TrialValueModel].append(
+                    {
+                        "trial_id": trial.trial_id,
+                        "objective": objective,
+                        "value": stored,
+                        "value_type": value_type,
+                    }
                 )
-            session.add_all(
-                models.TrialValueModel(
-                    trial_id=trial.trial_id, objective=objective, value=stored, value_type=value_type
-                )
-                for objective, (stored, value_type) in enumerate(
-                    map(models.TrialValueModel.value_to_stored_repr, template.values or ())
-                )
-            )
-        if heartbeats:
-            session.add_all(models.TrialHeartbeatModel(trial_id=trial.trial_id) for trial in trials)
+            if heartbeats:
+                rows[models.TrialHeartbeatModel].append({"trial_id": trial.trial_id})
+        for model, model_rows in rows.items():
+            if model_rows:
+                session.execute(insert(model), model_rows)
         trial_ids = [trial.trial_id for trial in trials]
     return trial_ids
 
@@ -141,7 +158,9 @@ def _check_distributions(session, models, study_id: int, name: str, templates) -
         .filter(models.TrialParamModel.param_name == name)
         .first()
     )
-    given = [template.distributions[name] for template in templates if name in template.params]
+    given = list(
+        {id(t.distributions[name]): t.distributions[name] for t in templates if name in t.params}.values()
+    )
     first = optuna.distributions.json_to_distribution(previous.distribution_json) if previous else given[0]
     for distribution in given:
         optuna.distributions.check_distribution_compatibility(first, distribution)
