@@ -150,13 +150,14 @@ def test_ui_links_render_the_runs_the_comparison_chart_and_a_run_in_a_browser(
         dom = chromium(tmp_path / "dom-profile", "--dump-dom", links["runs"])
         comparison = links["comparison"]
         # The chart appears once its metric history is fetched; a cold server on a busy machine (this is CI's
-        # first test) may be late for the first browsers (CI once saw two in a row too early).
-        for attempt in range(4):
+        # first test) may be late for the first browsers (CI once saw two in a row too early, later all four).
+        for attempt in range(8):
             comparison_dom = chromium(
                 tmp_path / f"comparison-profile-{attempt}", "--dump-dom", on_host(comparison, port)
             )
             if "sgd-b1 (loss)" in comparison_dom and "experiment-view-compare-runs-card" in comparison_dom:
                 break
+            time.sleep(2)
         run_dom = chromium(tmp_path / "run-profile", "--dump-dom", on_host(run_link, port))
         chromium(tmp_path / "shot-profile", f"--screenshot={screenshot}", on_host(comparison, port))
     assert "<title>Runs - Experiment 0 - MLflow</title>" in dom

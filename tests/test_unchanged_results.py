@@ -36,10 +36,25 @@ BLAS_KEYS = {
 }
 
 
+# What scaling.json gained after the gold file was made (the update rule, issue 25, and the noisy quadratic
+# model's predictions): present beside every value the gold file has, which stay to the last digit.
+ADDED_KEYS = {
+    "optimizer",
+    "momentum",
+    "schedule",
+    "ema",
+    "prediction",
+    "predicted_updates",
+    "predicted_lr",
+    "measured_over_predicted",
+}
+
+
 def assert_same(got, expected, key: str = "") -> None:
     if isinstance(expected, dict):
         assert isinstance(got, dict), key
-        assert got.keys() == expected.keys(), key
+        assert expected.keys() <= got.keys(), key
+        assert got.keys() - expected.keys() <= ADDED_KEYS, key
         for name in expected:
             assert_same(got[name], expected[name], f"{key}/{name}")
     elif BLAS_KEYS.intersection(key.split("/")) and isinstance(expected, float):
