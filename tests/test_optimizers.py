@@ -142,3 +142,32 @@ def test_a_member_that_diverges_leaves_the_others_state_aligned(case: str) -> No
         losses, w, b = torch_optim_alone(config, lr)
         assert member.epoch_losses == pytest.approx(losses, rel=1e-10)
         assert (member.w, member.b) == (pytest.approx(w, rel=1e-10), pytest.approx(b, rel=1e-10))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_each_member_trains_with_its_own_momentum_as_torch_optim_with_that_momentum(schedule: str) -> None:
+    """A 2-D lr x momentum search trains each (lr, momentum) pair as one member; a diverging pair in the
+    middle drops its coefficient with its row, so the members after it keep their own."""
+    config = TrainConfig(batch_size=10, epochs=4, dtype="float64", optimizer="momentum", schedule=schedule)
+    pairs = [(0.003, 0.0), (0.02, 0.5), (1e200, 0.3), (0.01, 0.9), (0.003, 0.97)]
+    members = fit_population(
+        config,
+        load_data(config.data, config.seed),
+        [lr for lr, _ in pairs],
+        momenta=[mu for _, mu in pairs],
+    )
+    assert [m.diverged for m in members] == [False, False, True, False, False]
+    for (lr, mu), member in zip(pairs, members, strict=True):
+        if member.diverged:
+            continue
+        losses, w, b = torch_optim_alone(replace(config, momentum=mu), lr)
+        assert member.epoch_losses == pytest.approx(losses, rel=1e-10)
+        assert (member.w, member.b) == (pytest.approx(w, rel=1e-10), pytest.approx(b, rel=1e-10))
+
+
+def test_momenta_are_refused_for_other_rules_and_in_the_wrong_number() -> None:
+    data = load_data(TrainConfig().data, 42)
+    with pytest.raises(ConfigError, match="momenta are for the optimizer momentum, not sgd"):
+        fit_population(TrainConfig(), data, [0.01], momenta=[0.5])
+    with pytest.raises(ValueError, match="2 momenta for 1 learning rates"):
+        fit_population(TrainConfig(optimizer="momentum"), data, [0.01], momenta=[0.5, 0.9])

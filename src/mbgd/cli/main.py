@@ -20,6 +20,8 @@ from mbgd.cli.options import (
     RESULTS,
     collect,
     drop_options,
+    last_of_each,
+    lr_momentum_options,
     options_from,
     register_model_option,
     scaling_options,
@@ -268,4 +270,51 @@ def scaling(
             click.echo(f"measured knee, {order}, {regime}: " + ("none" if knee is None else f"{knee:.3g}"))
     if output_dir:
         click.echo(f"wrote {os.path.join(output_dir, 'scaling.md')} and the figures")
+    echo_run_link(outcome)
+
+
+# As scaling's, with the grid's own --name, --scan and --output-dir; the optimizer is heavy ball and its
+# coefficient is searched.
+@drop_options("batch_size", "lr", "shuffle", "targets", "epochs", "optimizer", "momentum")
+@last_of_each
+@main.command(name="lr-momentum")
+@training_options
+@scaling_options
+@lr_momentum_options
+@user_errors
+def lr_momentum(
+    preset: str | None, output_dir: str, regimes: str | None, scaling_epochs: int | None, **options: Any
+) -> None:
+    """lr x momentum at each batch size: what tuning heavy ball's coefficient with the lr gains over SGD at
+    its own tuned lr, checked against a dense grid.
+
+    For every batch size, batch order and regime: a dense lr x momentum grid (its momentum-0 row is SGD's lr
+    scan), an Optuna study whose multivariate TPE refines the grid's best, both bests re-trained over the
+    seeds, and the trials TPE without the grid needs in 2-D and 1-D (trials_to_5pct).
+    """
+    from mbgd.core.scaling_config import build_lr_momentum_config
+
+    config = build_lr_momentum_config(
+        collect(preset, {**options, "targets": regimes, "epochs": scaling_epochs})
+    )
+    require_tracking_store()
+    one_torch_thread()
+    from dataclasses import replace
+
+    from mbgd.core.data import load_data
+    from mbgd.core.scaling_config import resolve_lr_range
+    from mbgd.pipelines.lr_momentum import tracked_lr_momentum
+
+    sweep = config.scaling.sweep
+    data = load_data(sweep.train.data, sweep.train.seed)
+    config = replace(config, scaling=resolve_lr_range(config.scaling, data))
+    sweep = config.scaling.sweep
+    studies = len(config.scaling.orders) * len(config.scaling.targets) * len(sweep.batch_sizes)
+    click.echo(
+        f"{studies} grids of {sweep.scan} lrs in [{sweep.lr_min:.3g}, {sweep.lr_max:.3g}] x "
+        f"{config.momenta} momenta in [0, {config.momentum_max:g}], each refined by {sweep.n_trials} trials"
+    )
+    outcome = tracked_lr_momentum(config, data, output_dir=output_dir, progress=click.echo)
+    if output_dir:
+        click.echo(f"wrote {os.path.join(output_dir, 'lr_momentum.md')} and the figures")
     echo_run_link(outcome)

@@ -283,3 +283,56 @@ def drop_options(*names: str) -> Callable[[click.Command], click.Command]:
         return command
 
     return decorate
+
+
+# `mbgd lr-momentum`'s own options, beside scaling's (whose --name, --scan and --output-dir it replaces).
+lr_momentum_options = options_from(
+    (
+        "--name",
+        str,
+        "Name; studies are <name>-<order>-<regime>-b<batch size>. [default: mbgd-lr-momentum]",
+    ),
+    ("--scan", int, "Log-spaced lrs of the grid over [lr-min, lr-max]. [default: 128]"),
+    (
+        "--lr-min",
+        float,
+        "Lower end of the grid's lrs. [default: (1 - momentum-max)/(2 beta), heavy ball's steady step "
+        "lr/(1 - mu) at half SGD's theoretical step]",
+    ),
+    (
+        "--lr-max",
+        float,
+        "Upper end of the grid's lrs. [default: 4 (1 + momentum-max)/lambda_1, twice full-batch heavy "
+        "ball's stability limit]",
+    ),
+    (
+        "--momenta",
+        int,
+        "Momentum coefficients of the grid, evenly spaced in [0, momentum-max]. [default: 34]",
+    ),
+    (
+        "--momentum-max",
+        float,
+        "The largest momentum searched, in [0, 1); the theory's lr range is widened for it. [default: 0.99]",
+    ),
+    (
+        "--tuning-cost-seeds",
+        int,
+        "Sampler seeds over which to count the trials TPE without the grid needs to come within 5% of the "
+        "optimum, in 2-D (lr, momentum) and 1-D (lr at momentum 0) (0: not measured). [default: 3]",
+    ),
+    (
+        "--output-dir",
+        FOLDER,
+        "Folder for the figures, lr_momentum.json and lr_momentum.md; '' for none.",
+        RESULTS,
+    ),
+)
+
+
+def last_of_each(command: click.Command) -> click.Command:
+    """Of options that share a name, keep the one declared last (a command's own, below the shared ones it
+    replaces); applied above @main.command()."""
+    last = {param.name: param for param in command.params}
+    command.params = [param for param in command.params if last[param.name] is param]
+    return command

@@ -31,9 +31,15 @@ class PopulationOptimizer:
         b: torch.Tensor,
         *,
         total_updates: int,
+        momenta: Sequence[float] | None = None,
     ):
         self.kind = config.optimizer
-        self.momentum = config.momentum
+        # heavy ball's coefficient: the config's, or one per member (a 2-D lr x momentum search)
+        self.momentum: float | torch.Tensor = config.momentum
+        if momenta is not None:
+            if len(momenta) != len(lrs):
+                raise ValueError(f"{len(momenta)} momenta for {len(lrs)} learning rates")
+            self.momentum = torch.tensor(list(momenta), dtype=w.dtype)
         self.decays = config.schedule == "linear"
         self.ema = config.ema
         self.total_updates = total_updates
@@ -48,6 +54,8 @@ class PopulationOptimizer:
     def keep(self, rows: torch.Tensor) -> None:
         """Only the members of the boolean mask `rows` train on (the others stopped or diverged)."""
         self.lr64, self.lr = self.lr64[rows], self.lr[rows]
+        if isinstance(self.momentum, torch.Tensor):
+            self.momentum = self.momentum[rows]
         self.state = [tensor[rows] for tensor in self.state]
         self.average = [tensor[rows] for tensor in self.average]
 
@@ -80,6 +88,9 @@ class PopulationOptimizer:
     def _momentum_step(self, w, b, grad_w, grad_b, lr) -> None:
         if not self.state:  # torch.optim.SGD's first step: the buffer is the gradient
             self.state = [grad_w.clone(), grad_b.clone()]
+        elif isinstance(self.momentum, torch.Tensor):
+            self.state[0].mul_(self.momentum[:, None]).add_(grad_w)
+            self.state[1].mul_(self.momentum).add_(grad_b)
         else:
             self.state[0].mul_(self.momentum).add_(grad_w)
             self.state[1].mul_(self.momentum).add_(grad_b)

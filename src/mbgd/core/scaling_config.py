@@ -143,3 +143,57 @@ def resolve_lr_range(config: ScalingConfig, data: RegressionData) -> ScalingConf
         low /= 2
     chosen = {key: {"lr_min": low, "lr_max": high}[key] for key in config.lr_from_theory}
     return replace(config, sweep=replace(config.sweep, **chosen), lr_from_theory=())
+
+
+# What `mbgd lr-momentum` changes from scaling's defaults: a grid of 128 lrs x 34 momenta is 4352 trainings
+# per batch size; the tuning cost over 3 sampler seeds, in 2-D and 1-D.
+LR_MOMENTUM_DEFAULTS: dict[str, Any] = {"name": "mbgd-lr-momentum", "scan": 128, "tuning_cost_seeds": 3}
+TUNING_COST_MAX_TRIALS = 256  # as the sweep's: a seed that needs more counts as never
+
+
+@dataclass(frozen=True)
+class LrMomentumConfig:
+    """`mbgd lr-momentum`: scaling's grid of orders, regimes and batch sizes, each with a dense lr x momentum
+    grid (`scaling.sweep.scan` lrs x `momenta` coefficients evenly spaced in [0, momentum_max]) refined by a
+    multivariate TPE study. The training is heavy ball; its coefficient is what is searched."""
+
+    scaling: ScalingConfig
+    momenta: int = 34
+    momentum_max: float = 0.99
+    tuning_cost_max_trials: int = TUNING_COST_MAX_TRIALS
+
+    def __post_init__(self) -> None:
+        require(self.momenta >= 1, f"momenta must be at least 1, got {self.momenta}")
+        require(0 <= self.momentum_max < 1, f"momentum_max must be in [0, 1), got {self.momentum_max}")
+        require(self.scaling.sweep.scan >= 1, "lr-momentum needs a grid: --scan must be at least 1")
+        require(
+            self.scaling.sweep.train.optimizer == "momentum",
+            f"lr-momentum trains heavy ball, got optimizer {self.scaling.sweep.train.optimizer!r}",
+        )
+
+    def as_params(self) -> dict[str, str]:
+        """Scaling's params with the momentum searched: `momentum` is "tuned", over `momenta` coefficients up
+        to `momentum_max`."""
+        return {
+            **self.scaling.as_params(),
+            "momentum": "tuned",
+            "momentum_max": repr(self.momentum_max),
+            "momenta": str(self.momenta),
+        }
+
+
+def build_lr_momentum_config(values: dict[str, Any]) -> LrMomentumConfig:
+    """lr-momentum defaults <- scaling defaults <- values; `momenta` and `momentum_max` are the grid's rows.
+    The theory's lr range is widened for the largest coefficient (resolve_lr_range)."""
+    values = dict(values)
+    momenta = values.pop("momenta", None)
+    momentum_max = values.pop("momentum_max", None)
+    own = {key: value for key, value in LR_MOMENTUM_DEFAULTS.items() if values.get(key) is None}
+    momentum_max = 0.99 if momentum_max is None else momentum_max
+    # the training's own coefficient only sets the theory's lr range (the grid sets each member's); one out
+    # of range is refused by LrMomentumConfig, with its own name
+    in_range = momentum_max if 0 <= momentum_max < 1 else 0.0
+    scaling = build_scaling_config({**values, **own, "optimizer": "momentum", "momentum": in_range})
+    return LrMomentumConfig(
+        scaling=scaling, momenta=34 if momenta is None else momenta, momentum_max=momentum_max
+    )

@@ -56,8 +56,11 @@ def fit_population(
     record_updates: bool = False,
     keep_update_params: bool = True,
     on_epoch: EpochHook | None = None,
+    momenta: Sequence[float] | None = None,
 ) -> list[History]:
     """Train one model per learning rate, together, over one DataLoader; returns one History per lr.
+
+    momenta (optimizer "momentum" only): one heavy-ball coefficient per lr instead of the config's one.
 
     record_updates fills each History's update_losses and (unless keep_update_params is False) update_params:
     the parameters are kept after every update and their full-dataset training losses computed in one pass at
@@ -74,6 +77,7 @@ def fit_population(
         record_updates=record_updates,
         keep_update_params=keep_update_params,
         on_epoch=on_epoch,
+        momenta=momenta,
     )
 
 
@@ -163,6 +167,7 @@ def _fit(
     record_updates: bool,
     keep_update_params: bool,
     on_epoch: EpochHook | None,
+    momenta: Sequence[float] | None = None,
 ) -> list[History]:
     """fit_population's loop; with `own`, each member on its own targets (and orders)."""
     dtype = DTYPES[config.dtype]
@@ -188,7 +193,11 @@ def _fit(
     members = torch.arange(k)
     w = torch.full((k, d), config.init_w, dtype=dtype)
     b = torch.full((k,), config.init_b, dtype=dtype)
-    optimizer = PopulationOptimizer(config, lrs, w, b, total_updates=config.epochs * len(loader))
+    if momenta is not None and config.optimizer != "momentum":
+        raise ConfigError(f"momenta are for the optimizer momentum, not {config.optimizer}")
+    optimizer = PopulationOptimizer(
+        config, lrs, w, b, total_updates=config.epochs * len(loader), momenta=momenta
+    )
     # The batch losses of the current epoch, one row per update (one preallocated tensor: at 10^7 points a
     # list of per-update tensors would hold some 10^4 small tensors, about 4 MB).
     batch_losses: torch.Tensor | None = None

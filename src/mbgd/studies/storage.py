@@ -81,17 +81,26 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         raise ConfigError(f"cannot open Optuna storage {redact(url)!r}: {first_line}") from None
 
 
-def open_study(config: SweepConfig, batch_size: int, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the batch size's study, or resume it when its settings match."""
+def open_study(
+    config: SweepConfig,
+    batch_size: int,
+    storage: optuna.storages.BaseStorage,
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    searched: dict[str, object] | None = None,
+) -> optuna.Study:
+    """Create the batch size's study, or resume it when its settings match. `sampler` replaces the lr
+    study's TPE; `searched` adds to the recorded settings what a study searching more than the lr searches."""
     study = optuna.create_study(
         study_name=config.study_name(batch_size),
         storage=storage,
-        sampler=optuna.samplers.TPESampler(seed=config.sampler_seed + batch_size, constant_liar=True),
+        sampler=sampler
+        or optuna.samplers.TPESampler(seed=config.sampler_seed + batch_size, constant_liar=True),
         pruner=make_pruner(config.pruner, config.train.epochs),
         direction="minimize",
         load_if_exists=True,
     )
-    settings = study_settings(config, batch_size)
+    settings = {**study_settings(config, batch_size), **(searched or {})}
     existing = study.user_attrs.get(SETTINGS_ATTR)
     if existing is None:
         study.set_user_attr(SETTINGS_ATTR, settings)

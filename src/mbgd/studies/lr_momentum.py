@@ -1,0 +1,234 @@
+"""lr x momentum at each batch size (`mbgd lr-momentum`): what tuning heavy ball's coefficient with the lr
+gains over plain SGD at its own tuned lr, and how close a two-dimensional tuner gets to the exhaustive answer.
+
+For every batch order and regime (as `mbgd scaling`) and batch size: the dense lr x momentum grid
+(mbgd.core.lr_momentum); an Optuna study `<name>-<order>-<regime>-b<B>` whose multivariate TPE refines the
+grid's best cell (enqueued first, then the box one grid step around it); the tuned (lr, momentum) and plain
+SGD's best lr (the grid's momentum-0 row) each re-trained over the seeds, counting updates to the target; and
+with tuning-cost seeds, the trials a search without the grid needs in 2-D and, over the lr alone, in 1-D.
+
+One process per study: the refinement asks and tells without the sweep's multi-worker protocol. Pure of
+MLflow: results returned, progress through `progress`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import optuna
+
+from mbgd.core import lr_momentum
+from mbgd.core.config import SweepConfig
+from mbgd.core.data import RegressionData, load_data
+from mbgd.core.lr_momentum import LrMomentumGrid
+from mbgd.core.scaling_config import REGIMES, LrMomentumConfig
+from mbgd.core.scan import lr_grid, relative_regret
+from mbgd.studies import storage as studies
+from mbgd.studies.scaling import ORDER_KEYS, SeedRun, seed_runs, training_view
+
+STATE = optuna.trial.TrialState
+
+
+@dataclass(frozen=True)
+class LrMomentumPoint:
+    """One batch size of one (order, regime)."""
+
+    batch_size: int
+    grid: LrMomentumGrid
+    tuned_lr: float
+    tuned_momentum: float
+    tuned_value: float
+    runs: list[SeedRun]  # the tuned (lr, momentum) over the seeds
+    sgd_runs: list[SeedRun]  # plain SGD at the grid's momentum-0 best lr over the seeds
+    trials_to_5pct_2d: list[int | None] | None = None  # per sampler seed; None: not measured
+    trials_to_5pct_1d: list[int | None] | None = None
+
+    @property
+    def sgd_lr(self) -> float:
+        return self.grid.lrs[self.grid.row_best(0)]
+
+    @property
+    def sgd_value(self) -> float:
+        return self.grid.values[0][self.grid.row_best(0)]
+
+    @property
+    def tuned_regret(self) -> float:
+        """The tuned best relative to the grid's best (0: as good; negative: the refinement did better)."""
+        return relative_regret("updates_to", self.tuned_value, self.grid.best_value)
+
+    @property
+    def reached(self) -> bool:
+        return self.tuned_value < self.grid.worst
+
+
+def updates_stat(runs: Sequence[SeedRun]) -> tuple[float, float, int]:
+    """Mean and population sd of the updates to the target over the seeds that reached it (nan when none
+    did), and how many did."""
+    reached = [run.updates for run in runs if run.updates is not None]
+    if not reached:
+        return math.nan, math.nan, 0
+    return statistics.fmean(reached), statistics.pstdev(reached), len(reached)
+
+
+@dataclass(frozen=True)
+class LrMomentumCurve:
+    order: str
+    targets: str
+    study_config: SweepConfig
+    points: list[LrMomentumPoint]
+
+    @property
+    def regime(self) -> str:
+        return REGIMES[self.targets]
+
+    @property
+    def order_key(self) -> str:
+        return ORDER_KEYS[self.order]
+
+
+@dataclass(frozen=True)
+class LrMomentumResult:
+    config: LrMomentumConfig
+    curves: list[LrMomentumCurve]
+
+
+def open_studies(config: LrMomentumConfig, storage) -> list[optuna.Study]:
+    """Create or check every study first: mismatched settings fail before anything is trained or logged."""
+    scaling = config.scaling
+    return [
+        open_point_study(config, scaling.study_config(order, targets), batch_size, storage)
+        for order in scaling.orders
+        for targets in scaling.targets
+        for batch_size in scaling.sweep.batch_sizes
+    ]
+
+
+def open_point_study(config: LrMomentumConfig, study_config: SweepConfig, batch_size: int, storage):
+    return studies.open_study(
+        study_config,
+        batch_size,
+        storage,
+        sampler=lr_momentum.multivariate_tpe(study_config.sampler_seed + batch_size),
+        searched={"momentum": "tuned", "momentum_max": config.momentum_max, "momenta": config.momenta},
+    )
+
+
+def refine(
+    study_config: SweepConfig, data: RegressionData, batch_size: int, grid: LrMomentumGrid, study
+) -> tuple[float, float, float]:
+    """The study's trials up to n_trials: the grid's best cell first, then multivariate TPE within the box
+    one grid step around it. Returns the best trial's (lr, momentum, value). Trials an interrupted command
+    left RUNNING are failed first; on any error the trials asked are failed, never left RUNNING."""
+    for trial in study.get_trials(deepcopy=False, states=(STATE.RUNNING,)):
+        study.tell(trial.number, state=STATE.FAIL)
+    (lr_low, lr_high), (mu_low, mu_high) = grid.refinement_box()
+    if not study.get_trials(deepcopy=False):
+        study.enqueue_trial({"lr": grid.best_lr, "momentum": grid.best_momentum})
+    remaining = study_config.n_trials - len(study.get_trials(deepcopy=False, states=(STATE.COMPLETE,)))
+    while remaining > 0:
+        with warnings.catch_warnings():  # mbgd's storages record heartbeats, which Optuna ties to optimize()
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            asked = [study.ask() for _ in range(min(study_config.population, remaining))]
+        try:
+            pairs = [
+                (
+                    trial.suggest_float("lr", lr_low, lr_high, log=True),
+                    trial.suggest_float("momentum", mu_low, mu_high),
+                )
+                for trial in asked
+            ]
+            values = lr_momentum.train_pairs(study_config, data, batch_size, pairs)
+        except BaseException:
+            for trial in asked:
+                study.tell(trial, state=STATE.FAIL)
+            raise
+        for trial, value in zip(asked, values, strict=True):
+            study.tell(trial, value)
+        remaining -= len(asked)
+    best = study.best_trial
+    return float(best.params["lr"]), float(best.params["momentum"]), float(best.value)
+
+
+def measure_point(
+    config: LrMomentumConfig, study_config: SweepConfig, data: RegressionData, batch_size: int, storage
+) -> LrMomentumPoint:
+    grid = lr_momentum.scan_lr_momentum(
+        study_config,
+        data,
+        batch_size,
+        lr_grid(study_config.lr_min, study_config.lr_max, study_config.scan),
+        lr_momentum.momentum_grid(config.momenta, config.momentum_max),
+    )
+    study = open_point_study(config, study_config, batch_size, storage)
+    lr, mu, value = refine(study_config, data, batch_size, grid, study)
+    tuned = replace(study_config, train=replace(study_config.train, optimizer="momentum", momentum=mu))
+    sgd = replace(study_config, train=replace(study_config.train, optimizer="sgd"))
+    point = LrMomentumPoint(
+        batch_size=batch_size,
+        grid=grid,
+        tuned_lr=lr,
+        tuned_momentum=mu,
+        tuned_value=value,
+        runs=seed_runs(tuned, batch_size, lr),
+        sgd_runs=[],
+    )
+    point = replace(point, sgd_runs=seed_runs(sgd, batch_size, point.sgd_lr))
+    seeds = study_config.tuning_cost_seeds
+    if not seeds:
+        return point
+    cost = {"seeds": seeds, "max_trials": config.tuning_cost_max_trials}
+    return replace(
+        point,
+        trials_to_5pct_2d=lr_momentum.tpe_trials_to_within(
+            study_config,
+            data,
+            batch_size,
+            min(value, grid.best_value),
+            momentum_max=config.momentum_max,
+            **cost,
+        ),
+        trials_to_5pct_1d=lr_momentum.tpe_trials_to_within(
+            study_config, data, batch_size, point.sgd_value, momentum_max=None, **cost
+        ),
+    )
+
+
+def measure_lr_momentum(
+    config: LrMomentumConfig, storage, *, progress: Callable[[str], None] | None = None
+) -> LrMomentumResult:
+    """Every (order, regime) and batch size; `config` has its lr range resolved (resolve_lr_range)."""
+    scaling = config.scaling
+    curves = []
+    for order in scaling.orders:
+        for targets in scaling.targets:
+            study_config = scaling.study_config(order, targets)
+            data = training_view(load_data(study_config.train.data, study_config.train.seed))
+            points = []
+            for batch_size in scaling.sweep.batch_sizes:
+                points.append(measure_point(config, study_config, data, batch_size, storage))
+                if progress:
+                    progress(progress_line(order, targets, points[-1]))
+            curves.append(LrMomentumCurve(order, targets, study_config, points))
+    return LrMomentumResult(config, curves)
+
+
+def progress_line(order: str, targets: str, point: LrMomentumPoint) -> str:
+    tuned, _, tuned_reached = updates_stat(point.runs)
+    sgd, _, sgd_reached = updates_stat(point.sgd_runs)
+    seeds = len(point.runs)
+
+    def said(mean: float, reached: int) -> str:
+        return f"{mean:.4g} updates ({reached}/{seeds} seeds)" if reached else f"never (0/{seeds} seeds)"
+
+    line = (
+        f"{order:>8} {REGIMES[targets]:>13} batch size {point.batch_size:>4}: "
+        f"lr {point.tuned_lr:.4g} momentum {point.tuned_momentum:.3g}: {said(tuned, tuned_reached)}; "
+        f"SGD lr {point.sgd_lr:.4g}: {said(sgd, sgd_reached)}"
+    )
+    if point.grid.at_edge:
+        line += f"; the grid's best is at {', '.join(point.grid.at_edge)}: the optimum may lie outside"
+    return line
