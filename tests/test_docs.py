@@ -52,7 +52,7 @@ def mbgd_invocations(text: str) -> list[tuple[str, str]]:
     """(command, the rest of the line) for every `mbgd <command> ...` the page shows as code."""
     found = []
     for snippet in code(text):
-        for match in re.finditer(r"(?:^|[\s;&(])(?:\.venv/bin/)?mbgd ([a-z]+)(.*)", snippet):
+        for match in re.finditer(r"(?:^|[\s;&(])(?:\.venv/bin/)?mbgd ([a-z][a-z-]*)(.*)", snippet):
             if re.search(r"(?:^|\s)-[A-Za-z]\s*$", snippet[: match.start(1) - len("mbgd ")]):
                 continue  # a value, as in `createdb -O mbgd optuna` (the database user mbgd)
             found.append((match.group(1), match.group(2)))

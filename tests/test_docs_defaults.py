@@ -120,8 +120,8 @@ def test_mlflow_md_main_entry_point_defaults_are_mlprojects_and_mbgd_trains() ->
     train = TrainConfig()
     assert (train.batch_size, train.lr, train.epochs, train.seed, train.dtype) == (20, 0.1, 20, 42, "float32")
     assert (train.optimizer, train.momentum, train.schedule, train.ema) == ("sgd", 0.9, "constant", 0.0)
-    assert set(MLPROJECT) == {"main", "sweep", "report", "scaling"}
-    assert "`MLproject`'s entry points are `main`, `sweep`, `report` and `scaling`." in MLFLOW
+    assert set(MLPROJECT) == {"main", "sweep", "report", "scaling", "lr_momentum"}
+    assert "`MLproject`'s entry points are `main`, `sweep`, `report`, `scaling` and `lr_momentum`." in MLFLOW
 
 
 @pytest.mark.parametrize("entry_point", ["sweep", "report"])

@@ -84,7 +84,7 @@ ENTRY_POINTS = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())["entry_p
 def test_every_mlproject_parameter_reaches_a_cli_option(entry_point: str) -> None:
     spec = ENTRY_POINTS[entry_point]
     command = " ".join(spec["command"].split())
-    match = re.search(r"python -m mbgd (\w+)", command)
+    match = re.search(r"python -m mbgd ([\w-]+)", command)
     assert match, command
     click_command = main.commands[match.group(1)]
     options = {opt for param in click_command.params for opt in param.opts}

@@ -54,12 +54,25 @@ SPELLINGS = {
         "targets=clean",
         "output_dir={tmp}/scaling",
     ],
+    "lr_momentum": [
+        *TINY_STUDIES,
+        "seeds=1",
+        "epochs=2",
+        "scan=08",
+        "momenta=03",
+        "momentum_max=.9",
+        "tuning_cost_seeds=0",
+        "order=fixed",
+        "targets=clean",
+        "output_dir={tmp}/lr_momentum",
+    ],
 }
 # logged by mbgd beside them
 MBGD_ONLY_PARAM = {
     "main": "n_samples",
     "sweep": "storage",
     "scaling": "storage",
+    "lr_momentum": "storage",
 }
 
 

@@ -292,7 +292,14 @@ lr_momentum_options = options_from(
         str,
         "Name; studies are <name>-<order>-<regime>-b<batch size>. [default: mbgd-lr-momentum]",
     ),
-    ("--scan", int, "Log-spaced lrs of the grid over [lr-min, lr-max]. [default: 128]"),
+    ("--scan", int, "Log-spaced lrs of the grid over [lr-min, lr-max]. [default: 512]"),
+    (
+        "--n-trials",
+        int,
+        "Trials of each study's multivariate TPE, the grid's best first (per batch size, order and regime). "
+        "[default: 64]",
+    ),
+    ("--population", int, f"{POPULATION_HELP} [default: 16]"),
     (
         "--lr-min",
         float,

@@ -46,12 +46,17 @@ class LrMomentumGrid:
 
     def row_best(self, row: int) -> int:
         """The lr index of the row's lowest value; among equal ones the middle of the first run of them."""
+        first, last = self._best_run(row)
+        return (first + last) // 2
+
+    def _best_run(self, row: int) -> tuple[int, int]:
+        """The first and last lr index of the row's first run of consecutive lrs sharing its lowest value."""
         values = self.values[row]
         best = min(values)
         first = last = values.index(best)
         while last + 1 < len(values) and values[last + 1] == best:
             last += 1
-        return (first + last) // 2
+        return first, last
 
     @property
     def best_cell(self) -> tuple[int, int]:
@@ -95,14 +100,16 @@ class LrMomentumGrid:
         return edges
 
     def refinement_box(self, steps: int = 1) -> tuple[tuple[float, float], tuple[float, float]]:
-        """The lr range and momentum range between the best cell's neighbours `steps` grid points away
-        (clipped to the grid)."""
-        row, column = self.best_cell
-        lr_low = self.lrs[max(column - steps, 0)]
-        lr_high = self.lrs[min(column + steps, len(self.lrs) - 1)]
-        mu_low = self.momenta[max(row - steps, 0)]
-        mu_high = self.momenta[min(row + steps, len(self.momenta) - 1)]
-        return (lr_low, lr_high), (mu_low, mu_high)
+        """The momentum rows `steps` either side of the best cell's, and the lrs from `steps` grid points
+        below to `steps` above the run of best lrs of each of those rows (clipped to the grid): the valley of
+        heavy ball runs diagonally (its steady step is lr / (1 - mu)), so a neighbouring row's best lr is
+        not the best row's."""
+        row, _ = self.best_cell
+        rows = range(max(row - steps, 0), min(row + steps, len(self.momenta) - 1) + 1)
+        runs = [self._best_run(r) for r in rows]
+        lr_low = self.lrs[max(min(first for first, _ in runs) - steps, 0)]
+        lr_high = self.lrs[min(max(last for _, last in runs) + steps, len(self.lrs) - 1)]
+        return (lr_low, lr_high), (self.momenta[rows[0]], self.momenta[rows[-1]])
 
     def to_csv(self) -> str:
         rows = [CSV_HEADER]

@@ -1,0 +1,291 @@
+"""`mbgd lr-momentum`: the lr x momentum grid against the test's own heavy-ball loop, the refinement study,
+the tuning cost's searches, the tracked run, bad input and interrupts."""
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from mbgd.cli.main import main
+from mbgd.core import lr_momentum
+from mbgd.core.data import load_data
+from mbgd.core.scaling_config import build_lr_momentum_config
+from mbgd.core.train import training_loader
+from mbgd.studies import lr_momentum as study
+from mbgd.studies.scaling import training_view
+from mbgd.studies.storage import open_storage
+
+
+def own_heavy_ball_updates(config, data, pairs) -> list[int | None]:
+    """Updates to the target of each (lr, momentum), by the test's own vectorised loop: torch.optim.SGD's
+    heavy ball (buffer = gradient at the first step, then mu * buffer + gradient) on y = w x + b, the
+    full-dataset training loss after every update; the target is ratio x the initial loss, or within 5% of
+    the least-squares loss when higher; counted from where the loss stays at or below it to the end."""
+    dtype = {"float32": torch.float32, "float64": torch.float64}[config.dtype]
+    x, y = data.x.to(dtype), data.y_train.to(dtype)
+    k = len(pairs)
+    lr = torch.tensor([p[0] for p in pairs], dtype=torch.float64).to(dtype)
+    mu = torch.tensor([p[1] for p in pairs], dtype=torch.float64).to(dtype)
+    w = torch.full((k, x.shape[1]), config.init_w, dtype=dtype)
+    b = torch.full((k,), config.init_b, dtype=dtype)
+    buf_w = buf_b = None
+
+    def losses():
+        return (((x @ w.T) + b - y[:, None]) ** 2).mean(dim=0).double()
+
+    path = [losses()]
+    loader = training_loader(config, data.to(dtype))  # one loader: shuffled, each epoch draws a new order
+    for _ in range(config.epochs):
+        for xb, yb in loader:
+            residual = xb @ w.T + b - yb[:, None]  # (m, k)
+            grad_w = 2 * (residual.T @ xb) / len(yb)
+            grad_b = 2 * residual.mean(dim=0)
+            if buf_w is None:
+                buf_w, buf_b = grad_w.clone(), grad_b.clone()
+            else:
+                buf_w = mu[:, None] * buf_w + grad_w
+                buf_b = mu * buf_b + grad_b
+            w = w - lr[:, None] * buf_w
+            b = b - lr * buf_b
+            path.append(losses())
+    path = torch.stack(path)  # (updates + 1, k)
+    design = torch.cat([data.x.double(), torch.ones(data.n, 1, dtype=torch.float64)], dim=1)
+    fit = torch.linalg.lstsq(design, data.y_train.double()[:, None]).solution
+    least = float(((design @ fit).flatten() - data.y_train.double()).pow(2).mean())
+    counts = []
+    for column in range(k):
+        target = max(1e-4 * float(path[0, column]), 1.05 * least)
+        above = (~(path[:, column] <= target)).nonzero()
+        last_above = int(above.max()) if len(above) else -1
+        reached = last_above < len(path) - 1 and math.isfinite(float(path[-1, column]))
+        counts.append(last_above + 1 if reached else None)
+    return counts
+
+
+def small_config(**values):
+    base = {"batch_sizes": "10", "order": "fixed", "targets": "noisy", "epochs": 6, "dtype": "float64"}
+    return build_lr_momentum_config({**base, **values})
+
+
+def test_the_grid_counts_what_the_test_s_own_heavy_ball_loop_counts() -> None:
+    config = small_config(order="shuffled", targets="clean", epochs=20)
+    sweep = config.scaling.study_config("shuffled", "clean")
+    data = training_view(load_data(sweep.train.data, sweep.train.seed))
+    lrs, momenta = [0.002, 0.01, 0.03, 0.06], [0.0, 0.5, 0.9]
+    grid = lr_momentum.scan_lr_momentum(sweep, data, 10, lrs, momenta)
+    expected = own_heavy_ball_updates(
+        replace(sweep.train, batch_size=10), data, [(lr, mu) for mu in momenta for lr in lrs]
+    )
+    worst = grid.worst
+    flat = [value for row in grid.values for value in row]
+    assert flat == [worst if n is None else n for n in expected]
+    assert len(set(flat)) > 6  # the cells differ: the comparison is not of one value
+    best = min(n for n in expected if n is not None)
+    assert grid.best_value == best
+    row, column = grid.best_cell
+    assert expected[row * len(lrs) + column] == best
+    assert grid.values[0][grid.row_best(0)] == min(n for n in expected[: len(lrs)] if n is not None)
+
+
+def test_the_best_cell_prefers_the_smallest_momentum_then_the_middle_of_a_run_of_equal_lrs() -> None:
+    grid = lr_momentum.LrMomentumGrid(
+        lrs=[1.0, 2.0, 3.0, 4.0, 5.0],
+        momenta=[0.0, 0.5, 0.9],
+        values=[[9, 9, 9, 9, 9], [9, 4, 4, 4, 9], [4, 9, 9, 9, 9]],
+        worst=9,
+    )
+    assert grid.best_cell == (1, 2)
+    assert grid.refinement_box() == ((1.0, 5.0), (0.0, 0.9))
+    assert grid.at_edge == []
+    edge = replace(grid, values=[[9] * 5, [9] * 5, [9, 9, 9, 9, 3]])
+    assert edge.at_edge == ["lr_max", "momentum_max"]
+    assert replace(grid, values=[[9] * 5] * 3).at_edge == []  # nothing reached: no edge to speak of
+
+
+def test_momentum_grid_runs_evenly_from_zero_to_the_largest_coefficient() -> None:
+    assert lr_momentum.momentum_grid(4, 0.9) == pytest.approx([0.0, 0.3, 0.6, 0.9])
+    assert lr_momentum.momentum_grid(1) == [0.0]
+
+
+def test_the_tuning_cost_searches_the_lr_alone_at_momentum_zero_or_both(monkeypatch) -> None:
+    config = small_config(lr_min=0.001, lr_max=0.1)
+    sweep = config.scaling.study_config("fixed", "noisy")
+    data = training_view(load_data(sweep.train.data, sweep.train.seed))
+    seen = []
+    real = lr_momentum.train_pairs
+
+    def spy(config, data, batch_size, pairs):
+        seen.extend(pairs)
+        return real(config, data, batch_size, pairs)
+
+    monkeypatch.setattr(lr_momentum, "train_pairs", spy)
+    unreachable = lr_momentum.tpe_trials_to_within(
+        sweep, data, 10, 0.0, momentum_max=None, seeds=2, max_trials=7
+    )
+    assert unreachable == [None, None]
+    assert len(seen) == 14
+    assert {mu for _, mu in seen} == {0.0}
+    assert all(0.001 <= lr <= 0.1 for lr, _ in seen)
+    seen.clear()
+    anything = lr_momentum.tpe_trials_to_within(
+        sweep, data, 10, math.inf, momentum_max=0.6, seeds=3, max_trials=50
+    )
+    assert anything == [1, 1, 1]
+    assert len(seen) == 3 * sweep.population  # a population is asked at once, then the count is taken
+    assert all(0 <= mu <= 0.6 for _, mu in seen)
+    assert len({mu for _, mu in seen}) == len(seen)
+
+
+def test_an_interrupted_refinement_leaves_no_trial_running_and_resumes(tmp_path, monkeypatch) -> None:
+    config = small_config(n_trials=6, population=3, scan=8, momenta=3, seeds=1)
+    sweep = config.scaling.study_config("fixed", "noisy")
+    data = training_view(load_data(sweep.train.data, sweep.train.seed))
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    grid = lr_momentum.scan_lr_momentum(
+        sweep, data, 10, [0.005, 0.01, 0.02, 0.04], lr_momentum.momentum_grid(3, 0.9)
+    )
+    optuna_study = study.open_point_study(config, sweep, 10, storage)
+    real = lr_momentum.train_pairs
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lr_momentum, "train_pairs", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        study.refine(sweep, data, 10, grid, optuna_study)
+    states = [t.state for t in optuna_study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL] * 3
+    monkeypatch.setattr(lr_momentum, "train_pairs", real)
+    lr, mu, value = study.refine(sweep, data, 10, grid, optuna_study)
+    complete = optuna_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 6
+    assert not optuna_study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert value <= grid.best_value
+    (lr_low, lr_high), (mu_low, mu_high) = grid.refinement_box()
+    assert all(
+        lr_low <= t.params["lr"] <= lr_high and mu_low <= t.params["momentum"] <= mu_high for t in complete
+    )
+
+
+def test_lr_momentum_tracks_one_run_with_its_studies_summary_and_grids(tracking_store: str) -> None:
+    args = [
+        "lr-momentum",
+        "--batch-sizes", "10,50",
+        "--order", "fixed",
+        "--targets", "clean",
+        "--epochs", "20",
+        "--scan", "12",
+        "--momenta", "4",
+        "--momentum-max", "0.9",
+        "--n-trials", "6",
+        "--population", "3",
+        "--seeds", "2",
+        "--tuning-cost-seeds", "1",
+        "--output-dir", "out",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path("out/lr_momentum.json").read_text())
+    assert Path("out/lr_momentum_updates.png").stat().st_size > 0
+    client = MlflowClient()
+    (run,) = client.search_runs(["0"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["momentum"] == "tuned"
+    assert run.data.params["momentum_max"] == "0.9"
+    storage = optuna.storages.RDBStorage("sqlite:///optuna.db")
+    for point in summary["measured"]["fixed_order"]["interpolation"]:
+        batch_size = point["batch_size"]
+        trials = optuna.load_study(
+            study_name=f"mbgd-lr-momentum-fixed-interpolation-b{batch_size}", storage=storage
+        ).get_trials()
+        assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+        grid_csv = client.download_artifacts(
+            run.info.run_id, f"lr_momentum_grid/fixed-interpolation-b{batch_size}.csv"
+        )
+        rows = [line.split(",") for line in Path(grid_csv).read_text().splitlines()[1:]]
+        assert len(rows) == 12 * 4
+        best = min(float(value) for _, _, value in rows)
+        assert point["grid_best"]["updates"] == best
+        # the grid's best cell is the study's first trial, and the study's best is what the summary tuned
+        assert trials[0].value == best
+        assert point["tuned"]["updates"] == min(t.value for t in trials)
+        assert point["tuned"]["tuned_regret"] == pytest.approx(point["tuned"]["updates"] / best - 1)
+        seeds = point["seeds"]
+        speedup = seeds["sgd"]["updates"] / seeds["momentum"]["updates"]
+        assert point["momentum_speedup"] == pytest.approx(speedup)
+        history = client.get_metric_history(
+            run.info.run_id, "updates_to_target/fixed_order-interpolation/momentum"
+        )
+        assert {m.step: m.value for m in history}[batch_size] == seeds["momentum"]["updates"]
+    again = CliRunner().invoke(main, [*args[:-2], "--output-dir", ""])
+    assert again.exit_code == 0, again.output
+    assert (
+        len(optuna.load_study(study_name="mbgd-lr-momentum-fixed-interpolation-b10", storage=storage).trials)
+        == 6
+    )
+    other = CliRunner().invoke(main, [*args[:-2], "--output-dir", "", "--momenta", "5"])
+    assert other.exit_code == 2
+    assert "exists with other settings (momenta)" in other.output
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--momentum-max", "1"], "momentum_max must be in [0, 1), got 1.0"),
+        (["--momenta", "0"], "momenta must be at least 1, got 0"),
+        (["--scan", "0"], "lr-momentum needs a grid: --scan must be at least 1"),
+    ],
+)
+def test_bad_grid_options_are_one_line_usage_errors(tracking_store: str, option, message) -> None:
+    result = CliRunner().invoke(main, ["lr-momentum", *option])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+# In the fixed order the updates are needle-shaped in both lr and momentum: at batch size 20 a 512 x 67 grid's
+# best (16 updates at momentum 0.405) is one cell whose neighbours at 0.39 and 0.42 (the default grid's rows)
+# need 19, and the defaults land at 17; at batch size 1 they land at 372 against 350. Those two are held to
+# 10% (docs/research.md says so); a search that broke would miss by far more.
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("order", "batch_size", "within"),
+    [
+        ("shuffled", 1, 0.05),
+        ("shuffled", 10, 0.05),
+        ("shuffled", 20, 0.05),
+        ("fixed", 10, 0.05),
+        ("fixed", 1, 0.10),
+        ("fixed", 20, 0.10),
+    ],
+)
+def test_the_tuned_lr_and_momentum_are_near_the_test_s_own_denser_grid(order, batch_size, within) -> None:
+    """The command's defaults (512 lrs x 34 momenta, 64 refining trials) against the test's own loop over
+    512 lrs x 67 momenta of the same box (each second row new), noisy targets."""
+    from mbgd.core.scaling_config import resolve_lr_range
+    from mbgd.core.scan import lr_grid
+
+    config = small_config(dtype="float32", epochs=30, order=order)
+    data = load_data(config.scaling.sweep.train.data, config.scaling.sweep.train.seed)
+    config = replace(config, scaling=resolve_lr_range(config.scaling, data))
+    sweep = replace(config.scaling.study_config(order, "noisy"), seeds=1, tuning_cost_seeds=0)
+    training = training_view(load_data(sweep.train.data, sweep.train.seed))
+    storage = optuna.storages.InMemoryStorage()
+    point = study.measure_point(config, sweep, training, batch_size, storage)
+    pairs = [
+        (lr, mu)
+        for mu in lr_momentum.momentum_grid(67, config.momentum_max)
+        for lr in lr_grid(sweep.lr_min, sweep.lr_max, 512)
+    ]
+    train = replace(sweep.train, batch_size=batch_size)
+    counts = []
+    for start in range(0, len(pairs), 4096):
+        counts += own_heavy_ball_updates(train, training, pairs[start : start + 4096])
+    reference = min(n for n in counts if n is not None)
+    assert point.tuned_value <= (1 + within) * reference
