@@ -108,6 +108,21 @@ def test_the_best_cell_prefers_the_smallest_momentum_then_the_middle_of_a_run_of
     assert replace(grid, values=[[9] * 5] * 3).at_edge == []  # nothing reached: no edge to speak of
 
 
+def test_the_refinement_box_follows_the_neighbouring_rows_valleys_but_not_rows_that_never_reached() -> None:
+    lrs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    diagonal = lr_momentum.LrMomentumGrid(
+        lrs=lrs,
+        momenta=[0.0, 0.5, 0.9],
+        values=[[9, 8, 7, 6, 6, 7, 8, 9], [9, 9, 9, 5, 4, 9, 9, 9], [9, 9, 9, 9, 9, 9, 9, 9]],
+        worst=9,
+    )
+    assert diagonal.best_cell == (1, 4)
+    # row 0's best run is lrs 4-5, row 1's is lr 5; one step beyond both; row 2 never reached
+    assert diagonal.refinement_box() == ((3.0, 6.0), (0.0, 0.9))
+    shifted = replace(diagonal, values=[*diagonal.values[:2], [9, 9, 9, 9, 9, 9, 8, 9]])
+    assert shifted.refinement_box() == ((3.0, 8.0), (0.0, 0.9))
+
+
 def test_momentum_grid_runs_evenly_from_zero_to_the_largest_coefficient() -> None:
     assert lr_momentum.momentum_grid(4, 0.9) == pytest.approx([0.0, 0.3, 0.6, 0.9])
     assert lr_momentum.momentum_grid(1) == [0.0]
@@ -158,14 +173,18 @@ def test_an_interrupted_refinement_leaves_no_trial_running_and_resumes(tmp_path,
 
     monkeypatch.setattr(lr_momentum, "train_pairs", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        study.refine(sweep, data, 10, grid, optuna_study)
+        study.refine(sweep, data, 10, grid, optuna_study, storage)
     states = [t.state for t in optuna_study.get_trials()]
     assert states == [optuna.trial.TrialState.FAIL] * 3
     monkeypatch.setattr(lr_momentum, "train_pairs", real)
-    lr, mu, value = study.refine(sweep, data, 10, grid, optuna_study)
+    lr, mu, value = study.refine(sweep, data, 10, grid, optuna_study, storage)
     complete = optuna_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(complete) == 6
     assert not optuna_study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    # the grid's best cell, failed with the interrupted population, is tried again on resume
+    assert {"lr": grid.best_lr, "momentum": grid.best_momentum} in [t.params for t in complete]
+    best = min(complete, key=lambda t: (t.value, t.number))
+    assert (lr, mu, value) == (best.params["lr"], best.params["momentum"], best.value)
     assert value <= grid.best_value
     (lr_low, lr_high), (mu_low, mu_high) = grid.refinement_box()
     assert all(
@@ -239,14 +258,15 @@ def test_lr_momentum_tracks_one_run_with_its_studies_summary_and_grids(tracking_
     [
         (["--momentum-max", "1"], "momentum_max must be in [0, 1), got 1.0"),
         (["--momenta", "0"], "momenta must be at least 1, got 0"),
-        (["--scan", "0"], "lr-momentum needs a grid: --scan must be at least 1"),
+        (["--scan", "0"], "lr-momentum needs a grid: --scan must be at least 2"),
+        (["--optimizer", "adam"], "No such option '--optimizer'"),
     ],
 )
 def test_bad_grid_options_are_one_line_usage_errors(tracking_store: str, option, message) -> None:
     result = CliRunner().invoke(main, ["lr-momentum", *option])
     assert result.exit_code == 2
     assert message in result.output
-    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # a usage error, not an exception CliRunner caught
 
 
 # In the fixed order the updates are needle-shaped in both lr and momentum: at batch size 20 a 512 x 67 grid's
@@ -289,3 +309,66 @@ def test_the_tuned_lr_and_momentum_are_near_the_test_s_own_denser_grid(order, ba
         counts += own_heavy_ball_updates(train, training, pairs[start : start + 4096])
     reference = min(n for n in counts if n is not None)
     assert point.tuned_value <= (1 + within) * reference
+
+
+def test_a_grid_where_nothing_reaches_the_target_is_reported_so_and_the_run_finishes(
+    tracking_store: str,
+) -> None:
+    args = ["lr-momentum", "--batch-sizes", "50", "--order", "fixed", "--targets", "clean", "--epochs", "1"]
+    args += ["--scan", "8", "--momenta", "3", "--n-trials", "3", "--population", "3", "--seeds", "1"]
+    result = CliRunner().invoke(main, [*args, "--tuning-cost-seeds", "2", "--output-dir", "out"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "no lr and momentum of the grid reached the target; no lr of SGD reached the target" in result.output
+    )
+    (point,) = json.loads(Path("out/lr_momentum.json").read_text())["measured"]["fixed_order"][
+        "interpolation"
+    ]
+    assert point["grid_best"]["updates"] is None
+    assert point["tuned"] == {"lr": None, "momentum": None, "updates": None, "tuned_regret": None}
+    assert point["trials_to_5pct_2d"] is None  # no optimum: nothing to come within 5% of
+    assert point["trials_to_5pct_2d_by_seed"] is None
+    assert Path("out/lr_momentum_updates.png").stat().st_size > 0
+    (run,) = MlflowClient().search_runs(["0"])
+    assert run.info.status == "FINISHED"
+
+
+def test_a_preset_with_another_optimizer_is_refused() -> None:
+    from mbgd.core.config import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="lr-momentum trains heavy ball .optimizer momentum., got optimizer 'adam'"
+    ):
+        build_lr_momentum_config({"optimizer": "adam"})
+
+
+def test_two_refinements_of_one_study_take_turns_instead_of_failing_each_other(tmp_path) -> None:
+    """Each fails the RUNNING trials it finds (a killed command's): without the study's lock, the second would
+    fail the first's live trials and the first's tell would raise."""
+    import threading
+
+    config = small_config(n_trials=9, population=3, scan=8, momenta=3, seeds=1)
+    sweep = config.scaling.study_config("fixed", "noisy")
+    data = training_view(load_data(sweep.train.data, sweep.train.seed))
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    grid = lr_momentum.scan_lr_momentum(
+        sweep, data, 10, [0.005, 0.01, 0.02, 0.04], lr_momentum.momentum_grid(3, 0.9)
+    )
+    results, errors = [], []
+
+    def refine() -> None:
+        try:
+            own = study.open_point_study(config, sweep, 10, storage)
+            results.append(study.refine(sweep, data, 10, grid, own, storage))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=refine) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results[0] == results[1]
+    trials = study.open_point_study(config, sweep, 10, storage).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 9

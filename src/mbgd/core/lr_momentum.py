@@ -101,12 +101,14 @@ class LrMomentumGrid:
 
     def refinement_box(self, steps: int = 1) -> tuple[tuple[float, float], tuple[float, float]]:
         """The momentum rows `steps` either side of the best cell's, and the lrs from `steps` grid points
-        below to `steps` above the run of best lrs of each of those rows (clipped to the grid): the valley of
+        below to `steps` above the run of best lrs of each of those rows that reached the target (clipped to
+        the grid): the valley of
         heavy ball runs diagonally (its steady step is lr / (1 - mu)), so a neighbouring row's best lr is
         not the best row's."""
         row, _ = self.best_cell
         rows = range(max(row - steps, 0), min(row + steps, len(self.momenta) - 1) + 1)
-        runs = [self._best_run(r) for r in rows]
+        # a row no lr of which reached the target has no valley to follow (its "best run" is all of it)
+        runs = [self._best_run(r) for r in rows if r == row or min(self.values[r]) < self.worst]
         lr_low = self.lrs[max(min(first for first, _ in runs) - steps, 0)]
         lr_high = self.lrs[min(max(last for _, last in runs) + steps, len(self.lrs) - 1)]
         return (lr_low, lr_high), (self.momenta[rows[0]], self.momenta[rows[-1]])

@@ -172,7 +172,7 @@ class LrMomentumConfig:
     def __post_init__(self) -> None:
         require(self.momenta >= 1, f"momenta must be at least 1, got {self.momenta}")
         require(0 <= self.momentum_max < 1, f"momentum_max must be in [0, 1), got {self.momentum_max}")
-        require(self.scaling.sweep.scan >= 1, "lr-momentum needs a grid: --scan must be at least 1")
+        require(self.scaling.sweep.scan >= 2, "lr-momentum needs a grid: --scan must be at least 2")
         require(
             self.scaling.sweep.train.optimizer == "momentum",
             f"lr-momentum trains heavy ball, got optimizer {self.scaling.sweep.train.optimizer!r}",
@@ -193,6 +193,12 @@ def build_lr_momentum_config(values: dict[str, Any]) -> LrMomentumConfig:
     """lr-momentum defaults <- scaling defaults <- values; `momenta` and `momentum_max` are the grid's rows.
     The theory's lr range is widened for the largest coefficient (resolve_lr_range)."""
     values = dict(values)
+    optimizer = values.pop("optimizer", None)
+    require(
+        optimizer in (None, "momentum"),
+        f"lr-momentum trains heavy ball (optimizer momentum), got optimizer {optimizer!r}",
+    )
+    values.pop("momentum", None)  # searched: a preset's coefficient has no say
     momenta = values.pop("momenta", None)
     momentum_max = values.pop("momentum_max", None)
     own = {key: value for key, value in LR_MOMENTUM_DEFAULTS.items() if values.get(key) is None}

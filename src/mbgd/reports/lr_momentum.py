@@ -168,8 +168,12 @@ def updates_figure(summary: dict):
                     ha="center",
                     fontsize=7,
                 )
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="updates to the target")
+        ax.set(xlabel="batch size", ylabel="updates to the target")
         ax.set_title(f"{order.replace('_', ' ')}, {regime}")
+        if not any(line.get_xdata().size for line in ax.get_lines()):  # log axes cannot show nothing
+            ax.text(0.5, 0.5, "no batch size reached the target", ha="center", transform=ax.transAxes)
+            continue
+        ax.set(xscale="log", yscale="log")
         ax.legend(fontsize=8)
     return figure
 

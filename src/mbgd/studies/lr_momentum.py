@@ -27,6 +27,7 @@ from mbgd.core.data import RegressionData, load_data
 from mbgd.core.lr_momentum import LrMomentumGrid
 from mbgd.core.scaling_config import REGIMES, LrMomentumConfig
 from mbgd.core.scan import lr_grid, relative_regret
+from mbgd.studies import lock as study_locks
 from mbgd.studies import storage as studies
 from mbgd.studies.scaling import ORDER_KEYS, SeedRun, seed_runs, training_view
 
@@ -118,16 +119,30 @@ def open_point_study(config: LrMomentumConfig, study_config: SweepConfig, batch_
 
 
 def refine(
-    study_config: SweepConfig, data: RegressionData, batch_size: int, grid: LrMomentumGrid, study
+    study_config: SweepConfig, data: RegressionData, batch_size: int, grid: LrMomentumGrid, study, storage
 ) -> tuple[float, float, float]:
-    """The study's trials up to n_trials: the grid's best cell first, then multivariate TPE within the box
-    one grid step around it. Returns the best trial's (lr, momentum, value). Trials an interrupted command
-    left RUNNING are failed first; on any error the trials asked are failed, never left RUNNING."""
-    for trial in study.get_trials(deepcopy=False, states=(STATE.RUNNING,)):
-        study.tell(trial.number, state=STATE.FAIL)
+    """The study's trials up to n_trials: the grid's best cell (unless a finished or waiting trial has it),
+    then multivariate TPE within grid.refinement_box(). Returns the best trial's (lr, momentum, value); among
+    equal values the first (the grid's cell before a TPE trial that ties it).
+
+    Under the study's lock (mbgd.studies.lock): a second process on the same study waits, then finds the
+    trials done. So a RUNNING trial found under it is a killed command's and is failed; on any error the
+    trials asked are failed, never left RUNNING."""
+    with study_locks.held_for(storage, storage.get_study_id_from_name(study.study_name)):
+        for trial in study.get_trials(deepcopy=False, states=(STATE.RUNNING,)):
+            study.tell(trial.number, state=STATE.FAIL)
+        best_cell = {"lr": grid.best_lr, "momentum": grid.best_momentum}
+        held = study.get_trials(deepcopy=False, states=(STATE.COMPLETE, STATE.WAITING))
+        if not any(t.system_attrs.get("fixed_params", t.params) == best_cell for t in held):
+            study.enqueue_trial(best_cell)
+        _ask_and_tell(study_config, data, batch_size, grid, study)
+    complete = study.get_trials(deepcopy=False, states=(STATE.COMPLETE,))
+    best = min(complete, key=lambda t: (t.value, t.number))
+    return float(best.params["lr"]), float(best.params["momentum"]), float(best.value)
+
+
+def _ask_and_tell(study_config, data, batch_size, grid, study) -> None:
     (lr_low, lr_high), (mu_low, mu_high) = grid.refinement_box()
-    if not study.get_trials(deepcopy=False):
-        study.enqueue_trial({"lr": grid.best_lr, "momentum": grid.best_momentum})
     remaining = study_config.n_trials - len(study.get_trials(deepcopy=False, states=(STATE.COMPLETE,)))
     while remaining > 0:
         with warnings.catch_warnings():  # mbgd's storages record heartbeats, which Optuna ties to optimize()
@@ -149,8 +164,6 @@ def refine(
         for trial, value in zip(asked, values, strict=True):
             study.tell(trial, value)
         remaining -= len(asked)
-    best = study.best_trial
-    return float(best.params["lr"]), float(best.params["momentum"]), float(best.value)
 
 
 def measure_point(
@@ -164,7 +177,7 @@ def measure_point(
         lr_momentum.momentum_grid(config.momenta, config.momentum_max),
     )
     study = open_point_study(config, study_config, batch_size, storage)
-    lr, mu, value = refine(study_config, data, batch_size, grid, study)
+    lr, mu, value = refine(study_config, data, batch_size, grid, study, storage)
     tuned = replace(study_config, train=replace(study_config.train, optimizer="momentum", momentum=mu))
     sgd = replace(study_config, train=replace(study_config.train, optimizer="sgd"))
     point = LrMomentumPoint(
@@ -178,7 +191,7 @@ def measure_point(
     )
     point = replace(point, sgd_runs=seed_runs(sgd, batch_size, point.sgd_lr))
     seeds = study_config.tuning_cost_seeds
-    if not seeds:
+    if not seeds or not grid.reached:  # no optimum to come within 5% of
         return point
     cost = {"seeds": seeds, "max_trials": config.tuning_cost_max_trials}
     return replace(
@@ -224,11 +237,14 @@ def progress_line(order: str, targets: str, point: LrMomentumPoint) -> str:
     def said(mean: float, reached: int) -> str:
         return f"{mean:.4g} updates ({reached}/{seeds} seeds)" if reached else f"never (0/{seeds} seeds)"
 
-    line = (
-        f"{order:>8} {REGIMES[targets]:>13} batch size {point.batch_size:>4}: "
-        f"lr {point.tuned_lr:.4g} momentum {point.tuned_momentum:.3g}: {said(tuned, tuned_reached)}; "
-        f"SGD lr {point.sgd_lr:.4g}: {said(sgd, sgd_reached)}"
-    )
+    best = f"lr {point.tuned_lr:.4g} momentum {point.tuned_momentum:.3g}: {said(tuned, tuned_reached)}"
+    if not point.reached:
+        best = "no lr and momentum of the grid reached the target"
+    line = f"{order:>8} {REGIMES[targets]:>13} batch size {point.batch_size:>4}: {best}; "
+    if point.sgd_value < point.grid.worst:
+        line += f"SGD lr {point.sgd_lr:.4g}: {said(sgd, sgd_reached)}"
+    else:
+        line += "no lr of SGD reached the target"
     if point.grid.at_edge:
         line += f"; the grid's best is at {', '.join(point.grid.at_edge)}: the optimum may lie outside"
     return line
