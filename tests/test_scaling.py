@@ -246,6 +246,26 @@ def test_lr_range_left_to_theory_follows_the_update_rule(settings: dict, expecte
     assert (resolved.sweep.lr_min, resolved.sweep.lr_max) == pytest.approx(expected)
 
 
+def test_the_noisy_regime_s_low_end_is_a_quarter_of_the_lr_that_just_reaches_the_target_in_budget() -> None:
+    """x = [-1, 1]: the full-data Hessian 2 E[(x, 1)(x, 1)^T] = 2 I, lambda_min = 2; y = 2x + 1 lies on a
+    line, so the target is 1e-4 x the initial loss: ln(1e4) / (2 x 30 epochs x 2 updates) / 4 = 0.0192, below
+    the interpolation theory's 1/8. Only the noisy regime's studies use it; a given lr_min is kept."""
+    resolved = scaling.resolve_lr_range(ScalingConfig(), two_points([-1.0, 3.0]))
+    expected = math.log(1e4) / (2 * 30 * 2) / 4
+    assert resolved.noisy_lr_min == pytest.approx(expected, rel=1e-9)
+    assert resolved.study_config("fixed", "noisy").lr_min == pytest.approx(expected, rel=1e-9)
+    assert resolved.study_config("fixed", "clean").lr_min == pytest.approx(0.125)
+    assert resolved.as_params()["lr_min_noisy"] == repr(resolved.noisy_lr_min)
+    momentum = scaling.resolve_lr_range(
+        build_scaling_config({"optimizer": "momentum", "momentum": 0.5}), two_points([-1.0, 3.0])
+    )
+    assert momentum.noisy_lr_min == pytest.approx(expected * 0.5, rel=1e-9)
+    given = scaling.resolve_lr_range(build_scaling_config({"lr_min": 0.01}), two_points([-1.0, 3.0]))
+    assert given.noisy_lr_min is None
+    assert given.study_config("fixed", "noisy").lr_min == 0.01
+    assert "lr_min_noisy" not in given.as_params()
+
+
 def test_each_order_and_regime_has_its_own_studies_and_target_ratio_in_the_settings() -> None:
     config = build_scaling_config({"name": "s"})
     names = {config.study_config(o, t).study_name(4) for o in config.orders for t in config.targets}
@@ -450,7 +470,7 @@ def test_scaling_json_carries_the_rule_and_the_noisy_quadratic_model_s_predictio
         curve.study_config.train,
         data,
         (20, 100),
-        (result.config.sweep.lr_min, result.config.sweep.lr_max),
+        (curve.study_config.lr_min, curve.study_config.lr_max),  # the regime's own range
         1e-4,
     )
     assert {p.batch_size: p.predicted for p in curve.points} == expected

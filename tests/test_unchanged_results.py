@@ -21,6 +21,8 @@ SWEEP = ["sweep", "--batch-sizes", "1,10", "--n-trials", "12", "--population", "
 SWEEP += ["--scan", "32", "--tuning-cost-seeds", "3", "--name", "gold"]
 SCALING = ["scaling", "--output-dir", "out", "--batch-sizes", "1,10", "--n-trials", "4", "--population", "2"]
 SCALING += ["--seeds", "2", "--scan", "16", "--name", "gold"]
+# the gold file's lr range, given: since it was made, the noisy regime's low end left to theory moved down
+SCALING += ["--lr-min", "0.009615384615384616"]
 
 
 # Computed by BLAS and LAPACK (mbgd.core.noise_scale's gradient noise scale along the runs and the sizes read
@@ -47,6 +49,7 @@ ADDED_KEYS = {
     "predicted_updates",
     "predicted_lr",
     "measured_over_predicted",
+    "lr_range_noisy",
 }
 
 

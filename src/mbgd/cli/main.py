@@ -252,9 +252,10 @@ def scaling(
 
         data = load_data(config.sweep.train.data, config.sweep.train.seed)
         config = scaling_study.resolve_lr_range(config, data)
+        noisy = "" if not config.noisy_lr_min else f" ([{config.noisy_lr_min:.3g}, ...] on noisy targets)"
         click.echo(
             f"{studies} studies of {config.sweep.n_trials} trials, "
-            f"lr in [{config.sweep.lr_min:.3g}, {config.sweep.lr_max:.3g}]"
+            f"lr in [{config.sweep.lr_min:.3g}, {config.sweep.lr_max:.3g}]{noisy}"
         )
         outcome = tracked_scaling(
             config, data, output_dir=output_dir, progress=click.echo, writer=writer, worker=worker

@@ -250,7 +250,9 @@ scaling_options = options_from(
     (
         "--lr-min",
         float,
-        "Lower end of the log-uniform lr range. [default: 1/(2 beta), half SGD's theoretical step]",
+        "Lower end of the log-uniform lr range. [default: 1/(2 beta), half SGD's theoretical step; on noisy "
+        "targets a quarter of the lr whose slowest direction just reaches the target in batch size 1's "
+        "budget, when lower]",
     ),
     (
         "--lr-max",

@@ -111,7 +111,8 @@ def scaling_markdown(summary: dict, *, heading: str = "##") -> str:
         "",
         f"`mbgd scaling` (`{summary['name']}`): for each batch size, batch order and regime, a dense scan of "
         f"{summary.get('scan', 0)} log-spaced lrs over "
-        f"[{summary['lr_range'][0]:.3g}, {summary['lr_range'][1]:.3g}] and then an Optuna study of "
+        f"[{summary['lr_range'][0]:.3g}, {summary['lr_range'][1]:.3g}]{_noisy_range(summary)} and then an "
+        "Optuna study of "
         f"{summary['n_trials']} trials between the scan's best point's neighbours minimise the number of "
         "parameter updates from which the full-dataset loss on the training targets stays at or below the "
         "target until the end of the budget (a run that touches the target and climbs away has not reached "
@@ -204,3 +205,11 @@ def scaling_section(folder) -> str:
     if not path.is_file():
         return ""
     return "\n" + scaling_markdown(json.loads(path.read_text()), heading="## 4.")
+
+
+def _noisy_range(summary: dict) -> str:
+    """The noisy regime's own lr range, where it has one (scaling.json before it had none)."""
+    noisy = summary.get("lr_range_noisy")
+    if not noisy or noisy == summary["lr_range"] or "noisy" not in summary["regimes"]:
+        return ""
+    return f" ([{noisy[0]:.3g}, {noisy[1]:.3g}] on the noisy targets: see `--lr-min`)"

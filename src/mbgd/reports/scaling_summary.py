@@ -127,6 +127,8 @@ def summarize(result: ScalingResult) -> dict:
         "n_trials": config.sweep.n_trials,
         "scan": config.sweep.scan,
         "lr_range": [config.sweep.lr_min, config.sweep.lr_max],
+        # the noisy regime's: its low end below the interpolation theory's (resolve_lr_range)
+        "lr_range_noisy": [config.noisy_lr_min or config.sweep.lr_min, config.sweep.lr_max],
         "seeds": [config.sweep.train.seed + i for i in range(config.sweep.seeds)],
         "critical_batch_size_theory": scaling.critical_batch_size,
         "beta": scaling.beta,
