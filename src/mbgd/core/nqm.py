@@ -192,7 +192,9 @@ def predict_best(
     return Prediction(float(lrs[i]), count)
 
 
-PREDICTION_LRS = 128  # log-spaced lrs over the study's range at which the model's updates are counted
+# Log-spaced lrs over the study's range at which the model's updates are counted: as dense as the scan, since
+# the expected count is needle-shaped too (the full batch's window was missed by 128 over the noisy range).
+PREDICTION_LRS = 512
 
 
 def predicts(config: TrainConfig) -> bool:
