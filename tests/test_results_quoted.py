@@ -490,6 +490,10 @@ def test_research_md_holds_the_rules_table_made_from_the_committed_runs() -> Non
     rules_table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rules_table)
     assert rules_table.BEGIN + rules_table.table(rules_table.load()) + rules_table.END in RESEARCH
+    begin, end = rules_table.TABLES["fixed_order"]
+    fixed = rules_table.table(rules_table.load(), "fixed_order")
+    assert begin + fixed + end in RESEARCH
+    assert fixed != rules_table.table(rules_table.load())
 
 
 @pytest.mark.parametrize(

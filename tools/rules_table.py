@@ -16,9 +16,16 @@ RULES = ROOT / "results" / "rules"
 # the rules in the order the table lists them: one `mbgd scaling --name <rule> ...` each (tools/rules_runs.sh)
 ORDER = ("sgd", "sgd-linear", "sgd-ema", "momentum", "momentum-linear", "adam", "adam-linear")
 BATCH_SIZES = ("1", "3", "10", "100")
-ORDER_KEY = "shuffled"  # the order the theory and Zhang et al. assume: every sample once per epoch, at random
-BEGIN = "<!-- rules table: tools/rules_table.py -->\n"
-END = "<!-- end of rules table -->\n"
+# The orders, each with its table's markers: shuffled first (what the theory and Zhang et al. assume: every
+# sample once per epoch, at random), then the tutorial's fixed order.
+TABLES = {
+    "shuffled": ("<!-- rules table: tools/rules_table.py -->\n", "<!-- end of rules table -->\n"),
+    "fixed_order": (
+        "<!-- rules table, fixed order: tools/rules_table.py -->\n",
+        "<!-- end of rules table, fixed order -->\n",
+    ),
+}
+BEGIN, END = TABLES["shuffled"]
 
 
 def rule_name(summary: dict) -> str:
@@ -44,9 +51,10 @@ def _model(row: dict) -> str:
     return "—" if predicted is None else str(predicted)
 
 
-def table(summaries: dict[str, dict]) -> str:
-    """One row per rule and regime: updates to the target at a few batch sizes (shuffled order, mean over the
-    seeds that reached it), the fitted knee, and the noisy quadratic model's updates at the same sizes."""
+def table(summaries: dict[str, dict], order: str = "shuffled") -> str:
+    """One row per rule and regime: updates to the target at a few batch sizes (in `order`, mean over the
+    seeds that reached it), the fitted knee, and the noisy quadratic model's updates at the same sizes
+    (batches drawn with replacement: the same for both orders)."""
     sizes = " / ".join(BATCH_SIZES)
     lines = [
         f"| rule | regime | updates at batch size {sizes} | knee | tuned lr slope "
@@ -57,8 +65,8 @@ def table(summaries: dict[str, dict]) -> str:
         summary = summaries[name]
         seeds = len(summary["seeds"])
         for regime in summary["regimes"]:
-            rows = [summary["by_batch_size"][b][ORDER_KEY][regime] for b in BATCH_SIZES]
-            measured = summary["measured"][ORDER_KEY][regime]
+            rows = [summary["by_batch_size"][b][order][regime] for b in BATCH_SIZES]
+            measured = summary["measured"][order][regime]
             knee = measured["critical_batch_size"]
             slope = measured.get("best_lr_exponent")
             lines.append(
@@ -75,14 +83,17 @@ def load() -> dict[str, dict]:
 
 
 def main(argv: list[str]) -> None:
-    text = table(load())
+    summaries = load()
     if "--write" not in argv:
-        sys.stdout.write(text)
+        for order in TABLES:
+            sys.stdout.write(table(summaries, order) + "\n")
         return
     research = ROOT / "docs" / "research.md"
     page = research.read_text()
-    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
-    research.write_text(page[:start] + text + page[end:])
+    for order, (begin, end) in TABLES.items():
+        start, stop = page.index(begin) + len(begin), page.index(end)
+        page = page[:start] + table(summaries, order) + page[stop:]
+    research.write_text(page)
 
 
 if __name__ == "__main__":
