@@ -1,8 +1,8 @@
-"""docs/research.md's table of update rules, made from the scaling.json of one `mbgd scaling` per rule
+"""docs/research.md's tables of update rules (shuffled, then the fixed order), made from the scaling.json of one `mbgd scaling` per rule
 (results/rules/<rule>.json, each a run of the committed code: `bash tools/rules_runs.sh` makes them).
 
-    python tools/rules_table.py           # print the table
-    python tools/rules_table.py --write   # put it in docs/research.md, between its markers
+    python tools/rules_table.py           # print the tables
+    python tools/rules_table.py --write   # put them in docs/research.md, between their markers
 
 tests/test_results_quoted.py checks that docs/research.md holds what this makes from the files.
 """
