@@ -1,5 +1,6 @@
-"""docs/research.md's tables of update rules (shuffled, then the fixed order), made from the scaling.json of one `mbgd scaling` per rule
-(results/rules/<rule>.json, each a run of the committed code: `bash tools/rules_runs.sh` makes them).
+"""docs/research.md's tables of update rules (shuffled, then the fixed order), made from the scaling.json of
+one `mbgd scaling` per rule (results/rules/<rule>.json, each a run of the committed code: `bash
+tools/rules_runs.sh` makes them).
 
     python tools/rules_table.py           # print the tables
     python tools/rules_table.py --write   # put them in docs/research.md, between their markers
