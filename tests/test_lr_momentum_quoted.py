@@ -4,7 +4,7 @@ read off the file here, at the precision the page prints it. Nothing here trains
 
 import importlib.util
 import json
-import statistics
+import math
 from pathlib import Path
 
 import pytest
@@ -57,6 +57,7 @@ def test_without_noise_the_gains_quoted_are_the_run_s() -> None:
         "shuffled", "interpolation", (1, 2, 3)
     )
     assert f"({span(small, 2)} times fewer updates)" in RESEARCH
+    assert f"{span(small, 2)} times fewer updates than SGD at batch sizes 1–3" in README
     large = [
         s
         for order in ("fixed_order", "shuffled")
@@ -114,6 +115,7 @@ def test_with_noise_the_gains_quoted_are_the_run_s() -> None:
     assert f"{max(fixed_large):g}" == "3"
     shuffled = speedups("shuffled", "noisy", SUMMARY["batch_sizes"][1:])
     assert f"Shuffled: {span(shuffled, 2)} times from batch size 2 on" in RESEARCH
+    assert f"about {min(shuffled):.0f}–{max(shuffled):.1f} times shuffled from batch size 2 on" in README
     one = point("shuffled", "noisy", 1)["seeds"]
     quoted = f"{one['momentum']['updates']:,.0f} ± {one['momentum']['updates_sd']:.0f} against "
     quoted += f"{one['sgd']['updates']:,.0f} ± {one['sgd']['updates_sd']:.0f}"
@@ -123,11 +125,16 @@ def test_with_noise_the_gains_quoted_are_the_run_s() -> None:
         assert f"{point(order, 'noisy', 100)['tuned']['momentum']:.2f}" == "0.27"
 
 
+def lower_median(counts: list[int | None]) -> float:
+    """The lower median, a batch size where no trial got within 5% ranking above any count."""
+    ranked = sorted(counts, key=lambda n: math.inf if n is None else n)
+    median = ranked[(len(ranked) - 1) // 2]
+    return math.inf if median is None else median
+
+
 def test_the_tuning_costs_quoted_are_the_run_s() -> None:
     medians = [
-        statistics.median(
-            n for p in SUMMARY["measured"][o][r] if (n := p[f"trials_to_5pct_{key}"]) is not None
-        )
+        lower_median([p[f"trials_to_5pct_{key}"] for p in SUMMARY["measured"][o][r]])
         for key in ("2d", "1d")
         for o, r in KEYS
     ]
@@ -146,7 +153,7 @@ def test_the_refinement_and_scaling_comparisons_quoted_are_the_run_s() -> None:
         round(-min(p["tuned"]["tuned_regret"] for o, r in KEYS for p in SUMMARY["measured"][o][r]) * 100)
         == 24
     )
-    assert "by up to 24% (fixed order, batch size 10: 13 updates against 17)" in RESEARCH
+    assert "by up to 24% (fixed order, noise-free, batch size 10: 13 updates against 17)" in RESEARCH
     for order in ("fixed_order", "shuffled"):
         assert round(updates(order, "noisy", 10, "sgd")) == round(
             SCALING["by_batch_size"]["10"][order]["noisy"]["updates_to_target"]

@@ -418,7 +418,7 @@ def test_the_scaling_findings_research_md_and_readme_quote_are_scaling_jsons() -
     )
     assert (round(fixed_b), round(shuffled_b)) == (71, 145)
     assert "**71** (fixed order) and **145** (shuffled)" in text
-    assert "the gradient noise scale (71–145)" in readme
+    assert "the gradient noise scale (145) predicts" in readme
     assert round(SCALING["noise_scale_at_target"]) == 71
     # the tutorial's batch sizes at their own lr: 79 (79 samples, 0.8 epochs), 28 (280), 22 (440)
     epochs = by("fixed_order", "interpolation", "epochs_to_target")
@@ -500,12 +500,12 @@ def test_research_md_holds_the_rules_table_made_from_the_committed_runs() -> Non
     ("quoted", "rule", "batch_size", "regime"),
     [
         ("(batch size 1: 1,515 updates)", "sgd-linear", 1, "noisy"),
-        ("(2,333 at batch size 1)", "sgd", 1, "noisy"),
+        ("(2,333 at batch size 1; at fixed-order batch size 10 on two seeds of three)", "sgd", 1, "noisy"),
         ("2,333 against 1,515", "sgd", 1, "noisy"),
         ("728 against 503", "sgd", 3, "noisy"),
         ("204 against 143", "sgd", 10, "noisy"),
         ("166 against 37 at batch size 1", "momentum", 1, "interpolation"),
-        ("(2,356 against 2,333)", "momentum", 1, "noisy"),
+        ("(2,356 against 2,333 at 1)", "momentum", 1, "noisy"),
         ("578 against 728 at 3", "momentum", 3, "noisy"),
         ("97 against 204 at 10", "momentum", 10, "noisy"),
         ("in 569 and 561 updates", "sgd-ema", 1, "noisy"),
@@ -548,3 +548,10 @@ def test_a_decaying_lr_reaches_the_noisy_target_at_every_batch_size_in_both_orde
     ]
     assert (round(min(ratios), 1), round(max(ratios), 1)) == (1.4, 1.5)
     assert "1.4–1.5 times the updates at batch sizes 1, 3 and 10" in RESEARCH
+    every = [
+        rule_row("sgd", b, "noisy")["updates_to_target"]
+        / rule_row("sgd-linear", b, "noisy")["updates_to_target"]
+        for b in (1, 2, 3, 4, 5, 10, 20, 25, 50, 100)
+    ]
+    assert (round(min(every), 1), round(max(every), 1)) == (1.1, 1.7)
+    assert "1.1–1.7 times at every shuffled batch size" in RESEARCH
