@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from mbgd.core import objectives
 from mbgd.core.config import SweepConfig, TrainConfig
 from mbgd.core.data import RegressionData
-from mbgd.core.scan import SCAN_CHUNK, WITHIN, relative_regret
+from mbgd.core.scan import SCAN_CHUNK, WITHIN, relative_regret, study_value
 from mbgd.core.train import fit_population
 
 MOMENTUM_MAX = 0.99  # the largest coefficient searched: 1 - mu = 0.01 averages some 100 gradients
@@ -142,16 +142,7 @@ def train_pairs(
             record_updates=config.objective == "updates_to",
             keep_update_params=False,
         )
-        values += [
-            objectives.objective_value(
-                config.objective,
-                history,
-                epochs=train_config.epochs,
-                floor=floor,
-                target_ratio=config.target_ratio,
-            )
-            for history in histories
-        ]
+        values += [study_value(config, history, floor) for history in histories]
     return values
 
 

@@ -105,6 +105,17 @@ def lr_grid(lr_min: float, lr_max: float, count: int) -> list[float]:
     return grid
 
 
+def study_value(config: SweepConfig, history, floor: float) -> float:
+    """A trained history's value under the study's objective (its epochs, floor and target ratio)."""
+    return objectives.objective_value(
+        config.objective,
+        history,
+        epochs=config.train.epochs,
+        floor=floor,
+        target_ratio=config.target_ratio,
+    )
+
+
 def scan_lrs(config: SweepConfig, data: RegressionData, batch_size: int, lrs: Sequence[float]) -> LrScan:
     """Train every lr for the study's budget and score it with the study's objective."""
     train_config = config.train.with_batch_size(batch_size)
@@ -120,15 +131,7 @@ def scan_lrs(config: SweepConfig, data: RegressionData, batch_size: int, lrs: Se
             train_config, data, chunk, record_updates=counting, keep_update_params=False
         )
         for history in histories:
-            values.append(
-                objectives.objective_value(
-                    config.objective,
-                    history,
-                    epochs=train_config.epochs,
-                    floor=floor,
-                    target_ratio=config.target_ratio,
-                )
-            )
+            values.append(study_value(config, history, floor))
             worst = objectives.worst_value(config.objective, train_config.epochs, history.updates_per_epoch)
             diverged.append(objectives.ended_diverged(history))
             if counting:
@@ -291,12 +294,6 @@ class TpeSearch:
                 keep_update_params=False,
             )
             for (s, trial, _), history in zip(asked, histories, strict=True):
-                value = objectives.objective_value(
-                    config.objective,
-                    history,
-                    epochs=self.train_config.epochs,
-                    floor=self.floor,
-                    target_ratio=config.target_ratio,
-                )
+                value = study_value(config, history, self.floor)
                 self.studies[s].tell(trial, value)
                 self.values[s].append(value)

@@ -29,7 +29,7 @@ from mbgd.core.scaling_config import REGIMES, LrMomentumConfig
 from mbgd.core.scan import lr_grid, relative_regret
 from mbgd.studies import lock as study_locks
 from mbgd.studies import storage as studies
-from mbgd.studies.scaling import ORDER_KEYS, SeedRun, seed_runs, training_view
+from mbgd.studies.scaling import OrderAndRegime, SeedRun, seed_runs, training_view
 
 STATE = optuna.trial.TrialState
 
@@ -76,19 +76,11 @@ def updates_stat(runs: Sequence[SeedRun]) -> tuple[float, float, int]:
 
 
 @dataclass(frozen=True)
-class LrMomentumCurve:
+class LrMomentumCurve(OrderAndRegime):
     order: str
     targets: str
     study_config: SweepConfig
     points: list[LrMomentumPoint]
-
-    @property
-    def regime(self) -> str:
-        return REGIMES[self.targets]
-
-    @property
-    def order_key(self) -> str:
-        return ORDER_KEYS[self.order]
 
 
 @dataclass(frozen=True)

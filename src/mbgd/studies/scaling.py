@@ -115,15 +115,12 @@ class CriticalBatchFit:
         return self.s_min + self.e_min / batch_size
 
 
-@dataclass(frozen=True)
-class ScalingCurve:
-    """The grid of one batch order and one regime."""
+class OrderAndRegime:
+    """The names of a curve's batch order and regime, for a dataclass with `order` (fixed or shuffled) and
+    `targets` (clean or noisy)."""
 
-    order: str  # fixed or shuffled
-    targets: str  # clean or noisy
-    study_config: SweepConfig
-    points: list[ScalingPoint]
-    fit: CriticalBatchFit
+    order: str
+    targets: str
 
     @property
     def regime(self) -> str:
@@ -132,6 +129,17 @@ class ScalingCurve:
     @property
     def order_key(self) -> str:
         return ORDER_KEYS[self.order]
+
+
+@dataclass(frozen=True)
+class ScalingCurve(OrderAndRegime):
+    """The grid of one batch order and one regime."""
+
+    order: str  # fixed or shuffled
+    targets: str  # clean or noisy
+    study_config: SweepConfig
+    points: list[ScalingPoint]
+    fit: CriticalBatchFit
 
     def study_name(self, batch_size: int) -> str:
         return self.study_config.study_name(batch_size)
