@@ -250,7 +250,7 @@ def test_lr_momentum_tracks_one_run_with_its_studies_summary_and_grids(tracking_
     )
     other = CliRunner().invoke(main, [*args[:-2], "--output-dir", "", "--momenta", "5"])
     assert other.exit_code == 2
-    assert "exists with other settings (momenta)" in other.output
+    assert "exists with other settings (momenta 4 recorded, 5 now)" in other.output
 
 
 @pytest.mark.parametrize(

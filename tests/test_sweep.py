@@ -1,6 +1,7 @@
 """The learning-rate sweep: objectives, studies, resume, divergence, tracking, bad input."""
 
 import json
+import math
 import os
 import time
 import warnings
@@ -177,6 +178,23 @@ def test_a_study_made_with_another_optimizer_is_not_resumed_by_plain_sgd_and_say
     plain = small_sweep(tmp_path)
     with pytest.raises(ConfigError, match=r"exists with other settings \(momentum, optimizer\)"):
         run_study(plain, DATA, 10, open_storage(plain.storage))
+
+
+def test_a_study_resumes_when_an_lr_bound_differs_in_its_last_bits_and_says_both_values_otherwise(
+    tmp_path: Path,
+) -> None:
+    """The lr range's theory ends are computed from the data: their last bits can differ between machines."""
+    first = small_sweep(tmp_path, lr_min=0.000563271009692, n_trials=3)
+    run_study(first, DATA, 10, open_storage(first.storage))
+    one_ulp = replace(first, lr_min=math.nextafter(first.lr_min, 1.0))
+    resumed = open_study(one_ulp, 10, open_storage(one_ulp.storage))
+    assert len(resumed.trials) == 3
+    assert resumed.user_attrs["mbgd_settings"]["lr_min"] == 0.000563271009692  # the recorded value stays
+    other = replace(first, lr_min=first.lr_min * (1 + 1e-6))
+    with pytest.raises(
+        ConfigError, match=r"other settings \(lr_min 0.000563271009692 recorded, 0.00056327157296\d* now\)"
+    ):
+        open_study(other, 10, open_storage(other.storage))
 
 
 def test_a_plain_sgd_study_records_no_optimizer_setting_so_studies_made_before_the_axes_resume(

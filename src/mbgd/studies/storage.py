@@ -6,6 +6,7 @@ A study records the settings its values depend on; resuming it under other setti
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 
@@ -104,15 +105,40 @@ def open_study(
     existing = study.user_attrs.get(SETTINGS_ATTR)
     if existing is None:
         study.set_user_attr(SETTINGS_ATTR, settings)
-    elif existing != settings:
-        changed = sorted(
-            key for key in settings.keys() | existing.keys() if existing.get(key) != settings.get(key)
-        )
+        return study
+    changed = [
+        _described(key, existing.get(key), settings.get(key))
+        for key in sorted(settings.keys() | existing.keys())
+        if not same_setting(existing.get(key), settings.get(key))
+    ]
+    if changed:
         raise ConfigError(
             f"study {study.study_name} exists with other settings ({', '.join(changed)}); "
             "use another --name or the same settings"
         )
     return study
+
+
+def _described(key: str, recorded: object, now: object) -> str:
+    """The key, with both values when they are numbers (lists and strings would make the line too long)."""
+    numbers = all(isinstance(v, float | int) and not isinstance(v, bool) for v in (recorded, now))
+    return f"{key} {recorded!r} recorded, {now!r} now" if numbers else key
+
+
+# A setting computed from the data (the lr range's theory ends) can differ in its last bits between machines,
+# and LAPACK's results between its code paths: 1e-9 of the value is far below any change that matters.
+SETTING_REL_TOL = 1e-9
+
+
+def same_setting(recorded: object, now: object) -> bool:
+    """Equal, or floats (in any list) within SETTING_REL_TOL of each other; a bool is not a number here."""
+    if isinstance(recorded, float | int) and isinstance(now, float | int):
+        if isinstance(recorded, bool) or isinstance(now, bool):
+            return recorded is now
+        return math.isclose(recorded, now, rel_tol=SETTING_REL_TOL)
+    if isinstance(recorded, list | tuple) and isinstance(now, list | tuple):
+        return len(recorded) == len(now) and all(map(same_setting, recorded, now))
+    return recorded == now
 
 
 def remaining_trials(config: SweepConfig, storage: optuna.storages.BaseStorage) -> int:
