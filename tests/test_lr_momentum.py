@@ -342,6 +342,23 @@ def test_a_preset_with_another_optimizer_is_refused() -> None:
         build_lr_momentum_config({"optimizer": "adam"})
 
 
+def test_a_preset_sets_the_grid_rows_and_the_other_commands_leave_them_alone(tmp_path) -> None:
+    from mbgd.core.config import ConfigError, load_preset
+    from mbgd.core.scaling_config import build_scaling_config
+
+    preset = tmp_path / "grid.toml"
+    preset.write_text("momenta = 3\nmomentum_max = 0.5\nscan = 8\n")
+    config = build_lr_momentum_config(load_preset(preset))
+    assert (config.momenta, config.momentum_max, config.scaling.sweep.scan) == (3, 0.5, 8)
+    assert lr_momentum.momentum_grid(config.momenta, config.momentum_max) == [0.0, 0.25, 0.5]
+    assert build_scaling_config(load_preset(preset)).sweep.scan == 8
+    # the command line's value over the preset's
+    assert build_lr_momentum_config({**load_preset(preset), "momenta": 5}).momenta == 5
+    preset.write_text('momenta = "3"\n')
+    with pytest.raises(ConfigError, match="momenta must be an integer, got '3'"):
+        build_lr_momentum_config(load_preset(preset))
+
+
 def test_two_refinements_of_one_study_take_turns_instead_of_failing_each_other(tmp_path) -> None:
     """Each fails the RUNNING trials it finds (a killed command's): without the study's lock, the second would
     fail the first's live trials and the first's tell would raise."""

@@ -252,7 +252,7 @@ scaling_options = options_from(
         float,
         "Lower end of the log-uniform lr range. [default: 1/(2 beta), half SGD's theoretical step; on noisy "
         "targets a quarter of the lr whose slowest direction just reaches the target in batch size 1's "
-        "budget, when lower]",
+        "budget, when lower; halved under a linear schedule]",
     ),
     (
         "--lr-max",
@@ -306,7 +306,7 @@ lr_momentum_options = options_from(
         "--lr-min",
         float,
         "Lower end of the grid's lrs. [default: (1 - momentum-max)/(2 beta), heavy ball's steady step "
-        "lr/(1 - mu) at half SGD's theoretical step]",
+        "lr/(1 - mu) at half SGD's theoretical step; halved under a linear schedule]",
     ),
     (
         "--lr-max",

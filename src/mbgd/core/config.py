@@ -182,6 +182,17 @@ def parse_name_list(text: str) -> tuple[str, ...]:
 _DATA_KEYS = {f.name: f for f in fields(DataSpec)}
 _TRAIN_KEYS = {f.name: f for f in fields(TrainConfig) if f.name != "data"}
 _RUN_KEYS = {"compare_with", "experiment"}
+# `mbgd lr-momentum`'s grid rows (mbgd.core.scaling_config.LrMomentumConfig): a preset may set them, and the
+# other commands leave them alone, as `mbgd train` does a preset's sweep keys.
+LR_MOMENTUM_KEYS = {"momenta": "int", "momentum_max": "float"}
+
+
+def pop_lr_momentum_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The grid rows' settings given (not None), type-checked, taken out of `values`."""
+    given = {key: values.pop(key, None) for key in LR_MOMENTUM_KEYS}
+    return {
+        key: _coerce(key, LR_MOMENTUM_KEYS[key], value) for key, value in given.items() if value is not None
+    }
 
 
 def load_preset(path: str | Path) -> dict[str, Any]:
@@ -201,7 +212,7 @@ def load_preset(path: str | Path) -> dict[str, Any]:
 
 
 def _known_keys() -> set[str]:
-    return set(_DATA_KEYS) | set(_TRAIN_KEYS) | _RUN_KEYS | set(_SWEEP_KEYS)
+    return set(_DATA_KEYS) | set(_TRAIN_KEYS) | _RUN_KEYS | set(_SWEEP_KEYS) | set(LR_MOMENTUM_KEYS)
 
 
 def build_train_config(values: dict[str, Any]) -> TrainConfig:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from mbgd.core.config import TARGETS, SweepConfig, build_sweep_config, require
+from mbgd.core.config import TARGETS, SweepConfig, build_sweep_config, pop_lr_momentum_values, require
 
 if TYPE_CHECKING:
     from mbgd.core.data import RegressionData
@@ -241,8 +241,8 @@ def build_lr_momentum_config(values: dict[str, Any]) -> LrMomentumConfig:
         f"lr-momentum trains heavy ball (optimizer momentum), got optimizer {optimizer!r}",
     )
     values.pop("momentum", None)  # searched: a preset's coefficient has no say
-    momenta = values.pop("momenta", None)
-    momentum_max = values.pop("momentum_max", None)
+    grid = pop_lr_momentum_values(values)
+    momenta, momentum_max = grid.get("momenta"), grid.get("momentum_max")
     own = {key: value for key, value in LR_MOMENTUM_DEFAULTS.items() if values.get(key) is None}
     momentum_max = 0.99 if momentum_max is None else momentum_max
     # the training's own coefficient only sets the theory's lr range (the grid sets each member's); one out
