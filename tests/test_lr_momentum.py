@@ -3,6 +3,7 @@ the tuning cost's searches, the tracked run, bad input and interrupts."""
 
 import json
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -297,7 +298,7 @@ def test_the_tuned_lr_and_momentum_are_near_the_test_s_own_denser_grid(order, ba
     sweep = replace(config.scaling.study_config(order, "noisy"), seeds=1, tuning_cost_seeds=0)
     training = training_view(load_data(sweep.train.data, sweep.train.seed))
     storage = optuna.storages.InMemoryStorage()
-    point = study.measure_point(config, sweep, training, batch_size, storage)
+    point = study.with_tuning_cost(*study.start_point(config, sweep, training, batch_size, storage))
     pairs = [
         (lr, mu)
         for mu in lr_momentum.momentum_grid(67, config.momentum_max)
@@ -357,6 +358,69 @@ def test_a_preset_sets_the_grid_rows_and_the_other_commands_leave_them_alone(tmp
     preset.write_text('momenta = "3"\n')
     with pytest.raises(ConfigError, match="momenta must be an integer, got '3'"):
         build_lr_momentum_config(load_preset(preset))
+
+
+def test_the_compute_worker_makes_grids_and_tuning_costs_that_equal_those_made_here(tmp_path) -> None:
+    """The grids and the tuning-cost searches go to the compute worker; what it answers is what this process
+    computes without one."""
+    from mbgd.core.scaling_config import resolve_lr_range
+    from mbgd.runtime.compute_worker import ComputeWorker
+
+    class Counting(ComputeWorker):
+        def __init__(self) -> None:
+            super().__init__(start=True, warm=("torch", "optuna", "mbgd.core.lr_momentum"))
+            self.submitted, self.answered = [], 0
+
+        def submit(self, function, *args, **kwargs):
+            self.submitted.append(function.__name__)
+            return super().submit(function, *args, **kwargs)
+
+        def answer(self, number):
+            answered, value = super().answer(number)
+            self.answered += answered
+            return answered, value
+
+    config = small_config(batch_sizes="2,10", n_trials=4, population=2, scan=24, momenta=4, seeds=1)
+    config = replace(
+        config, scaling=replace(config.scaling, sweep=replace(config.scaling.sweep, tuning_cost_seeds=1))
+    )
+    data = load_data(config.scaling.sweep.train.data, config.scaling.sweep.train.seed)
+    config = replace(config, scaling=resolve_lr_range(config.scaling, data))
+
+    def measured(worker, folder):
+        result = study.measure_lr_momentum(
+            config, open_storage(f"sqlite:///{folder / 'optuna.db'}"), worker=worker
+        )
+        return [
+            (
+                p.grid.values,
+                p.tuned_lr,
+                p.tuned_momentum,
+                p.tuned_value,
+                p.trials_to_5pct_2d,
+                p.trials_to_5pct_1d,
+            )
+            for curve in result.curves
+            for p in curve.points
+        ]
+
+    worker = Counting()
+    try:
+        warm_up = worker.submit(sum, [1])
+        deadline = time.monotonic() + 60
+        while not warm_up.ready():  # its imports done, it begins the last grid as soon as it is handed over
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.02)
+        assert warm_up.result() == 1
+        (tmp_path / "worker").mkdir()
+        with_worker = measured(worker, tmp_path / "worker")
+    finally:
+        worker.close()
+    (tmp_path / "here").mkdir()
+    assert with_worker == measured(None, tmp_path / "here")
+    assert all(p[4] is not None and p[5] is not None for p in with_worker)  # the tuning cost was measured
+    assert worker.submitted == ["sum"] + ["scan_lr_momentum"] * 2 + ["tpe_trials_to_within"] * 4
+    assert worker.answered >= 2  # the warm-up call and at least the last grid
 
 
 def test_two_refinements_of_one_study_take_turns_instead_of_failing_each_other(tmp_path) -> None:

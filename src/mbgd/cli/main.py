@@ -299,23 +299,25 @@ def lr_momentum(
         collect(preset, {**options, "targets": regimes, "epochs": scaling_epochs})
     )
     require_tracking_store()
+    scaling = config.scaling
+    studies = len(scaling.orders) * len(scaling.targets) * len(scaling.sweep.batch_sizes)
     one_torch_thread()
-    from dataclasses import replace
+    with open_worker(start=studies >= 2) as worker:  # a grid is thousands of trainings: two are worth it
+        from dataclasses import replace
 
-    from mbgd.core.data import load_data
-    from mbgd.core.scaling_config import resolve_lr_range
-    from mbgd.pipelines.lr_momentum import tracked_lr_momentum
+        from mbgd.core.data import load_data
+        from mbgd.core.scaling_config import resolve_lr_range
+        from mbgd.pipelines.lr_momentum import tracked_lr_momentum
 
-    sweep = config.scaling.sweep
-    data = load_data(sweep.train.data, sweep.train.seed)
-    config = replace(config, scaling=resolve_lr_range(config.scaling, data))
-    sweep = config.scaling.sweep
-    studies = len(config.scaling.orders) * len(config.scaling.targets) * len(sweep.batch_sizes)
-    click.echo(
-        f"{studies} grids of {sweep.scan} lrs in [{sweep.lr_min:.3g}, {sweep.lr_max:.3g}] x "
-        f"{config.momenta} momenta in [0, {config.momentum_max:g}], each refined by {sweep.n_trials} trials"
-    )
-    outcome = tracked_lr_momentum(config, data, output_dir=output_dir, progress=click.echo)
+        data = load_data(scaling.sweep.train.data, scaling.sweep.train.seed)
+        config = replace(config, scaling=resolve_lr_range(scaling, data))
+        sweep = config.scaling.sweep
+        click.echo(
+            f"{studies} grids of {sweep.scan} lrs in [{sweep.lr_min:.3g}, {sweep.lr_max:.3g}] x "
+            f"{config.momenta} momenta in [0, {config.momentum_max:g}], "
+            f"each refined by {sweep.n_trials} trials"
+        )
+        outcome = tracked_lr_momentum(config, data, output_dir=output_dir, progress=click.echo, worker=worker)
     if output_dir:
         click.echo(f"wrote {os.path.join(output_dir, 'lr_momentum.md')} and the figures")
     echo_run_link(outcome)

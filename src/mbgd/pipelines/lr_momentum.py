@@ -20,7 +20,9 @@ class LrMomentumOutcome:
     markdown: str
 
 
-def tracked_lr_momentum(config, data: RegressionData, *, output_dir: str = "", progress=None):
+def tracked_lr_momentum(config, data: RegressionData, *, output_dir: str = "", progress=None, worker=None):
+    """`worker` (mbgd.runtime.compute_worker) makes grids and tuning-cost searches meanwhile; without one they
+    are made here."""
     import json
     from pathlib import Path
 
@@ -46,7 +48,7 @@ def tracked_lr_momentum(config, data: RegressionData, *, output_dir: str = "", p
         storage_url=storage_url,
         trials=0,
     ) as (run, _):
-        result = lr_momentum.measure_lr_momentum(config, storage, progress=progress)
+        result = lr_momentum.measure_lr_momentum(config, storage, progress=progress, worker=worker)
         summary = lr_momentum_report.summarize(result)
         markdown = lr_momentum_report.markdown(summary, heading="#")
         tracking.log_values(client, run.run_id, metrics=lr_momentum_metrics(summary))

@@ -7,8 +7,9 @@ grid's best cell (enqueued first, then the box one grid step around it); the tun
 SGD's best lr (the grid's momentum-0 row) each re-trained over the seeds, counting updates to the target; and
 with tuning-cost seeds, the trials a search without the grid needs in 2-D and, over the lr alone, in 1-D.
 
-One process per study: the refinement asks and tells without the sweep's multi-worker protocol. Pure of
-MLflow: results returned, progress through `progress`.
+One process per study: the refinement asks and tells without the sweep's multi-worker protocol; the grids and
+the tuning-cost searches, pure computations, go to the compute worker when there is one. Pure of MLflow:
+results returned, progress through `progress`.
 """
 
 from __future__ import annotations
@@ -158,16 +159,23 @@ def _ask_and_tell(study_config, data, batch_size, grid, study) -> None:
         remaining -= len(asked)
 
 
-def measure_point(
-    config: LrMomentumConfig, study_config: SweepConfig, data: RegressionData, batch_size: int, storage
-) -> LrMomentumPoint:
-    grid = lr_momentum.scan_lr_momentum(
-        study_config,
-        data,
-        batch_size,
-        lr_grid(study_config.lr_min, study_config.lr_max, study_config.scan),
-        lr_momentum.momentum_grid(config.momenta, config.momentum_max),
-    )
+def start_point(
+    config: LrMomentumConfig,
+    study_config: SweepConfig,
+    data: RegressionData,
+    batch_size: int,
+    storage,
+    *,
+    grid: LrMomentumGrid | None = None,
+    worker=None,
+) -> tuple[LrMomentumPoint, dict]:
+    """One batch size: the point without its tuning cost, and the tuning cost's searches, handed to `worker`
+    (mbgd.runtime.compute_worker; without one they run when with_tuning_cost asks for them). `grid` when it is
+    made already; without one it is made here."""
+    from mbgd.runtime.compute_worker import or_here
+
+    if grid is None:
+        grid = lr_momentum.scan_lr_momentum(study_config, data, batch_size, *grid_axes(config, study_config))
     study = open_point_study(config, study_config, batch_size, storage)
     lr, mu, value = refine(study_config, data, batch_size, grid, study, storage)
     tuned = replace(study_config, train=replace(study_config.train, optimizer="momentum", momentum=mu))
@@ -184,40 +192,67 @@ def measure_point(
     point = replace(point, sgd_runs=seed_runs(sgd, batch_size, point.sgd_lr))
     seeds = study_config.tuning_cost_seeds
     if not seeds or not grid.reached:  # no optimum to come within 5% of
-        return point
+        return point, {}
+    worker = or_here(worker)
     cost = {"seeds": seeds, "max_trials": config.tuning_cost_max_trials}
-    return replace(
-        point,
-        trials_to_5pct_2d=lr_momentum.tpe_trials_to_within(
-            study_config,
-            data,
-            batch_size,
-            min(value, grid.best_value),
-            momentum_max=config.momentum_max,
-            **cost,
+    search = lr_momentum.tpe_trials_to_within
+    optimum = min(value, grid.best_value)
+    return point, {
+        "trials_to_5pct_2d": worker.submit(
+            search, study_config, data, batch_size, optimum, momentum_max=config.momentum_max, **cost
         ),
-        trials_to_5pct_1d=lr_momentum.tpe_trials_to_within(
-            study_config, data, batch_size, point.sgd_value, momentum_max=None, **cost
+        "trials_to_5pct_1d": worker.submit(
+            search, study_config, data, batch_size, point.sgd_value, momentum_max=None, **cost
         ),
+    }
+
+
+def with_tuning_cost(point: LrMomentumPoint, searches: dict) -> LrMomentumPoint:
+    return replace(point, **{field: search.result() for field, search in searches.items()})
+
+
+def grid_axes(config: LrMomentumConfig, study_config: SweepConfig) -> tuple[list[float], list[float]]:
+    """The grid's lrs and momenta."""
+    return (
+        lr_grid(study_config.lr_min, study_config.lr_max, study_config.scan),
+        lr_momentum.momentum_grid(config.momenta, config.momentum_max),
     )
 
 
 def measure_lr_momentum(
-    config: LrMomentumConfig, storage, *, progress: Callable[[str], None] | None = None
+    config: LrMomentumConfig, storage, *, progress: Callable[[str], None] | None = None, worker=None
 ) -> LrMomentumResult:
-    """Every (order, regime) and batch size; `config` has its lr range resolved (resolve_lr_range)."""
+    """Every (order, regime) and batch size; `config` has its lr range resolved (resolve_lr_range).
+
+    The grids, which need no study, are all handed to `worker` (mbgd.runtime.compute_worker) first and taken
+    as each batch size starts, and each batch size's tuning-cost searches as its study is refined; without a
+    worker they run here."""
+    from mbgd.runtime.compute_worker import or_here
+
+    worker = or_here(worker)
     scaling = config.scaling
-    curves = []
-    for order in scaling.orders:
-        for targets in scaling.targets:
-            study_config = scaling.study_config(order, targets)
-            data = training_view(load_data(study_config.train.data, study_config.train.seed))
-            points = []
-            for batch_size in scaling.sweep.batch_sizes:
-                points.append(measure_point(config, study_config, data, batch_size, storage))
-                if progress:
-                    progress(progress_line(order, targets, points[-1]))
-            curves.append(LrMomentumCurve(order, targets, study_config, points))
+    keys = [(order, targets) for order in scaling.orders for targets in scaling.targets]
+    configs = {key: scaling.study_config(*key) for key in keys}
+    datasets = {key: training_view(load_data(c.train.data, c.train.seed)) for key, c in configs.items()}
+    batch_sizes = scaling.sweep.batch_sizes
+    grids = {
+        (key, b): worker.submit(lr_momentum.scan_lr_momentum, c, datasets[key], b, *grid_axes(config, c))
+        for key, c in configs.items()
+        for b in batch_sizes
+    }
+    started = {}
+    for key in keys:
+        for b in batch_sizes:
+            point, searches = start_point(
+                config, configs[key], datasets[key], b, storage, grid=grids[key, b].result(), worker=worker
+            )
+            started[key, b] = point, searches
+            if progress:
+                progress(progress_line(*key, point))
+    curves = [
+        LrMomentumCurve(*key, configs[key], [with_tuning_cost(*started[key, b]) for b in batch_sizes])
+        for key in keys
+    ]
     return LrMomentumResult(config, curves)
 
 
