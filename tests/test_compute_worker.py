@@ -165,6 +165,19 @@ def test_closing_with_calls_unanswered_kills_the_worker_at_once() -> None:
     assert not alive(pid)
 
 
+def test_closing_a_worker_that_is_still_importing_ends_it_at_once(tmp_path, monkeypatch) -> None:
+    """A command refused before it hands the worker a call does not wait for the worker's imports."""
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(30)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the worker gets this process's import path
+    started = ComputeWorker(start=True, warm=("slow_to_import",))
+    pid = started.pid
+    time.sleep(0.5)  # in its imports
+    began = time.monotonic()
+    started.close()
+    assert time.monotonic() - began < 10
+    assert not alive(pid)
+
+
 def test_the_worker_dies_with_the_process_that_started_it() -> None:
     parent = subprocess.Popen(
         [

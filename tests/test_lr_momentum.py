@@ -158,15 +158,21 @@ def test_the_tuning_cost_searches_the_lr_alone_at_momentum_zero_or_both(monkeypa
     assert len({mu for _, mu in seen}) == len(seen)
 
 
-def test_an_interrupted_refinement_leaves_no_trial_running_and_resumes(tmp_path, monkeypatch) -> None:
-    config = small_config(n_trials=6, population=3, scan=8, momenta=3, seeds=1)
+def refinement_of_batch_size_10(tmp_path, **values):
+    """(sweep, data, storage, grid, study) of a small fixed-order noisy refinement: a 4 x 3 grid at batch size
+    10, its study in a sqlite file under tmp_path."""
+    config = small_config(scan=8, momenta=3, seeds=1, **values)
     sweep = config.scaling.study_config("fixed", "noisy")
     data = training_view(load_data(sweep.train.data, sweep.train.seed))
     storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
     grid = lr_momentum.scan_lr_momentum(
         sweep, data, 10, [0.005, 0.01, 0.02, 0.04], lr_momentum.momentum_grid(3, 0.9)
     )
-    optuna_study = study.open_point_study(config, sweep, 10, storage)
+    return sweep, data, storage, grid, study.open_point_study(config, sweep, 10, storage)
+
+
+def test_an_interrupted_refinement_leaves_no_trial_running_and_resumes(tmp_path, monkeypatch) -> None:
+    sweep, data, storage, grid, optuna_study = refinement_of_batch_size_10(tmp_path, n_trials=6, population=3)
     real = lr_momentum.train_pairs
 
     def interrupted(*args):
@@ -191,6 +197,17 @@ def test_an_interrupted_refinement_leaves_no_trial_running_and_resumes(tmp_path,
     assert all(
         lr_low <= t.params["lr"] <= lr_high and mu_low <= t.params["momentum"] <= mu_high for t in complete
     )
+
+
+def test_a_finished_refinement_rerun_over_lrs_one_ulp_away_adds_no_trial(tmp_path) -> None:
+    """The lr range's theory ends, and so the grid's lrs, can differ in their last bits from one run to the
+    next: the grid's best cell is still the one the study holds."""
+    sweep, data, storage, grid, optuna_study = refinement_of_batch_size_10(tmp_path, n_trials=4, population=2)
+    first = study.refine(sweep, data, 10, grid, optuna_study, storage)
+    moved = replace(grid, lrs=[math.nextafter(lr, 1.0) for lr in grid.lrs])
+    assert moved.best_lr != grid.best_lr
+    assert study.refine(sweep, data, 10, moved, optuna_study, storage) == first
+    assert [t.state.name for t in optuna_study.get_trials()] == ["COMPLETE"] * 4
 
 
 def test_lr_momentum_tracks_one_run_with_its_studies_summary_and_grids(tracking_store: str) -> None:
@@ -376,6 +393,11 @@ def test_the_compute_worker_makes_grids_and_tuning_costs_that_equal_those_made_h
             return super().submit(function, *args, **kwargs)
 
         def answer(self, number):
+            if number == 1:  # the first grid: not before the worker has begun the last (it begins the newest)
+                deadline = time.monotonic() + 60
+                while not self.has_begun(2):
+                    assert time.monotonic() < deadline, "the worker did not begin the last grid"
+                    time.sleep(0.01)
             answered, value = super().answer(number)
             self.answered += answered
             return answered, value
@@ -420,7 +442,7 @@ def test_the_compute_worker_makes_grids_and_tuning_costs_that_equal_those_made_h
     assert with_worker == measured(None, tmp_path / "here")
     assert all(p[4] is not None and p[5] is not None for p in with_worker)  # the tuning cost was measured
     assert worker.submitted == ["sum"] + ["scan_lr_momentum"] * 2 + ["tpe_trials_to_within"] * 4
-    assert worker.answered >= 2  # the warm-up call and at least the last grid
+    assert worker.answered >= 2  # the warm-up call and the last grid
 
 
 def test_two_refinements_of_one_study_take_turns_instead_of_failing_each_other(tmp_path) -> None:

@@ -197,6 +197,26 @@ def test_a_study_resumes_when_an_lr_bound_differs_in_its_last_bits_and_says_both
         open_study(other, 10, open_storage(other.storage))
 
 
+def test_numbers_are_the_same_setting_within_1e_9_floats_only_and_bools_are_not_numbers() -> None:
+    from mbgd.studies.storage import same_setting
+
+    assert same_setting(0.1, math.nextafter(0.1, 1.0))
+    assert not same_setting(0.1, 0.1 * (1 + 1e-8))
+    assert same_setting(3, 3.0)
+    assert not same_setting(10**9, 10**9 + 1)  # integers exactly
+    assert not same_setting(True, 1)
+    assert not same_setting(1, True)
+    assert not same_setting(True, 1.0)
+    assert same_setting(True, True)
+    assert not same_setting(True, False)
+    assert same_setting([0.0, 0.45, 0.9], (0.0, math.nextafter(0.45, 0.0), 0.9))  # JSON gives lists back
+    assert not same_setting([0.0, 0.45], [0.0, 0.45, 0.9])
+    assert same_setting({"lr": 0.02, "momentum": 0.45}, {"lr": math.nextafter(0.02, 1.0), "momentum": 0.45})
+    assert not same_setting({"lr": 0.02}, {"lr": 0.02, "momentum": 0.45})
+    assert not same_setting("0.1", 0.1)
+    assert not same_setting(None, 0.0)
+
+
 def test_a_plain_sgd_study_records_no_optimizer_setting_so_studies_made_before_the_axes_resume(
     tmp_path: Path,
 ) -> None:

@@ -223,9 +223,11 @@ class ComputeWorker:
             self._stop()
 
     def close(self) -> None:
-        """End the worker: at once if it still has calls (their results are not wanted any more)."""
+        """End the worker at once: it writes nothing, and no result it could still give is wanted. Whatever
+        it is doing (importing, a call taken back just as it began it, a call submitted ahead), a command
+        refused or interrupted does not wait for it."""
         if self._process is not None:
-            self._stop(kill=bool(self._unanswered))
+            self._stop(kill=True)
 
     def _start(self, warm: Sequence[str]) -> None:
         from mbgd.runtime.processes import signals_blocked_for_children

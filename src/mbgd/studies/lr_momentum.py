@@ -126,7 +126,9 @@ def refine(
             study.tell(trial.number, state=STATE.FAIL)
         best_cell = {"lr": grid.best_lr, "momentum": grid.best_momentum}
         held = study.get_trials(deepcopy=False, states=(STATE.COMPLETE, STATE.WAITING))
-        if not any(t.system_attrs.get("fixed_params", t.params) == best_cell for t in held):
+        if not any(
+            studies.same_setting(t.system_attrs.get("fixed_params", t.params), best_cell) for t in held
+        ):
             study.enqueue_trial(best_cell)
         _ask_and_tell(study_config, data, batch_size, grid, study)
     complete = study.get_trials(deepcopy=False, states=(STATE.COMPLETE,))

@@ -125,19 +125,24 @@ def _described(key: str, recorded: object, now: object) -> str:
     return f"{key} {recorded!r} recorded, {now!r} now" if numbers else key
 
 
-# A setting computed from the data (the lr range's theory ends) can differ in its last bits between machines,
-# and LAPACK's results between its code paths: 1e-9 of the value is far below any change that matters.
+# A setting computed from the data (the lr range's theory ends) can come out different in its last bits: CI
+# refused a rerun of the same `mbgd scaling`, in the same process, over its lr_min. So can every lr of a grid
+# over that range. A float within 1e-9 of another, relatively, is the same setting.
 SETTING_REL_TOL = 1e-9
 
 
 def same_setting(recorded: object, now: object) -> bool:
-    """Equal, or floats (in any list) within SETTING_REL_TOL of each other; a bool is not a number here."""
-    if isinstance(recorded, float | int) and isinstance(now, float | int):
-        if isinstance(recorded, bool) or isinstance(now, bool):
-            return recorded is now
-        return math.isclose(recorded, now, rel_tol=SETTING_REL_TOL)
+    """Equal, or equal but for floats within SETTING_REL_TOL of each other, in lists and dicts too. Integers
+    and bools compare exactly (a bool is not a number here)."""
+    if isinstance(recorded, float) or isinstance(now, float):
+        numbers = all(isinstance(v, float | int) and not isinstance(v, bool) for v in (recorded, now))
+        return numbers and math.isclose(recorded, now, rel_tol=SETTING_REL_TOL)
     if isinstance(recorded, list | tuple) and isinstance(now, list | tuple):
         return len(recorded) == len(now) and all(map(same_setting, recorded, now))
+    if isinstance(recorded, dict) and isinstance(now, dict):
+        return recorded.keys() == now.keys() and all(same_setting(recorded[k], now[k]) for k in recorded)
+    if isinstance(recorded, bool) or isinstance(now, bool):
+        return recorded is now
     return recorded == now
 
 

@@ -22,7 +22,7 @@ from mbgd.core.train import History, fit_population
 from mbgd.studies import optuna_internals, protocol
 from mbgd.studies.protocol import AskedTrial
 from mbgd.studies.pruning import pruning_hook
-from mbgd.studies.storage import open_study
+from mbgd.studies.storage import open_study, same_setting
 
 WAIT_POLL_S = 1.0  # how often a worker with nothing to ask checks whether other workers' trials ended
 REFINEMENT_ATTR = "mbgd_refinement"  # the lr range a scanned study's trials sample, and the scan's best
@@ -171,7 +171,7 @@ def scan_study(study: optuna.Study, storage: optuna.storages.BaseStorage, lr_sca
         load_if_exists=True,
     )
     # an interrupted slow path (add_trials, one by one) left some: the rest are added
-    recorded = {t.params.get("lr") for t in companion.get_trials(deepcopy=False)}
+    recorded = [t.params.get("lr") for t in companion.get_trials(deepcopy=False)]
     if len(recorded) >= len(lr_scan.lrs):
         return companion
     companion.set_user_attr("scan_of", study.study_name)
@@ -190,7 +190,7 @@ def scan_study(study: optuna.Study, storage: optuna.storages.BaseStorage, lr_sca
         for lr, value, touch, diverged in zip(
             lr_scan.lrs, lr_scan.values, lr_scan.first_touch, lr_scan.diverged, strict=True
         )
-        if lr not in recorded
+        if not any(same_setting(lr, known) for known in recorded)
     ]
     add_finished_trials(storage, companion, templates)
     return companion
