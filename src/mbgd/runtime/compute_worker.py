@@ -223,9 +223,8 @@ class ComputeWorker:
             self._stop()
 
     def close(self) -> None:
-        """End the worker at once: it writes nothing, and no result it could still give is wanted. Whatever
-        it is doing (importing, a call taken back just as it began it, a call submitted ahead), a command
-        refused or interrupted does not wait for it."""
+        """End the worker at once, whatever it is doing (importing, a call taken back as it began it, a call
+        submitted ahead): it writes nothing, and no result it could still give is wanted."""
         if self._process is not None:
             self._stop(kill=True)
 
